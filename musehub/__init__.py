@@ -1,0 +1,1 @@
+"""MuseHub: the muse wire protocol with prebuilt fetch mpacks."""

