@@ -80,6 +80,16 @@ class ApiSettings(BaseModel):
     public_base_url: str | None = None
     # Largest request body accepted, in bytes (muse sends <= 400 objects per /push/objects).
     max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # Bearer token for the operator API (/api/...); unset keeps that API switched off.
+    admin_token: SecretStr | None = None
+
+
+class DevSettings(BaseModel):
+    """Ports of the embedded parts that `musehub dev` starts itself."""
+
+    postgres_port: int = Field(default=54329, ge=1, le=65535)
+    temporal_port: int = Field(default=7233, ge=1, le=65535)
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
 
 
 class MPackSettings(BaseModel):
@@ -105,10 +115,18 @@ class Settings(BaseSettings):
     temporal: TemporalSettings = TemporalSettings()
     api: ApiSettings = ApiSettings()
     mpack: MPackSettings = MPackSettings()
+    dev: DevSettings = DevSettings()
 
     @property
     def blobs_root(self) -> Path:
         return self.storage.local_root or self.state_dir / "blobs"
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space for packs being built and uploads being verified."""
+        path = self.state_dir / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     @property
     def public_base_url(self) -> str:

@@ -1,0 +1,57 @@
+"""The FastAPI app factory. The engine, storage backend and Temporal client are created in the
+lifespan and closed there; tests can hand in their own."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.routes import admin, health, storage, wire
+from api.wire_io import install_error_handlers
+from musehub.db.engine import create_engine, session_factory
+from musehub.settings import Settings, get_settings
+from musehub.storage import ObjectStorage, build_storage
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: AsyncEngine | None = None,
+    object_storage: ObjectStorage | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = engine is None
+        if engine is None and settings.database.url is None:
+            raise SystemExit(
+                "musehub: MUSEHUB_DATABASE_URL is not set (musehub dev sets it for the embedded "
+                "PostgreSQL; point it at your database to run the API on its own)"
+            )
+        app_engine = engine or create_engine(
+            settings.database.url or "", pool_size=settings.database.pool_size
+        )
+        own_storage = object_storage is None
+        app.state.settings = settings
+        app.state.engine = app_engine
+        app.state.session_factory = session_factory(app_engine)
+        app.state.storage = object_storage or build_storage(settings)
+        try:
+            yield
+        finally:
+            if own_storage:
+                await app.state.storage.aclose()
+            if own_engine:
+                await app_engine.dispose()
+
+    app = FastAPI(title="MuseHub", lifespan=lifespan, redirect_slashes=False)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(storage.router)
+    app.include_router(admin.router)
+    app.include_router(wire.router)  # last: its /{owner}/{slug}/... paths catch the most
+    return app

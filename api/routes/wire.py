@@ -1,0 +1,138 @@
+"""The muse wire protocol under /{owner}/{slug}/: msgpack in and out, never a redirect."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from api.auth import UserDep
+from api.deps import SessionDep, SettingsDep, StorageDep
+from api.wire_io import MSGPACK, id_list, msgpack_response, read_msgpack_body
+from musehub.mpack.inline import ainline_answer, branch_heads_trailer
+from musehub.services import history, push
+from musehub.services.errors import BadRequest, NotFound
+from musehub.services.fetch import wire_fetch_mpack
+from musehub.services.repos import branch_heads, repo_for_push, repo_for_read
+
+router = APIRouter(prefix="/{owner}/{slug}")
+
+MAX_WANT = 10_000
+MAX_HAVE = 1_000_000  # muse fetch sends every local commit id
+MAX_FILTER = 200_000
+MAX_PUSH_OBJECTS = 1_000
+MAX_NEGOTIATE_HAVE = 256
+
+
+@router.get("/refs")
+async def refs(owner: str, slug: str, session: SessionDep, user: UserDep) -> Response:
+    repo = await repo_for_read(session, owner, slug, user)
+    return msgpack_response({
+        "repo_id": repo.repo_id,
+        "domain": repo.domain,
+        "default_branch": repo.default_branch,
+        "branch_heads": await branch_heads(session, repo.repo_id),
+    })
+
+
+@router.post("/filter-objects")
+async def filter_objects(
+    owner: str, slug: str, request: Request, session: SessionDep, user: UserDep, settings: SettingsDep
+) -> Response:
+    repo = await repo_for_push(session, owner, slug, user)
+    body = await read_msgpack_body(request, settings.api.max_body_bytes)
+    ids = id_list(body, "object_ids", max_items=MAX_FILTER, required=False)
+    return msgpack_response({"missing": await push.missing_object_ids(session, repo.repo_id, ids)})
+
+
+@router.post("/presign")
+async def presign(
+    owner: str, slug: str, request: Request, session: SessionDep, user: UserDep,
+    settings: SettingsDep, storage: StorageDep,
+) -> Response:
+    repo = await repo_for_push(session, owner, slug, user)
+    body = await read_msgpack_body(request, settings.api.max_body_bytes)
+    if body.get("direction", "put") != "put":
+        raise BadRequest("only direction 'put' is supported; fetch packs with POST /fetch")
+    ids = id_list(body, "object_ids", max_items=MAX_FILTER, required=False)
+    urls = await push.presign_uploads(
+        session, storage, repo.repo_id, ids, settings.storage.presign_ttl_seconds
+    )
+    return msgpack_response({"presigned": urls, "inline": []})
+
+
+@router.post("/push/objects")
+async def push_objects(
+    owner: str, slug: str, request: Request, session: SessionDep, user: UserDep,
+    settings: SettingsDep, storage: StorageDep,
+) -> Response:
+    repo = await repo_for_push(session, owner, slug, user)
+    body = await read_msgpack_body(request, settings.api.max_body_bytes)
+    objects = body.get("objects")
+    if not isinstance(objects, list):
+        raise BadRequest("'objects' must be a list of {object_id, content} maps")
+    if len(objects) > MAX_PUSH_OBJECTS:
+        raise BadRequest(f"{len(objects)} objects in one request; send at most {MAX_PUSH_OBJECTS}")
+    stored, skipped = await push.store_objects(session, storage, repo.repo_id, objects)
+    return msgpack_response({"stored": stored, "skipped": skipped})
+
+
+@router.post("/push")
+async def push_bundle(
+    owner: str, slug: str, request: Request, session: SessionDep, user: UserDep,
+    settings: SettingsDep, storage: StorageDep,
+) -> Response:
+    repo = await repo_for_push(session, owner, slug, user)
+    body = await read_msgpack_body(request, settings.api.max_body_bytes)
+    parsed = push.parse_push(body)
+    outcome = await push.apply_push(session, storage, repo, parsed, settings.work_dir)
+    return msgpack_response(
+        {"ok": True, "message": outcome.message, "branch_heads": outcome.branch_heads}
+    )
+
+
+@router.post("/negotiate")
+async def negotiate(
+    owner: str, slug: str, request: Request, session: SessionDep, user: UserDep, settings: SettingsDep
+) -> Response:
+    repo = await repo_for_read(session, owner, slug, user)
+    body = await read_msgpack_body(request, settings.api.max_body_bytes)
+    want = id_list(body, "want", max_items=MAX_WANT)
+    have = id_list(body, "have", max_items=MAX_NEGOTIATE_HAVE, required=False)
+    unknown = set(want) - await history.existing_commit_ids(session, repo.repo_id, want)
+    if unknown:
+        raise NotFound(f"commit {sorted(unknown)[0]} is not in {owner}/{slug} (refresh with /refs)")
+    known = await history.existing_commit_ids(session, repo.repo_id, have)
+    ack = [c for c in dict.fromkeys(have) if c in known]
+    base = await history.first_ancestor_of(session, repo.repo_id, ack, want) if ack else None
+    return msgpack_response({"ack": ack, "common_base": base, "ready": base is not None})
+
+
+@router.post("/fetch")
+async def fetch(
+    owner: str, slug: str, request: Request, session: SessionDep, user: UserDep,
+    settings: SettingsDep, storage: StorageDep,
+) -> Response:
+    repo = await repo_for_read(session, owner, slug, user)
+    body = await read_msgpack_body(request, settings.api.max_body_bytes)
+    want = sorted(set(id_list(body, "want", max_items=MAX_WANT)))
+    have = id_list(body, "have", max_items=MAX_HAVE, required=False)
+    capabilities = body.get("capabilities") or []
+    if not isinstance(capabilities, list):
+        raise BadRequest("'capabilities' must be a list of strings")
+    pack = await wire_fetch_mpack(session, repo.repo_id, want, have, storage=storage, settings=settings)
+    heads = await branch_heads(session, repo.repo_id)
+    if "mpack-url" in capabilities:
+        return msgpack_response({
+            "mpack_url": pack.url,
+            "mpack_size": pack.size,
+            "mpack_sha256": pack.sha256,
+            "expires_at": pack.expires_at.isoformat(),
+            "branch_heads": heads,
+        })
+    # A legacy client: the stored pack streamed as is, with fresh branch heads appended.
+    length = pack.size + len(branch_heads_trailer(heads))
+    return StreamingResponse(
+        ainline_answer(storage.stream(pack.mpack_key), heads),
+        media_type=MSGPACK,
+        headers={"Content-Length": str(length)},
+    )

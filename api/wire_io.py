@@ -1,0 +1,92 @@
+"""Msgpack in and out for the wire endpoints, and errors as one readable line of text.
+
+The muse client decodes every 2xx body as msgpack and prints the first 400 characters of any
+other body, so successes are msgpack maps and failures are plain sentences."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgpack
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse, Response
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from musehub.mpack.errors import MPackFormatError
+from musehub.mpack.ids import is_content_id
+from musehub.mpack.request import decode_request
+from musehub.services.errors import BadRequest, PayloadTooLarge, WireError
+
+MSGPACK = "application/x-msgpack"
+log = logging.getLogger("musehub.api")
+
+
+def msgpack_response(content: dict[str, Any], status_code: int = 200) -> Response:
+    return Response(msgpack.packb(content, use_bin_type=True), status_code, media_type=MSGPACK)
+
+
+async def read_msgpack_body(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The request body as a map; refuses oversized bodies while reading, before buffering them."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {max_bytes}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"request body is over the limit of {max_bytes} bytes")
+    try:
+        return decode_request(bytes(body))
+    except MPackFormatError as exc:
+        raise BadRequest(f"{exc} (send Content-Type: {MSGPACK})") from None
+
+
+def id_list(body: dict[str, Any], field: str, *, max_items: int, required: bool = True) -> list[str]:
+    """A list of content ids from the request; every bad id is named in the message."""
+    value = body.get(field)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list):
+        raise BadRequest(f"'{field}' must be a list of commit or object ids")
+    if required and not value:
+        raise BadRequest(f"'{field}' must not be empty")
+    if len(value) > max_items:
+        raise BadRequest(f"'{field}' has {len(value)} ids; at most {max_items} are accepted per request")
+    for item in value:
+        if not is_content_id(item):
+            raise BadRequest(
+                f"'{field}' holds {str(item)[:80]!r}, which is not a 64-character lowercase hex id"
+            )
+    return value
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(WireError)
+    async def wire_error(request: Request, exc: WireError) -> Response:
+        return PlainTextResponse(exc.message, exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return PlainTextResponse(f"bad request: {where}: {first.get('msg', 'invalid')}", 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"nothing at {request.url.path}: check the remote URL (host/owner/repo)"
+        return PlainTextResponse(detail, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(OSError)
+    async def database_down(request: Request, exc: Exception) -> Response:
+        log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        return PlainTextResponse(
+            "the hub's database is unavailable right now; try again in a minute", 503,
+            headers={"Retry-After": "5"},
+        )

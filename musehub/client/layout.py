@@ -1,0 +1,212 @@
+"""The on-disk ``.muse`` repository, written the way the muse client writes it.
+
+Read off the muse client's own source (github.com/cgcardona/muse: ``muse/core/store.py``,
+``muse/core/object_store.py``, ``muse/cli/commands/clone.py`` and ``init.py``,
+``muse/cli/config.py``, ``muse/core/workdir.py``)::
+
+    <root>/                          working tree (the repository root itself)
+    <root>/.muse/
+        repo.json                    {"repo_id", "schema_version": "2", "created_at", "domain"}
+        HEAD                         "refs/heads/<branch>\\n" (no "ref: " prefix)
+        refs/heads/<branch>          the commit id, no trailing newline
+        remotes/<remote>/<branch>    last known remote head (tracking pointer)
+        config.toml                  [remotes.origin] url = "...", branch = "<default>"
+        objects/<id[:2]>/<id[2:]>    raw blob bytes, content-addressed by sha256
+        commits/<commit_id>.json     the CommitDict, JSON, indent 2, trailing newline
+        snapshots/<snapshot_id>.json the SnapshotDict, same encoding
+
+Records are stored as received: every CommitDict key the hub returns is kept.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+MUSE_DIR = ".muse"
+SCHEMA_VERSION = "2"
+OBJECT_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+_BAD_BRANCH_CHARS = re.compile(r"[\x00-\x20\\~^:?*\[\x7f]")
+
+
+class LayoutError(ValueError):
+    """A record or name would not make a safe ``.muse`` layout."""
+
+
+def check_object_id(object_id: str) -> None:
+    if not OBJECT_ID_RE.match(object_id):
+        raise LayoutError(f"not a muse id (64 lowercase hex characters): {object_id!r}")
+
+
+def check_branch_name(branch: str) -> None:
+    """Git-style ref name rules, as the muse client applies them; blocks path traversal."""
+    parts = branch.split("/")
+    if (
+        not 1 <= len(branch) <= 255
+        or _BAD_BRANCH_CHARS.search(branch)
+        or ".." in branch
+        or any(p in ("", ".") or p.startswith(".") or p.endswith(".lock") for p in parts)
+        or branch.endswith(".")
+    ):
+        raise LayoutError(f"unsafe branch name from the remote: {branch!r}")
+
+
+def safe_work_path(root: Path, rel: str) -> Path | None:
+    """Where a manifest path lands in the working tree, or ``None`` if it would escape it."""
+    pure = PurePosixPath(rel)
+    if (
+        not rel
+        or "\\" in rel
+        or "\x00" in rel
+        or pure.is_absolute()
+        or any(p in ("", ".", "..") for p in rel.split("/"))
+        or pure.parts[0] == MUSE_DIR
+    ):
+        return None
+    return root.joinpath(*pure.parts)
+
+
+@dataclass
+class CheckoutReport:
+    files: int = 0
+    skipped_paths: list[str] = field(default_factory=list)
+
+
+class MuseDir:
+    """A ``.muse`` directory under ``root`` (the working tree)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.muse = root / MUSE_DIR
+
+    # -- identity, HEAD, config --------------------------------------------------------
+
+    def init(self, *, repo_id: str, domain: str, default_branch: str) -> None:
+        check_branch_name(default_branch)
+        (self.muse / "refs" / "heads").mkdir(parents=True, exist_ok=True)
+        for sub in ("objects", "commits", "snapshots"):
+            (self.muse / sub).mkdir(exist_ok=True)
+        meta = {
+            "repo_id": repo_id,
+            "schema_version": SCHEMA_VERSION,
+            "created_at": datetime.datetime.now(datetime.UTC).isoformat(),
+            "domain": domain,
+        }
+        _write_json(self.muse / "repo.json", meta)
+        (self.muse / "HEAD").write_text(f"refs/heads/{default_branch}\n")
+
+    def write_remote_config(self, name: str, url: str, branch: str) -> None:
+        text = f'[remotes.{name}]\nurl = "{_toml_escape(url)}"\nbranch = "{_toml_escape(branch)}"\n'
+        (self.muse / "config.toml").write_text(text)
+
+    def current_branch(self) -> str:
+        return (self.muse / "HEAD").read_text().strip().removeprefix("refs/heads/")
+
+    def repo_meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = json.loads((self.muse / "repo.json").read_text())
+        return meta
+
+    # -- refs ----------------------------------------------------------------------------
+
+    def set_branch(self, branch: str, commit_id: str) -> None:
+        check_branch_name(branch)
+        check_object_id(commit_id)
+        ref = self.muse / "refs" / "heads" / branch
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(commit_id)
+
+    def branch_head(self, branch: str) -> str | None:
+        ref = self.muse / "refs" / "heads" / branch
+        return (ref.read_text().strip() or None) if ref.is_file() else None
+
+    def set_remote_head(self, remote: str, branch: str, commit_id: str) -> None:
+        check_branch_name(branch)
+        check_object_id(commit_id)
+        pointer = self.muse / "remotes" / remote / branch
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        pointer.write_text(commit_id)
+
+    # -- objects and records -------------------------------------------------------------
+
+    def object_path(self, object_id: str) -> Path:
+        check_object_id(object_id)
+        return self.muse / "objects" / object_id[:2] / object_id[2:]
+
+    def write_object(self, object_id: str, content: bytes) -> bool:
+        """Store verified bytes; ``False`` when already present (content addressed)."""
+        path = self.object_path(object_id)
+        if path.exists():
+            return False
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f".obj-tmp-{path.name}")
+        tmp.write_bytes(content)
+        tmp.replace(path)  # atomic: a crash never leaves a half-written object
+        return True
+
+    def write_commit(self, commit: Mapping[str, Any]) -> None:
+        commit_id = str(commit.get("commit_id", ""))
+        check_object_id(commit_id)
+        _write_json(self.muse / "commits" / f"{commit_id}.json", dict(commit))
+
+    def write_snapshot(self, snapshot: Mapping[str, Any]) -> None:
+        snapshot_id = str(snapshot.get("snapshot_id", ""))
+        check_object_id(snapshot_id)
+        _write_json(self.muse / "snapshots" / f"{snapshot_id}.json", dict(snapshot))
+
+    def read_commit(self, commit_id: str) -> dict[str, Any] | None:
+        return _read_json(self.muse / "commits" / f"{commit_id}.json")
+
+    def read_snapshot(self, snapshot_id: str) -> dict[str, Any] | None:
+        return _read_json(self.muse / "snapshots" / f"{snapshot_id}.json")
+
+    # -- working tree --------------------------------------------------------------------
+
+    def head_manifest(self, commit_id: str) -> dict[str, str]:
+        commit = self.read_commit(commit_id)
+        if commit is None:
+            raise LayoutError(f"commit {commit_id} is not in the pack")
+        snapshot = self.read_snapshot(str(commit.get("snapshot_id", "")))
+        if snapshot is None:
+            raise LayoutError(f"snapshot {commit.get('snapshot_id')} of {commit_id} is not in the pack")
+        manifest = snapshot.get("manifest") or {}
+        return {str(p): str(o) for p, o in manifest.items()}
+
+    def checkout(self, commit_id: str) -> CheckoutReport:
+        """Write the commit's snapshot into the (fresh) working tree; unsafe paths are skipped."""
+        report = CheckoutReport()
+        for rel, object_id in sorted(self.head_manifest(commit_id).items()):
+            dest = safe_work_path(self.root, rel)
+            if dest is None:
+                report.skipped_paths.append(rel)
+                continue
+            src = self.object_path(object_id)
+            if not src.is_file():
+                raise LayoutError(f"object {object_id} for {rel} is not in the pack")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(src.read_bytes())
+            report.files += 1
+        return report
+
+
+def _write_json(path: Path, value: Any) -> None:
+    try:
+        text = json.dumps(value, indent=2)
+    except (TypeError, ValueError) as exc:
+        raise LayoutError(f"{path.name}: record is not JSON-serialisable: {exc}") from exc
+    path.write_text(text + "\n")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text())
+    return value if isinstance(value, dict) else None
+
+
+def _toml_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')

@@ -1,0 +1,352 @@
+"""Async HTTP client for the muse wire protocol (/work/shared/wire-protocol.md).
+
+It behaves like the muse 0.1.5 client where the protocol pins behaviour: msgpack bodies,
+``Accept: application/x-msgpack, application/json`` on every request, every 2xx decoded as
+msgpack (a non-map reads as ``{}``), redirects refused, 64 MiB answer cap, no token over
+plain http except to loopback. It goes beyond it in two places: ``fetch`` asks for the
+pack by URL (``capabilities: ["mpack-url"]``) and streams an inline answer to a file.
+
+Pass ``transport=httpx.ASGITransport(app)`` to talk to an in-process app in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import msgpack
+
+from musehub.client.errors import RemoteError
+
+ACCEPT = "application/x-msgpack, application/json"
+MSGPACK = "application/x-msgpack"
+MAX_BODY_BYTES = 64 * 1024 * 1024
+OBJECTS_PER_REQUEST = 400
+PARALLEL_REQUESTS = 4
+MAX_OBJECTS_BODY_BYTES = 32 * 1024 * 1024
+REQUEST_TIMEOUT_S = 60.0
+PRESIGNED_PUT_TIMEOUT_S = 300.0
+# urllib sets this on a PUT with a body; presigned URLs must accept what the real client sends.
+URLLIB_DEFAULT_CONTENT_TYPE = "application/x-www-form-urlencoded"
+# A URL-form fetch answer is a few hundred bytes; anything bigger is an inline pack.
+URL_ANSWER_MAX_BYTES = 1024 * 1024
+ERROR_TEXT_CHARS = 400
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RemoteRefs:
+    """The ``GET /refs`` answer."""
+
+    repo_id: str
+    domain: str
+    default_branch: str
+    branch_heads: dict[str, str]
+
+
+@dataclass(frozen=True)
+class MPackURL:
+    """A fetch answered by URL: download ``url`` with one plain GET and check size and sha256."""
+
+    url: str
+    size: int
+    sha256: str
+    expires_at: str
+    branch_heads: dict[str, str]
+
+
+@dataclass(frozen=True)
+class InlinePack:
+    """A fetch answered inline: the msgpack body, spooled to ``path`` (the caller deletes it)."""
+
+    path: Path
+    size: int
+
+
+FetchAnswer = MPackURL | InlinePack
+
+
+@dataclass(frozen=True)
+class PresignAnswer:
+    presigned: dict[str, str]
+    inline: list[str]
+
+
+@dataclass(frozen=True)
+class StoredCounts:
+    stored: int
+    skipped: int
+
+
+class MuseRemote:
+    """One muse remote (``http://host/owner/slug``) spoken to over the wire protocol."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        if token and transport is None:
+            _refuse_token_over_plain_http(self.base_url)
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.AsyncClient(
+            transport=transport,
+            follow_redirects=False,
+            timeout=httpx.Timeout(timeout),
+            headers={"Accept": ACCEPT},
+        )
+
+    async def __aenter__(self) -> MuseRemote:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def url(self, op: str) -> str:
+        return f"{self.base_url}/{op}"
+
+    # -- endpoints ---------------------------------------------------------------------
+
+    async def refs(self) -> RemoteRefs:
+        answer = await self._call("GET", "refs")
+        heads = answer.get("branch_heads") or {}
+        return RemoteRefs(
+            repo_id=str(answer.get("repo_id") or ""),
+            domain=str(answer.get("domain") or "midi"),  # the real client's default
+            default_branch=str(answer.get("default_branch") or "main"),
+            branch_heads={str(b): str(c) for b, c in heads.items()},
+        )
+
+    async def filter_objects(self, object_ids: Sequence[str]) -> list[str]:
+        answer = await self._call("POST", "filter-objects", {"object_ids": list(object_ids)})
+        return [str(i) for i in answer.get("missing") or []]
+
+    async def presign_put(self, object_ids: Sequence[str]) -> PresignAnswer:
+        body = {"object_ids": list(object_ids), "direction": "put"}
+        answer = await self._call("POST", "presign", body)
+        presigned = answer.get("presigned") or {}
+        return PresignAnswer(
+            presigned={str(k): str(v) for k, v in presigned.items()},
+            inline=[str(i) for i in answer.get("inline") or []],
+        )
+
+    async def put_presigned(self, url: str, content: bytes) -> None:
+        """PUT raw bytes to a presigned URL: no Authorization, urllib's Content-Type."""
+        headers = {"Content-Type": URLLIB_DEFAULT_CONTENT_TYPE}
+        try:
+            resp = await self.http.put(
+                url, content=content, headers=headers, timeout=PRESIGNED_PUT_TIMEOUT_S
+            )
+        except httpx.HTTPError as exc:
+            raise RemoteError(0, f"cannot upload to presigned URL: {exc}") from exc
+        _raise_for_status(resp, resp.content)
+
+    async def push_objects(
+        self,
+        objects: Iterable[Mapping[str, Any]],
+        *,
+        per_request: int = OBJECTS_PER_REQUEST,
+        parallel: int = PARALLEL_REQUESTS,
+        max_body_bytes: int = MAX_OBJECTS_BODY_BYTES,
+    ) -> StoredCounts:
+        """Send ``{object_id, content}`` maps in chunks, ``parallel`` requests in flight.
+
+        ``objects`` is consumed lazily, so at most ``parallel`` chunks are in memory.
+        """
+        stored = skipped = 0
+        in_flight: set[asyncio.Task[Record]] = set()
+
+        def tally(done: Iterable[asyncio.Task[Record]]) -> None:
+            nonlocal stored, skipped
+            for task in done:
+                answer = task.result()
+                stored += int(answer.get("stored") or 0)
+                skipped += int(answer.get("skipped") or 0)
+
+        try:
+            for chunk in _chunks(objects, per_request, max_body_bytes):
+                if len(in_flight) >= parallel:
+                    done, in_flight = await asyncio.wait(
+                        in_flight, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    tally(done)
+                body = {"objects": chunk}
+                in_flight.add(asyncio.create_task(self._call("POST", "push/objects", body)))
+            if in_flight:
+                done, in_flight = await asyncio.wait(in_flight)
+                tally(done)
+        finally:
+            for task in in_flight:
+                task.cancel()
+        return StoredCounts(stored=stored, skipped=skipped)
+
+    async def push(self, bundle: Mapping[str, Any], branch: str, force: bool = False) -> Record:
+        body = {"bundle": dict(bundle), "branch": branch, "force": force}
+        return await self._call("POST", "push", body)
+
+    async def negotiate(self, want: Sequence[str], have: Sequence[str]) -> Record:
+        return await self._call("POST", "negotiate", {"want": list(want), "have": list(have)})
+
+    async def fetch(
+        self,
+        want: Sequence[str],
+        have: Sequence[str],
+        capabilities: Sequence[str] = ("mpack-url",),
+        *,
+        spool_dir: Path | None = None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> FetchAnswer:
+        """``POST /fetch``; the body is spooled to a file so an inline pack never sits in RAM."""
+        body: Record = {"want": list(want), "have": list(have)}
+        if capabilities:
+            body["capabilities"] = list(capabilities)
+        fd, name = tempfile.mkstemp(prefix=".muse-fetch-", suffix=".mpack", dir=spool_dir)
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                async with self._stream("POST", self.url("fetch"), body) as resp:
+                    async for chunk in resp.aiter_bytes():
+                        fh.write(chunk)
+                        if on_bytes is not None:
+                            on_bytes(len(chunk))
+            size = path.stat().st_size
+            answer = _url_answer(path) if size <= URL_ANSWER_MAX_BYTES else None
+            if answer is None:
+                return InlinePack(path=path, size=size)
+            path.unlink()
+            return answer
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    async def _call(self, method: str, op: str, body: Any = None) -> Record:
+        async with self._stream(method, self.url(op), body) as resp:
+            raw = await _read_capped(resp, MAX_BODY_BYTES)
+        return _decode_map(raw)
+
+    @contextlib.asynccontextmanager
+    async def _stream(self, method: str, url: str, body: Any) -> AsyncIterator[httpx.Response]:
+        """Open a request and yield the response once it is known to be a 2xx."""
+        headers = dict(self._auth)
+        content = None
+        if body is not None:
+            content = msgpack.packb(body, use_bin_type=True)
+            headers["Content-Type"] = MSGPACK
+        try:
+            async with self.http.stream(method, url, content=content, headers=headers) as resp:
+                if not 200 <= resp.status_code < 300:
+                    raw = await _read_capped(resp, 64 * 1024, truncate=True)
+                    _raise_for_status(resp, raw)
+                yield resp
+        except httpx.HTTPError as exc:
+            raise RemoteError(0, f"cannot reach {url}: {exc}") from exc
+
+
+def _refuse_token_over_plain_http(base_url: str) -> None:
+    parts = urlsplit(base_url)
+    if parts.scheme != "https" and (parts.hostname or "") not in LOOPBACK_HOSTS:
+        raise ValueError(
+            f"refusing to send a token over {parts.scheme or 'plain'}:// to {parts.hostname}; "
+            "use an https:// remote URL"
+        )
+
+
+async def _read_capped(resp: httpx.Response, cap: int, *, truncate: bool = False) -> bytes:
+    declared = resp.headers.get("content-length")
+    if not truncate and declared and declared.isdigit() and int(declared) > cap:
+        raise RemoteError(resp.status_code, f"answer of {declared} bytes is over the {cap} cap")
+    buf = bytearray()
+    async for chunk in resp.aiter_bytes():
+        buf += chunk
+        if len(buf) > cap:
+            if truncate:
+                return bytes(buf[:cap])
+            raise RemoteError(resp.status_code, f"answer is over the {cap} byte cap")
+    return bytes(buf)
+
+
+def _raise_for_status(resp: httpx.Response, raw: bytes) -> None:
+    status = resp.status_code
+    if 200 <= status < 300:
+        return
+    if 300 <= status < 400:
+        where = resp.headers.get("location", "?")
+        raise RemoteError(status, f"redirect to {where} refused; use the final URL as the remote")
+    raise RemoteError(status, _error_text(resp, raw))
+
+
+def _error_text(resp: httpx.Response, raw: bytes) -> str:
+    """The server's own words, first 400 characters, unwrapping msgpack/JSON ``detail``."""
+    ctype = resp.headers.get("content-type", "")
+    decoded: Any = None
+    with contextlib.suppress(Exception):
+        if MSGPACK in ctype:
+            decoded = msgpack.unpackb(raw, raw=False)
+        elif "json" in ctype:
+            decoded = json.loads(raw)
+    if isinstance(decoded, dict):
+        for key in ("message", "detail", "error"):
+            if decoded.get(key):
+                return str(decoded[key])[:ERROR_TEXT_CHARS]
+    text = raw.decode("utf-8", errors="replace").strip()
+    return (text or resp.reason_phrase or "no message")[:ERROR_TEXT_CHARS]
+
+
+def _decode_map(raw: bytes) -> Record:
+    try:
+        decoded = msgpack.unpackb(raw, raw=False) if raw else {}
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise RemoteError(0, f"Server returned invalid msgpack: {exc}") from exc
+    return decoded if isinstance(decoded, dict) else {}
+
+
+def _url_answer(path: Path) -> MPackURL | None:
+    """Read a small fetch answer; ``None`` when it is an inline pack rather than a URL."""
+    answer = _decode_map(path.read_bytes())
+    if "mpack_url" not in answer:
+        return None
+    heads = answer.get("branch_heads") or {}
+    return MPackURL(
+        url=str(answer["mpack_url"]),
+        size=int(answer.get("mpack_size") or 0),
+        sha256=str(answer.get("mpack_sha256") or ""),
+        expires_at=str(answer.get("expires_at") or ""),
+        branch_heads={str(b): str(c) for b, c in heads.items()},
+    )
+
+
+def _chunks(
+    objects: Iterable[Mapping[str, Any]], per_request: int, max_body_bytes: int
+) -> Iterator[list[Mapping[str, Any]]]:
+    """Group objects so each request carries at most ``per_request`` and ~``max_body_bytes``."""
+    chunk: list[Mapping[str, Any]] = []
+    size = 0
+    for obj in objects:
+        weight = len(obj["content"]) + 96  # content plus id and msgpack framing
+        if chunk and (len(chunk) >= per_request or size + weight > max_body_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(obj)
+        size += weight
+    if chunk:
+        yield chunk

@@ -1,0 +1,136 @@
+"""Streaming writer of a muse pack, hashing the bytes as they go out.
+
+Layout: a 3-entry map `commits`, `snapshots`, `objects` (in that order), each an array;
+an object is the map `{object_id, content}` with content as bin. Deterministic: the same
+records in the same order give the same bytes, so the sha256 can name the pack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import msgpack
+
+SECTIONS: tuple[str, ...] = ("commits", "snapshots", "objects")
+
+
+class MPackWriteError(RuntimeError):
+    """The writer was used out of order or wrote a different count than it declared (a bug)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PackDigest:
+    size: int
+    sha256: str
+
+
+class MPackWriter:
+    """Write a pack to `out` section by section; `finish()` returns its size and sha256."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._packer = msgpack.Packer(use_bin_type=True)
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._section = -1
+        self._declared = 0
+        self._written = 0
+        self._content_left = 0
+        self._finished = False
+        self._emit(self._packer.pack_map_header(len(SECTIONS)))
+
+    def begin_section(self, name: str, count: int) -> None:
+        """Start the next section (commits, snapshots, objects in turn) of `count` records."""
+        self._check_section_done()
+        expected = SECTIONS[self._section + 1] if self._section + 1 < len(SECTIONS) else None
+        if name != expected:
+            raise MPackWriteError(f"section {name!r} out of order: expected {expected!r}")
+        if count < 0:
+            raise MPackWriteError(f"section {name!r}: count must be >= 0, got {count}")
+        self._section += 1
+        self._declared, self._written = count, 0
+        self._emit(self._packer.pack(name) + self._packer.pack_array_header(count))
+
+    def write_record(self, record: Mapping[str, Any]) -> None:
+        """Write a commit or snapshot map, keys in their given order."""
+        self.write_packed(self._packer.pack(dict(record)))
+
+    def write_packed(self, packed: bytes) -> None:
+        """Write a commit or snapshot already msgpack-encoded (as the DB stores it), as is."""
+        self._start_record(("commits", "snapshots"))
+        self._emit(packed)
+
+    def write_object(self, object_id: str, content: bytes) -> None:
+        """Write one object whose whole content is in memory."""
+        self.begin_object(object_id, len(content))
+        self.write_content(content)
+
+    def begin_object(self, object_id: str, size: int) -> None:
+        """Start an object of `size` content bytes, to be given by write_content (large blobs)."""
+        pack = self._packer.pack
+        content_header = pack("content") + _bin_header(size)
+        self._start_record(("objects",))
+        self._emit(self._packer.pack_map_header(2) + pack("object_id") + pack(object_id))
+        self._emit(content_header)
+        self._content_left = size
+
+    def write_content(self, chunk: bytes) -> None:
+        """Write the next piece of the current object's content."""
+        if len(chunk) > self._content_left:
+            raise MPackWriteError(
+                f"object content overruns its declared size by {len(chunk) - self._content_left}"
+            )
+        self._content_left -= len(chunk)
+        self._emit(chunk)
+
+    def finish(self) -> PackDigest:
+        """Check every section was written in full and return the pack's size and sha256."""
+        self._check_section_done()
+        if self._section != len(SECTIONS) - 1:
+            missing = ", ".join(SECTIONS[self._section + 1 :])
+            raise MPackWriteError(f"pack finished without section(s): {missing}")
+        self._finished = True
+        return PackDigest(self._size, self._hash.hexdigest())
+
+    def _start_record(self, allowed: tuple[str, ...]) -> None:
+        self._check_content_done()
+        name = SECTIONS[self._section] if self._section >= 0 else None
+        if self._finished or name not in allowed:
+            raise MPackWriteError(f"cannot write a record here: the current section is {name!r}")
+        if self._written == self._declared:
+            raise MPackWriteError(f"section {name!r} declared {self._declared} records, got more")
+        self._written += 1
+
+    def _check_section_done(self) -> None:
+        self._check_content_done()
+        if self._finished:
+            raise MPackWriteError("the pack is already finished")
+        if self._written != self._declared:
+            name = SECTIONS[self._section]
+            raise MPackWriteError(
+                f"section {name!r} declared {self._declared} records, wrote {self._written}"
+            )
+
+    def _check_content_done(self) -> None:
+        if self._content_left:
+            raise MPackWriteError(f"object content is {self._content_left} bytes short")
+
+    def _emit(self, data: bytes) -> None:
+        self._out.write(data)
+        self._hash.update(data)
+        self._size += len(data)
+
+
+def _bin_header(size: int) -> bytes:
+    """The msgpack bin header packb would write for `size` bytes (msgpack.Packer has none)."""
+    if not 0 <= size < 0x100000000:
+        raise MPackWriteError(f"object content size {size} is outside msgpack's bin range")
+    if size < 0x100:
+        return struct.pack(">BB", 0xC4, size)
+    if size < 0x10000:
+        return struct.pack(">BH", 0xC5, size)
+    return struct.pack(">BI", 0xC6, size)

@@ -1,0 +1,211 @@
+"""The one implementation of the fetch-mpack build, in steps an activity can call one by one:
+plan (which records), assemble (stream them into a file, blobs read with bounded concurrency),
+upload (under the pack's content address). `wire_fetch_mpack` runs them back to back."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from musehub.mpack.writer import MPackWriter, PackDigest
+from musehub.services import history
+from musehub.services.errors import NotFound
+from musehub.services.keys import mpack_key
+from musehub.storage import ObjectStorage
+
+RECORD_BATCH = 1000
+# Blob bytes held in flight at once while assembling: memory stays bounded by this, not by the
+# repo's size (one blob larger than this is still read, alone).
+MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PackObject:
+    object_id: str
+    storage_key: str
+    size: int
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    repo_id: str
+    commit_ids: list[str]
+    snapshot_ids: list[str]
+    objects: list[PackObject]
+
+    @property
+    def blob_bytes(self) -> int:
+        return sum(o.size for o in self.objects)
+
+
+class BlobMissing(Exception):
+    """A blob the plan names is not in storage or does not hash to its id: a business fact,
+    not something a retry fixes."""
+
+
+BlobReader = Callable[[PackObject], Awaitable[bytes]]
+Progress = Callable[[int, int], None]
+
+
+async def plan_fetch(
+    session: AsyncSession, repo_id: str, want: Sequence[str], have: Sequence[str]
+) -> FetchPlan:
+    """What a fetch of `want` minus `have` must send. Snapshots and objects already held at the
+    boundary (the `have` commits the new ones build on) are left out."""
+    unknown = set(want) - await history.existing_commit_ids(session, repo_id, want)
+    if unknown:
+        raise NotFound(f"commit {sorted(unknown)[0]} is not in this repository (refresh with /refs)")
+    commit_ids = await history.missing_commit_ids(session, repo_id, want, have)
+    params = {"repo_id": repo_id, "ids": commit_ids}
+    snapshot_ids = list((await session.execute(_SNAPSHOTS_OF_CLOSURE, params)).scalars())
+    rows = (await session.execute(_OBJECTS_OF_CLOSURE, params)).all()
+    objects = [PackObject(object_id=r[0], storage_key=r[1], size=r[2]) for r in rows]
+    if any(o.storage_key is None for o in objects):
+        lost = next(o.object_id for o in objects if o.storage_key is None)
+        raise BlobMissing(f"object {lost} is named by a snapshot but was never stored")
+    return FetchPlan(repo_id, commit_ids, snapshot_ids, objects)
+
+
+# Commits on the boundary: parents of the closure that are not in it (the client has them).
+_BOUNDARY = """
+boundary AS (
+    SELECT DISTINCT p.parent_id AS commit_id
+    FROM musehub_commits c
+    CROSS JOIN LATERAL (VALUES (c.parent_commit_id), (c.parent2_commit_id)) AS p(parent_id)
+    WHERE c.repo_id = :repo_id AND c.commit_id = ANY(CAST(:ids AS text[]))
+      AND p.parent_id IS NOT NULL AND p.parent_id <> ALL(CAST(:ids AS text[]))
+), boundary_snapshots AS (
+    SELECT c.snapshot_id FROM musehub_commits c JOIN boundary b
+      ON c.repo_id = :repo_id AND c.commit_id = b.commit_id
+), closure_snapshots AS (
+    SELECT DISTINCT c.snapshot_id FROM musehub_commits c
+    WHERE c.repo_id = :repo_id AND c.commit_id = ANY(CAST(:ids AS text[]))
+)
+"""
+
+_SNAPSHOTS_OF_CLOSURE = text(
+    "WITH" + _BOUNDARY + """
+SELECT snapshot_id FROM closure_snapshots
+EXCEPT SELECT snapshot_id FROM boundary_snapshots
+ORDER BY snapshot_id
+"""
+)
+
+_OBJECTS_OF_CLOSURE = text(
+    "WITH" + _BOUNDARY + """, wanted_objects AS (
+    SELECT e.value AS object_id FROM musehub_snapshots s
+    CROSS JOIN LATERAL jsonb_each_text(s.manifest) AS e
+    WHERE s.repo_id = :repo_id AND s.snapshot_id IN (SELECT snapshot_id FROM closure_snapshots)
+  EXCEPT
+    SELECT e.value FROM musehub_snapshots s
+    CROSS JOIN LATERAL jsonb_each_text(s.manifest) AS e
+    WHERE s.repo_id = :repo_id AND s.snapshot_id IN (SELECT snapshot_id FROM boundary_snapshots)
+)
+SELECT w.object_id, o.storage_key, coalesce(o.size, 0)
+FROM wanted_objects w
+LEFT JOIN musehub_objects o ON o.repo_id = :repo_id AND o.object_id = w.object_id
+ORDER BY w.object_id
+"""
+)
+
+
+async def assemble_mpack(
+    session: AsyncSession,
+    plan: FetchPlan,
+    out: BinaryIO,
+    read_blob: BlobReader,
+    *,
+    concurrency: int,
+    on_progress: Progress | None = None,
+) -> PackDigest:
+    """Stream the pack into `out`: commit and snapshot records as stored (no re-encoding), then
+    every blob, read `concurrency` at a time and written in plan order as each arrives."""
+    writer = MPackWriter(out)
+    writer.begin_section("commits", len(plan.commit_ids))
+    async for record in _stored_records(session, "musehub_commits", "commit_id", plan):
+        writer.write_packed(record)
+    writer.begin_section("snapshots", len(plan.snapshot_ids))
+    async for record in _stored_records(session, "musehub_snapshots", "snapshot_id", plan):
+        writer.write_packed(record)
+    writer.begin_section("objects", len(plan.objects))
+    done = 0
+    async for obj, content in read_in_order(plan.objects, read_blob, concurrency=concurrency):
+        if hashlib.sha256(content).hexdigest() != obj.object_id:
+            raise BlobMissing(f"stored bytes of object {obj.object_id} do not hash to its id")
+        writer.write_object(obj.object_id, content)
+        done += 1
+        if on_progress is not None:
+            on_progress(done, len(plan.objects))
+    return writer.finish()
+
+
+async def _stored_records(
+    session: AsyncSession, table: str, id_column: str, plan: FetchPlan
+) -> AsyncIterator[bytes]:
+    ids = plan.commit_ids if table == "musehub_commits" else plan.snapshot_ids
+    query = text(
+        f"SELECT record FROM {table} WHERE repo_id = :repo_id"
+        f" AND {id_column} = ANY(CAST(:ids AS text[])) ORDER BY {id_column}"
+    )
+    # ids are sorted, so consecutive sorted batches keep the whole section in id order.
+    for start in range(0, len(ids), RECORD_BATCH):
+        batch = ids[start : start + RECORD_BATCH]
+        result = await session.execute(query, {"repo_id": plan.repo_id, "ids": batch})
+        for (record,) in result.all():
+            yield bytes(record)
+
+
+async def read_in_order(
+    objects: Iterable[PackObject], read_blob: BlobReader, *, concurrency: int,
+    max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES,
+) -> AsyncIterator[tuple[PackObject, bytes]]:
+    """Yield (object, bytes) in the given order while up to `concurrency` reads (and at most
+    `max_in_flight_bytes` of blobs) are under way: latency overlaps, memory stays bounded."""
+    queue = iter(objects)
+    window: deque[tuple[PackObject, asyncio.Task[bytes]]] = deque()
+    in_flight = 0
+    upcoming: PackObject | None = next(queue, None)
+    try:
+        while upcoming is not None or window:
+            while upcoming is not None and len(window) < concurrency and (
+                not window or in_flight + upcoming.size <= max_in_flight_bytes
+            ):
+                window.append((upcoming, asyncio.create_task(read_blob(upcoming))))
+                in_flight += upcoming.size
+                upcoming = next(queue, None)
+            obj, task = window.popleft()
+            content = await task
+            in_flight -= obj.size
+            yield obj, content
+    finally:
+        for _, task in window:
+            task.cancel()
+
+
+def storage_blob_reader(storage: ObjectStorage) -> BlobReader:
+    async def read(obj: PackObject) -> bytes:
+        from musehub.storage import ObjectNotFound
+
+        try:
+            return await storage.get(obj.storage_key)
+        except ObjectNotFound:
+            raise BlobMissing(f"object {obj.object_id} is missing from storage") from None
+
+    return read
+
+
+async def upload_mpack(storage: ObjectStorage, repo_id: str, path: Path, digest: PackDigest) -> str:
+    """Upload under the pack's content address; an identical pack already there is kept, so a
+    retried or repeated build never leaves a second copy."""
+    key = mpack_key(repo_id, digest.sha256)
+    if await storage.size(key) != digest.size:
+        await storage.put_file(key, path)
+    return key
