@@ -14,6 +14,7 @@ from api.wire_io import install_error_handlers
 from musehub.db.engine import create_engine, session_factory
 from musehub.settings import Settings, get_settings
 from musehub.storage import ObjectStorage, build_storage
+from musehub.temporal import LazyTemporalClient
 
 
 def create_app(
@@ -21,6 +22,7 @@ def create_app(
     *,
     engine: AsyncEngine | None = None,
     object_storage: ObjectStorage | None = None,
+    temporal: LazyTemporalClient | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
 
@@ -40,6 +42,7 @@ def create_app(
         app.state.engine = app_engine
         app.state.session_factory = session_factory(app_engine)
         app.state.storage = object_storage or build_storage(settings)
+        app.state.temporal = temporal or LazyTemporalClient(settings)
         try:
             yield
         finally:

@@ -24,8 +24,11 @@ MSGPACK = "application/x-msgpack"
 log = logging.getLogger("musehub.api")
 
 
-def msgpack_response(content: dict[str, Any], status_code: int = 200) -> Response:
-    return Response(msgpack.packb(content, use_bin_type=True), status_code, media_type=MSGPACK)
+def msgpack_response(
+    content: dict[str, Any], status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    body = msgpack.packb(content, use_bin_type=True)
+    return Response(body, status_code, headers=headers, media_type=MSGPACK)
 
 
 async def read_msgpack_body(request: Request, max_bytes: int) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Groups nest with one underscore after the group name: `MUSEHUB_DATABASE_URL` set
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -71,6 +72,8 @@ class TemporalSettings(BaseModel):
     task_queue: str = "musehub"
     # Prebuilds get their own queue so other work cannot starve them.
     prebuild_task_queue: str = "musehub-prebuild"
+    # Tag prebuild runs with MusehubRepo / MusehubRepoId (a cluster must have them registered).
+    search_attributes: bool = True
 
 
 class ApiSettings(BaseModel):
@@ -120,6 +123,10 @@ class Settings(BaseSettings):
     @property
     def blobs_root(self) -> Path:
         return self.storage.local_root or self.state_dir / "blobs"
+
+    @property
+    def mpack_cache_ttl(self) -> timedelta:
+        return timedelta(days=self.mpack.cache_ttl_days)
 
     @property
     def work_dir(self) -> Path:

@@ -24,6 +24,7 @@ from musehub.services.repos import create_repo
 from musehub.services.tokens import create_token
 from musehub.settings import ApiSettings, DatabaseSettings, Settings, load_settings
 from musehub.storage import LocalStorage
+from musehub.temporal import LazyTemporalClient
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +101,8 @@ async def hub(db_engine: AsyncEngine, hub_settings: Settings) -> AsyncIterator[H
         hub_settings.blobs_root, signing_key=b"test-signing-key",
         public_base_url=hub_settings.public_base_url,
     )
-    app = create_app(hub_settings, engine=db_engine, object_storage=storage)
+    app = create_app(hub_settings, engine=db_engine, object_storage=storage,
+                     temporal=LazyTemporalClient.disabled(hub_settings))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:

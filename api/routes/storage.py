@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
-from musehub.storage.base import InvalidStorageKey, validate_key
+from musehub.storage.base import InvalidStorageKey, StorageError, validate_key
 from musehub.storage.local import LocalStorage
 from musehub.storage.signing import STORAGE_URL_PREFIX, ExpiredSignature, InvalidSignature
 
@@ -91,6 +91,8 @@ def storage_router(*, max_put_bytes: int = MAX_PUT_BYTES) -> APIRouter:
                 ) from None
         except _Refused as refused:
             return refused.response()
+        except InvalidStorageKey as exc:  # e.g. a symlink that leads out of the storage folder
+            return _Refused(400, str(exc)).response()
         start, end = wanted or (0, size)
         headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start)}
         status = 200
@@ -112,6 +114,10 @@ def storage_router(*, max_put_bytes: int = MAX_PUT_BYTES) -> APIRouter:
             await _receive_into_storage(request, storage, key, max_put_bytes)
         except _Refused as refused:
             return refused.response()
+        except InvalidStorageKey as exc:
+            return _Refused(400, str(exc)).response()
+        except StorageError as exc:  # e.g. the key names an existing folder of objects
+            return _Refused(409, str(exc)).response()
         return Response(status_code=200)
 
     return router

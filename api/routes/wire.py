@@ -12,10 +12,13 @@ from musehub.mpack.inline import ainline_answer, branch_heads_trailer
 from musehub.services import history, push
 from musehub.services.errors import BadRequest, NotFound
 from musehub.services.fetch import wire_fetch_mpack
+from musehub.services.prebuild_trigger import prebuild_after_push
 from musehub.services.repos import branch_heads, repo_for_push, repo_for_read
 
 router = APIRouter(prefix="/{owner}/{slug}")
 
+# Tells operators and benchmarks whether a fetch was answered from the prebuilt-pack cache.
+CACHE_HEADER = "X-Musehub-Cache"
 MAX_WANT = 10_000
 MAX_HAVE = 1_000_000  # muse fetch sends every local commit id
 MAX_FILTER = 200_000
@@ -85,6 +88,11 @@ async def push_bundle(
     body = await read_msgpack_body(request, settings.api.max_body_bytes)
     parsed = push.parse_push(body)
     outcome = await push.apply_push(session, storage, repo, parsed, settings.work_dir)
+    if outcome.old_head != outcome.new_head:
+        await prebuild_after_push(
+            request.app.state.temporal, settings, repo_id=repo.repo_id,
+            repo_name=f"{repo.owner}/{repo.slug}", tips=list(outcome.branch_heads.values()),
+        )
     return msgpack_response(
         {"ok": True, "message": outcome.message, "branch_heads": outcome.branch_heads}
     )
@@ -128,11 +136,11 @@ async def fetch(
             "mpack_sha256": pack.sha256,
             "expires_at": pack.expires_at.isoformat(),
             "branch_heads": heads,
-        })
+        }, headers={CACHE_HEADER: pack.cache})
     # A legacy client: the stored pack streamed as is, with fresh branch heads appended.
     length = pack.size + len(branch_heads_trailer(heads))
     return StreamingResponse(
         ainline_answer(storage.stream(pack.mpack_key), heads),
         media_type=MSGPACK,
-        headers={"Content-Length": str(length)},
+        headers={"Content-Length": str(length), CACHE_HEADER: pack.cache},
     )

@@ -22,10 +22,10 @@ import httpx
 
 from musehub.client.download import download_verified
 from musehub.client.errors import CloneError, RemoteError
-from musehub.client.layout import LayoutError, MuseDir, check_branch_name
+from musehub.client.layout import CheckoutReport, LayoutError, MuseDir, check_branch_name
 from musehub.client.progress import ByteProgress
 from musehub.client.unpack import PackError, UnpackCounts, unpack_into
-from musehub.client.wire import InlinePack, MPackURL, MuseRemote, RemoteRefs
+from musehub.client.wire import URL_ANSWER_MAX_BYTES, InlinePack, MPackURL, MuseRemote, RemoteRefs
 
 ORIGIN = "origin"
 
@@ -55,32 +55,30 @@ async def clone(
 ) -> CloneResult:
     """Clone ``url`` into ``dest``; raises ``CloneError`` with a message a person can act on."""
     started = time.monotonic()
-    dest = dest.absolute()
-    created = _claim_destination(dest)
+    dest, created = await asyncio.to_thread(_claim_destination, dest)
     try:
         async with MuseRemote(url, transport=transport) as remote:
             refs = await _remote_refs(remote, url)
-            pack, pack_bytes, via_url = await _receive_pack(remote, refs, dest.parent, progress, stderr)
-        try:
-            result = _write_repository(url, dest, refs, pack)
-        finally:
-            pack.unlink(missing_ok=True)
+            pack, pack_bytes, via_url = await _receive_pack(
+                remote, refs, dest.parent, progress, stderr
+            )
+        # Unpacking and checkout are disk-bound: keep them off the event loop.
+        result = await asyncio.to_thread(_write_repository, url, dest, refs, pack)
     except BaseException:
         _release_destination(dest, created)
         raise
-    counts, head, files, skipped = result
     return CloneResult(
         dest=dest,
-        default_branch=head[0],
-        head_commit_id=head[1],
-        commits=counts.commits,
-        snapshots=counts.snapshots,
-        objects=counts.objects,
-        files=files,
+        default_branch=result.branch,
+        head_commit_id=result.head,
+        commits=result.counts.commits,
+        snapshots=result.counts.snapshots,
+        objects=result.counts.objects,
+        files=result.checkout.files,
         bytes=pack_bytes,
         seconds=time.monotonic() - started,
         via_url=via_url,
-        skipped_paths=tuple(skipped),
+        skipped_paths=tuple(result.checkout.skipped_paths),
     )
 
 
@@ -98,7 +96,9 @@ async def _remote_refs(remote: MuseRemote, url: str) -> RemoteRefs:
     try:
         refs = await remote.refs()
     except RemoteError as exc:
-        raise CloneError(f"cannot read {url}/refs ({exc}); check the URL and that the hub is up") from exc
+        raise CloneError(
+            f"cannot read {url}/refs ({exc}); check the URL and that the hub is up"
+        ) from exc
     if not refs.branch_heads:
         raise CloneError(f"{url} has no branches yet: there is nothing to clone, push to it first")
     try:
@@ -114,16 +114,20 @@ async def _receive_pack(
 ) -> tuple[Path, int, bool]:
     """Fetch the whole history; return the pack file, its size, and whether it came by URL."""
     want = sorted(set(refs.branch_heads.values()))
-    bar = ByteProgress("Receiving pack", stream=stderr) if progress else None
+    bar = (
+        ByteProgress("Receiving pack", stream=stderr, min_bytes=URL_ANSWER_MAX_BYTES)
+        if progress
+        else None
+    )
     try:
         answer = await remote.fetch(
             want, [], ("mpack-url",), spool_dir=spool_dir, on_bytes=bar.advance if bar else None
         )
     except RemoteError as exc:
         raise CloneError(f"the hub could not send the history ({exc}); try again later") from exc
+    if bar:
+        bar.finish()
     if isinstance(answer, InlinePack):
-        if bar:
-            bar.finish()
         return answer.path, answer.size, False
     return await _download(remote, answer, spool_dir, progress, stderr), answer.size, True
 
@@ -135,28 +139,45 @@ async def _download(
     os.close(fd)  # download_verified reopens it; mkstemp just reserves a unique name
     path = Path(name)
     bar = ByteProgress("Downloading pack", answer.size, stream=stderr) if progress else None
-    await download_verified(
-        remote.http,
-        answer.url,
-        path,
-        expected_size=answer.size,
-        expected_sha256=answer.sha256,
-        progress=bar,
-    )
-    if bar:
-        bar.finish()
+    try:
+        await download_verified(
+            remote.http,
+            answer.url,
+            path,
+            expected_size=answer.size,
+            expected_sha256=answer.sha256,
+            progress=bar,
+        )
+    finally:
+        if bar:
+            bar.finish()
     return path
 
 
-def _write_repository(
-    url: str, dest: Path, refs: RemoteRefs, pack: Path
-) -> tuple[UnpackCounts, tuple[str, str], int, list[str]]:
+@dataclass(frozen=True)
+class _Written:
+    counts: UnpackCounts
+    branch: str
+    head: str
+    checkout: CheckoutReport
+
+
+def _write_repository(url: str, dest: Path, refs: RemoteRefs, pack: Path) -> _Written:
     """Lay out ``.muse`` from the pack and ``/refs``, then check out the default branch."""
     default_branch = refs.default_branch
     if default_branch not in refs.branch_heads:
         default_branch = sorted(refs.branch_heads)[0]  # the real client falls back likewise
     head = refs.branch_heads[default_branch]
     repo = MuseDir(dest)
+    try:
+        return _lay_out(url, repo, refs, pack, default_branch, head)
+    finally:
+        pack.unlink(missing_ok=True)
+
+
+def _lay_out(
+    url: str, repo: MuseDir, refs: RemoteRefs, pack: Path, default_branch: str, head: str
+) -> _Written:
     try:
         repo.init(repo_id=refs.repo_id, domain=refs.domain, default_branch=default_branch)
         counts = unpack_into(pack, repo)
@@ -175,23 +196,24 @@ def _write_repository(
     except LayoutError as exc:
         raise CloneError(f"cannot check out {default_branch!r}: {exc}") from exc
     except OSError as exc:
-        raise CloneError(f"cannot write to {dest}: {exc}") from exc
-    return counts, (default_branch, head), report.files, report.skipped_paths
+        raise CloneError(f"cannot write to {repo.root}: {exc}") from exc
+    return _Written(counts, default_branch, head, report)
 
 
-def _claim_destination(dest: Path) -> bool:
-    """Refuse a non-empty ``dest``; create it. Returns whether we created it."""
+def _claim_destination(dest: Path) -> tuple[Path, bool]:
+    """Refuse a non-empty ``dest``; create it. Returns its absolute path and if we created it."""
+    dest = dest.absolute()
     if dest.exists():
         if not dest.is_dir():
             raise CloneError(f"{dest} exists and is not a directory; choose another destination")
         if any(dest.iterdir()):
             raise CloneError(f"{dest} exists and is not empty; choose an empty or new directory")
-        return False
+        return dest, False
     try:
         dest.mkdir(parents=True)
     except OSError as exc:
         raise CloneError(f"cannot create {dest}: {exc}") from exc
-    return True
+    return dest, True
 
 
 def _release_destination(dest: Path, created: bool) -> None:

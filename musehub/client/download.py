@@ -52,12 +52,19 @@ async def download_verified(
                         progress.advance(len(chunk))
         check_download(received, digest.hexdigest(), expected_size, expected_sha256)
     except httpx.HTTPError as exc:
-        dest.unlink(missing_ok=True)
-        raise DownloadError(f"pack download from {url} broke off: {exc}; run the clone again") from exc
+        _discard(dest)
+        raise DownloadError(
+            f"pack download from {url} broke off: {exc}; run the clone again"
+        ) from exc
     except BaseException:
-        dest.unlink(missing_ok=True)
+        _discard(dest)
         raise
     return received
+
+
+def _discard(path: Path) -> None:
+    """Remove a partial or bad download so nothing reads it (a fast local unlink)."""
+    path.unlink(missing_ok=True)
 
 
 def check_download(size: int, sha256: str, expected_size: int, expected_sha256: str) -> None:

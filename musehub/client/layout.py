@@ -172,7 +172,9 @@ class MuseDir:
             raise LayoutError(f"commit {commit_id} is not in the pack")
         snapshot = self.read_snapshot(str(commit.get("snapshot_id", "")))
         if snapshot is None:
-            raise LayoutError(f"snapshot {commit.get('snapshot_id')} of {commit_id} is not in the pack")
+            raise LayoutError(
+                f"snapshot {commit.get('snapshot_id')} of {commit_id} is not in the pack"
+            )
         manifest = snapshot.get("manifest") or {}
         return {str(p): str(o) for p, o in manifest.items()}
 

@@ -27,22 +27,27 @@ class ByteProgress:
         *,
         stream: TextIO | None = None,
         interval: float = 0.1,
+        min_bytes: int = 0,
     ) -> None:
         self.label = label
         self.total = total
         self.done = 0
         self._stream = stream if stream is not None else sys.stderr
         self._interval = interval
+        self._min_bytes = min_bytes  # stay silent for answers too small to be worth a bar
+        self._drawn = False
         self._started = time.monotonic()
         self._last_draw = 0.0
 
     def advance(self, n: int) -> None:
         self.done += n
         now = time.monotonic()
-        if now - self._last_draw >= self._interval:
+        if self.done >= self._min_bytes and now - self._last_draw >= self._interval:
             self._draw(now)
 
     def finish(self) -> None:
+        if not self._drawn and self.done < self._min_bytes:
+            return
         self._draw(time.monotonic())
         self._stream.write("\n")
         self._stream.flush()
@@ -52,10 +57,12 @@ class ByteProgress:
         rate = f"{format_bytes(self.done / elapsed)}/s"
         if self.total:
             pct = min(100.0, 100.0 * self.done / self.total)
-            return f"{self.label}: {format_bytes(self.done)} / {format_bytes(self.total)} ({pct:.0f}%), {rate}"
+            done, total = format_bytes(self.done), format_bytes(self.total)
+            return f"{self.label}: {done} / {total} ({pct:.0f}%), {rate}"
         return f"{self.label}: {format_bytes(self.done)}, {rate}"
 
     def _draw(self, now: float) -> None:
         self._last_draw = now
+        self._drawn = True
         self._stream.write("\r" + self.line(now).ljust(72))
         self._stream.flush()

@@ -43,7 +43,9 @@ async def push_repository(
     if not to_send:
         return {"ok": True, "message": "Everything up-to-date", "branch_heads": refs.branch_heads}
     bundle_snapshots = _snapshots_for(to_send, snapshots)
-    object_ids = sorted({oid for s in bundle_snapshots for oid in (s.get("manifest") or {}).values()})
+    object_ids = sorted(
+        {oid for s in bundle_snapshots for oid in (s.get("manifest") or {}).values()}
+    )
 
     missing = await _missing(remote, object_ids)
     size_of = object_sizes.__getitem__ if object_sizes is not None else (lambda i: len(load(i)))
@@ -82,7 +84,9 @@ def _not_on_remote(
             continue
         known.add(cid)
         commit = by_id[cid]
-        stack.extend(p for p in (commit.get("parent_commit_id"), commit.get("parent2_commit_id")) if p)
+        stack.extend(
+            p for p in (commit.get("parent_commit_id"), commit.get("parent2_commit_id")) if p
+        )
     return [c for c in commits if str(c["commit_id"]) not in known]
 
 

@@ -227,14 +227,9 @@ class MuseRemote:
                         fh.write(chunk)
                         if on_bytes is not None:
                             on_bytes(len(chunk))
-            size = path.stat().st_size
-            answer = _url_answer(path) if size <= URL_ANSWER_MAX_BYTES else None
-            if answer is None:
-                return InlinePack(path=path, size=size)
-            path.unlink()
-            return answer
+            return _classify_spool(path)
         except BaseException:
-            path.unlink(missing_ok=True)
+            _discard(path)
             raise
 
     # -- plumbing ----------------------------------------------------------------------
@@ -318,6 +313,20 @@ def _decode_map(raw: bytes) -> Record:
     except (ValueError, msgpack.UnpackException) as exc:
         raise RemoteError(0, f"Server returned invalid msgpack: {exc}") from exc
     return decoded if isinstance(decoded, dict) else {}
+
+
+def _classify_spool(path: Path) -> FetchAnswer:
+    """A spooled fetch answer is either a small URL-form map or an inline pack."""
+    size = path.stat().st_size
+    answer = _url_answer(path) if size <= URL_ANSWER_MAX_BYTES else None
+    if answer is None:
+        return InlinePack(path=path, size=size)
+    path.unlink()
+    return answer
+
+
+def _discard(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 def _url_answer(path: Path) -> MPackURL | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
+from typing import TypeGuard
 
 NUL = "\x00"
 _CONTENT_ID = re.compile(r"[0-9a-f]{64}")
@@ -29,6 +30,6 @@ def commit_id(parent_ids: Iterable[str], snapshot_id: str, message: str, committ
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def is_content_id(value: object) -> bool:
+def is_content_id(value: object) -> TypeGuard[str]:
     """True for a 64-character lowercase hex string (no `sha256:` prefix, no newline)."""
     return isinstance(value, str) and _CONTENT_ID.fullmatch(value) is not None

@@ -192,9 +192,8 @@ def _recompute(label: str, compute: Callable[[], str]) -> str:
 
 
 def _label(kind: str, record_id: object) -> str:
-    if isinstance(record_id, str) and record_id:
-        return f"{kind} {record_id[:12]}{'…' if len(record_id) > 12 else ''}"
-    return f"{kind} record"
+    # A short id names the record; a malformed id is shown by the field message instead.
+    return f"{kind} {record_id[:12]}…" if is_content_id(record_id) else f"{kind} record"
 
 
 def _show(value: object) -> str:

@@ -1,5 +1,8 @@
 """`wire_fetch_mpack`: the answer to `POST /fetch`, as one pack object in storage plus a
-presigned URL to it. Both answer forms (URL and inline) are served from that one object."""
+presigned URL to it. Both answer forms (URL and inline) are served from that one object.
+
+A clone (`have == []`) looks in the prebuilt-pack cache first: a hit costs one lookup and one
+presign, whatever the repo's size. A miss builds, and records the entry so the next clone hits."""
 
 from __future__ import annotations
 
@@ -9,10 +12,14 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from musehub.mpack.writer import PackDigest
+from musehub.services import mpack_cache
 from musehub.services.mpack_build import (
+    FetchPlan,
     assemble_mpack,
     plan_fetch,
     storage_blob_reader,
@@ -23,6 +30,8 @@ from musehub.storage import ObjectStorage
 
 log = logging.getLogger("musehub.fetch")
 
+CacheOutcome = Literal["HIT", "MISS", "UNCACHED"]
+
 
 @dataclass(frozen=True)
 class FetchMPack:
@@ -31,8 +40,7 @@ class FetchMPack:
     sha256: str
     url: str
     expires_at: datetime
-    commit_count: int
-    object_count: int
+    cache: CacheOutcome
 
 
 async def wire_fetch_mpack(
@@ -44,9 +52,46 @@ async def wire_fetch_mpack(
     storage: ObjectStorage,
     settings: Settings,
 ) -> FetchMPack:
-    """Build the pack of everything `want` reaches and `have` does not, upload it under its
-    content address, and presign it."""
+    """The pack of everything `want` reaches and `have` does not, uploaded under its content
+    address and presigned."""
     started = time.perf_counter()
+    if have:
+        key, digest, _ = await build_and_upload(session, repo_id, want, have, storage=storage,
+                                                settings=settings)
+        _log_outcome("UNCACHED", repo_id, want, started)
+        return await _answer(storage, settings, key, digest.size, digest.sha256, "UNCACHED")
+
+    entry = await mpack_cache.lookup(session, repo_id, want)
+    if entry is None:
+        await mpack_cache.lock_want_set(session, repo_id, want)
+        entry = await mpack_cache.lookup(session, repo_id, want)  # built while we waited?
+    if entry is not None:
+        await session.commit()  # ends the lock's transaction
+        _log_outcome("HIT", repo_id, want, started)
+        return await _answer(storage, settings, entry.mpack_id, entry.size_bytes, entry.sha256, "HIT")
+
+    key, digest, plan = await build_and_upload(session, repo_id, want, [], storage=storage,
+                                               settings=settings)
+    await mpack_cache.record(
+        session, repo_id=repo_id, want=want, mpack_id=key, size_bytes=digest.size,
+        sha256=digest.sha256, commit_count=len(plan.commit_ids), object_count=len(plan.objects),
+        ttl=settings.mpack_cache_ttl,
+    )
+    await session.commit()
+    _log_outcome("MISS", repo_id, want, started)
+    return await _answer(storage, settings, key, digest.size, digest.sha256, "MISS")
+
+
+async def build_and_upload(
+    session: AsyncSession,
+    repo_id: str,
+    want: list[str],
+    have: list[str],
+    *,
+    storage: ObjectStorage,
+    settings: Settings,
+) -> tuple[str, PackDigest, FetchPlan]:
+    """The synchronous build: plan, assemble with blobs read straight from storage, upload."""
     plan = await plan_fetch(session, repo_id, want, have)
     with tempfile.NamedTemporaryFile(dir=settings.work_dir, prefix="fetch-", suffix=".mpack") as out:
         digest = await assemble_mpack(
@@ -55,19 +100,20 @@ async def wire_fetch_mpack(
         )
         out.flush()
         key = await upload_mpack(storage, repo_id, Path(out.name), digest)
-    url, expires_at = await presign(storage, settings, key)
-    log.info(
-        "[wire_fetch_mpack] built repo=%s commits=%d objects=%d bytes=%d t=%.0fms",
-        repo_id, len(plan.commit_ids), len(plan.objects), digest.size,
-        (time.perf_counter() - started) * 1000,
-    )
-    return FetchMPack(
-        mpack_key=key, size=digest.size, sha256=digest.sha256, url=url,
-        expires_at=expires_at, commit_count=len(plan.commit_ids), object_count=len(plan.objects),
-    )
+    return key, digest, plan
 
 
-async def presign(storage: ObjectStorage, settings: Settings, key: str) -> tuple[str, datetime]:
+async def _answer(
+    storage: ObjectStorage, settings: Settings, key: str, size: int, sha256: str,
+    cache: CacheOutcome
+) -> FetchMPack:
     ttl = settings.storage.presign_ttl_seconds
     url = await storage.presign_get(key, ttl)
-    return url, datetime.now(UTC) + timedelta(seconds=ttl)
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
+    return FetchMPack(key, size, sha256, url, expires_at, cache)
+
+
+def _log_outcome(cache: CacheOutcome, repo_id: str, want: list[str], started: float) -> None:
+    tips = ",".join(w[:12] for w in mpack_cache.normalise_want(want))
+    log.info("[wire_fetch_mpack] cache=%s repo=%s tip=%s t=%.1fms",
+             cache, repo_id, tips, (time.perf_counter() - started) * 1000)

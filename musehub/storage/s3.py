@@ -254,9 +254,7 @@ class S3Storage(ObjectStorage):
             await asyncio.gather(*in_flight, return_exceptions=True)
             # Abort so the bucket keeps no invisible, billed part data.
             with contextlib.suppress(ClientError, BotoCoreError):
-                await client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id
-                )
+                await client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise
 
     @contextlib.contextmanager

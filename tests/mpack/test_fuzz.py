@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from musehub.mpack.errors import MPackFormatError
 from musehub.mpack.limits import DEFAULT_LIMITS, MPackLimits
 from musehub.mpack.reader import read_mpack
+from musehub.mpack.records import RecordError, validate_commit, validate_object, validate_snapshot
 from musehub.mpack.request import decode_request
-from tests.mpack.helpers import VECTOR_PATH, small_repo, write_pack
+from tests.mpack.helpers import VECTOR_PATH, load_vector, small_repo, write_pack
 
 VECTOR = VECTOR_PATH.read_bytes()
 STORED, _ = write_pack(*small_repo())
@@ -109,3 +110,21 @@ def test_every_truncation_of_a_valid_pack_is_refused() -> None:
 def test_every_truncation_of_a_valid_request_is_refused() -> None:
     for length in range(len(VECTOR)):
         assert isinstance(_decode(VECTOR[:length]), MPackFormatError)
+
+
+@FUZZ
+@given(msgpack_values, st.sampled_from(["commit_id", "snapshot_id", "message", "metadata"]))
+def test_record_validation_only_raises_record_error(value: Any, field: str) -> None:
+    commit = load_vector()["commits"][0] | {field: value}
+    snapshot = load_vector()["snapshots"][0] | {"manifest": value}
+    for validate, record in (
+        (validate_commit, value),
+        (validate_commit, commit),
+        (validate_snapshot, value),
+        (validate_snapshot, snapshot),
+        (validate_object, value),
+    ):
+        try:
+            validate(record)
+        except RecordError as exc:
+            assert "\n" not in str(exc)

@@ -16,7 +16,7 @@ from musehub.mpack.inline import (
     branch_heads_trailer,
     inline_answer,
 )
-from tests.mpack.helpers import VECTOR_HEADS, load_vector, small_repo, write_pack
+from tests.mpack.helpers import VECTOR_HEADS, VECTOR_PATH, load_vector, small_repo, write_pack
 
 
 def _stored_vector_pack() -> bytes:
@@ -85,3 +85,8 @@ async def test_async_inline_answer_equals_the_sync_one() -> None:
 def test_a_pack_not_written_by_the_writer_is_refused(stored: list[bytes], message: str) -> None:
     with pytest.raises(MPackFormatError, match=message):
         list(inline_answer(stored, {}))
+
+
+def test_inline_answer_of_the_vector_is_byte_identical_to_the_clients_bundle() -> None:
+    inline = b"".join(inline_answer([_stored_vector_pack()], VECTOR_HEADS))
+    assert inline == VECTOR_PATH.read_bytes()

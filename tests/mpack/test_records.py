@@ -66,7 +66,7 @@ _DELETE = object()
     [
         (["not", "a", "map"], "commit record must be a map, got an array"),
         ({1: "x", "commit_id": "a" * 64}, "commit aaaaaaaaaaaa…: every key must be a string"),
-        (_commit(commit_id="ABC"), "commit ABC: field 'commit_id' must be a 64-character"),
+        (_commit(commit_id="AB\nC"), "commit record: field 'commit_id' must be a 64-char"),
         (_commit(commit_id=None), "commit record: field 'commit_id' must be a 64-character"),
         (_commit(commit_id=_DELETE), "commit record: field 'commit_id' is missing"),
         (_commit(snapshot_id="sha256:" + OID), "field 'snapshot_id' must be a 64-character"),

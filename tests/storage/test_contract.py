@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PosixPath
@@ -136,13 +137,14 @@ async def test_put_file_large_round_trips(
 ) -> None:
     await storage.put_file("files/big", big_file)
 
-    data = big_file.read_bytes()
+    data = await asyncio.to_thread(big_file.read_bytes)
     assert await storage.size("files/big") == BIG_SIZE
     assert await storage.get("files/big") == data
     edge = PART_SIZE
-    assert await read_stream(storage, "files/big", start=edge - 7, end=edge + 7) == data[
-        edge - 7 : edge + 7
-    ]
+    assert (
+        await read_stream(storage, "files/big", start=edge - 7, end=edge + 7)
+        == data[edge - 7 : edge + 7]
+    )
     if isinstance(storage, S3Storage):
         # A multipart object's ETag ends in "-<number of parts>".
         head = moto_s3.client().head_object(Bucket=storage.bucket, Key="files/big")
@@ -236,7 +238,12 @@ async def test_list_with_prefix(storage: ObjectStorage) -> None:
 
     assert set(await listed(storage, "repos/a/")) == {"repos/a/1", "repos/a/2"}
     assert set(await listed(storage, "repos/a")) == {"repos/a/1", "repos/a/2", "repos/ab/3"}
-    assert set(await listed(storage, "repos/")) == {"repos/a/1", "repos/a/2", "repos/ab/3", "repos/b/1"}
+    assert set(await listed(storage, "repos/")) == {
+        "repos/a/1",
+        "repos/a/2",
+        "repos/ab/3",
+        "repos/b/1",
+    }
     assert set(await listed(storage, "nothing/")) == set()
     everything = await listed(storage, "")
     assert set(everything) == {"repos/a/1", "repos/a/2", "repos/ab/3", "repos/b/1", "mpacks/x"}

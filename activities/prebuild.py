@@ -1,0 +1,216 @@
+"""The prebuild steps as activities: the only place the prebuild workflow touches the database
+and object storage. Each step calls the same build code the synchronous fetch uses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from musehub.mpack.writer import PackDigest
+from musehub.services import history, mpack_cache
+from musehub.services.errors import NotFound
+from musehub.services.mpack_build import (
+    BlobMissing,
+    FetchPlan,
+    PackObject,
+    assemble_mpack,
+    plan_fetch,
+    upload_mpack,
+)
+from musehub.settings import Settings
+from musehub.storage import ObjectNotFound, ObjectStorage
+from workflows.types import (
+    AssembleResult,
+    BuildStepInput,
+    CheckCacheInput,
+    CheckCacheResult,
+    ClaimWorkerInput,
+    ClaimWorkerResult,
+    DiscardBuildInput,
+    DiscardBuildResult,
+    LoadBlobsResult,
+    RecordCacheInput,
+    RecordCacheResult,
+    UploadInput,
+    UploadResult,
+)
+
+T = TypeVar("T")
+HEARTBEAT_EVERY_SECONDS = 2.0
+PACK_FILE = "pack.mpack"
+
+
+def business_error(message: str, kind: str) -> ApplicationError:
+    """A fact no retry changes (a blob that does not exist): fail now, not forever."""
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+class Heartbeat:
+    """Heartbeats progress at most every few seconds, so long steps stay alive cheaply."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last >= HEARTBEAT_EVERY_SECONDS or done == total:
+            self._last = now
+            activity.heartbeat({"done": done, "total": total})
+
+
+class PrebuildActivities:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        storage: ObjectStorage,
+        settings: Settings,
+        *,
+        worker_task_queue: str,
+    ) -> None:
+        self._sessions = sessions
+        self._storage = storage
+        self._settings = settings
+        self._worker_task_queue = worker_task_queue
+
+    # -- on the shared prebuild queue ---------------------------------------------------------
+
+    @activity.defn(name="check_fetch_mpack_cache")
+    async def check_cache(self, request: CheckCacheInput) -> CheckCacheResult:
+        async with self._sessions() as session:
+            known = await history.existing_commit_ids(session, request.repo_id, request.want)
+            gone = sorted(set(request.want) - known)
+            if gone:
+                return CheckCacheResult("gone", f"commit {gone[0]} is no longer in the repository")
+            if not request.force and await mpack_cache.lookup(session, request.repo_id, request.want):
+                return CheckCacheResult("fresh", "a live pack already answers this want set")
+        return CheckCacheResult("build")
+
+    @activity.defn(name="claim_build_worker")
+    async def claim_worker(self, request: ClaimWorkerInput) -> ClaimWorkerResult:
+        return ClaimWorkerResult(self._worker_task_queue)
+
+    @activity.defn(name="record_fetch_mpack_cache")
+    async def record_cache(self, request: RecordCacheInput) -> RecordCacheResult:
+        async with self._sessions() as session:
+            entry = await mpack_cache.record(
+                session, repo_id=request.repo_id, want=request.want, mpack_id=request.mpack_id,
+                size_bytes=request.size, sha256=request.sha256, commit_count=request.commits,
+                object_count=request.objects, ttl=self._settings.mpack_cache_ttl,
+            )
+            await session.commit()
+        return RecordCacheResult(entry.cache_id)
+
+    # -- on this worker's own queue: the steps that hand local files to each other -----------
+
+    @activity.defn(name="load_fetch_mpack_blobs")
+    async def load_blobs(self, request: BuildStepInput) -> LoadBlobsResult:
+        """Copy every blob the pack needs into this worker's staging folder. Blobs already there
+        from an earlier attempt are kept, so a retry resumes instead of starting over."""
+        plan = await self._plan(request)
+        staging = self._staging(request.build_id) / "objects"
+        staging.mkdir(parents=True, exist_ok=True)
+        todo = [o for o in plan.objects if not _staged(staging, o)]
+        heartbeat = Heartbeat()
+        limit = asyncio.Semaphore(self._settings.storage.read_concurrency)
+        done = len(plan.objects) - len(todo)
+
+        async def fetch(obj: PackObject) -> None:
+            nonlocal done
+            async with limit:
+                await self._download(obj, staging)
+            done += 1
+            heartbeat(done, len(plan.objects))
+
+        await asyncio.gather(*(fetch(o) for o in todo))
+        return LoadBlobsResult(len(plan.objects), plan.blob_bytes, len(plan.objects) - len(todo))
+
+    @activity.defn(name="assemble_fetch_mpack")
+    async def assemble(self, request: BuildStepInput) -> AssembleResult:
+        plan = await self._plan(request)
+        folder = self._staging(request.build_id)
+        objects = folder / "objects"
+
+        async def read_staged(obj: PackObject) -> bytes:
+            try:
+                return await asyncio.to_thread((objects / obj.object_id).read_bytes)
+            except FileNotFoundError:
+                # This worker lost its staging folder (restarted elsewhere): start the build over.
+                raise ApplicationError(f"staged blob {obj.object_id} is gone", type="StagingLost",
+                                       non_retryable=True) from None
+
+        partial = folder / (PACK_FILE + ".partial")
+        async with self._sessions() as session:
+            with partial.open("wb") as out:
+                digest = await _as_business_error(assemble_mpack(
+                    session, plan, out, read_staged,
+                    concurrency=self._settings.storage.read_concurrency, on_progress=Heartbeat(),
+                ))
+                out.flush()
+                os.fsync(out.fileno())
+        partial.replace(folder / PACK_FILE)
+        return AssembleResult(digest.size, digest.sha256, len(plan.commit_ids), len(plan.objects))
+
+    @activity.defn(name="upload_fetch_mpack")
+    async def upload(self, request: UploadInput) -> UploadResult:
+        path = self._staging(request.build_id) / PACK_FILE
+        if not path.exists() or path.stat().st_size != request.size:
+            raise ApplicationError("the assembled pack is not on this worker any more",
+                                   type="StagingLost", non_retryable=True)
+        key = await upload_mpack(self._storage, request.repo_id, path,
+                                 PackDigest(request.size, request.sha256))
+        return UploadResult(key)
+
+    @activity.defn(name="discard_fetch_mpack_build")
+    async def discard(self, request: DiscardBuildInput) -> DiscardBuildResult:
+        folder = self._staging(request.build_id)
+        existed = folder.exists()
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+        return DiscardBuildResult(existed)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _plan(self, request: BuildStepInput) -> FetchPlan:
+        async with self._sessions() as session:
+            try:
+                return await _as_business_error(plan_fetch(session, request.repo_id, request.want, []))
+            except NotFound as exc:
+                raise business_error(exc.message, "TipGone") from None
+
+    def _staging(self, build_id: str) -> Path:
+        if not build_id.replace("-", "").isalnum():
+            raise business_error(f"bad build id {build_id!r}", "BadBuildId")
+        return self._settings.work_dir / "prebuild" / build_id
+
+    async def _download(self, obj: PackObject, staging: Path) -> None:
+        partial = staging / (obj.object_id + ".partial")
+        try:
+            with partial.open("wb") as out:
+                async for chunk in self._storage.stream(obj.storage_key):
+                    out.write(chunk)
+        except ObjectNotFound:
+            partial.unlink(missing_ok=True)
+            raise business_error(f"object {obj.object_id} is missing from storage", "BlobMissing") from None
+        partial.replace(staging / obj.object_id)
+
+
+def _staged(staging: Path, obj: PackObject) -> bool:
+    try:
+        return (staging / obj.object_id).stat().st_size == obj.size
+    except FileNotFoundError:
+        return False
+
+
+async def _as_business_error(step: Awaitable[T]) -> T:
+    try:
+        return await step
+    except BlobMissing as exc:
+        raise business_error(str(exc), "BlobMissing") from None

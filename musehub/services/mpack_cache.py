@@ -1,0 +1,90 @@
+"""`musehub_fetch_mpack_cache`: which prebuilt pack answers a clone of (repo, want set)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from musehub.db.models import FetchMPackCache
+
+
+def normalise_want(want: Iterable[str]) -> list[str]:
+    """Clone sends every branch head, possibly repeated, in any order: one key for all of them."""
+    return sorted(set(want))
+
+
+def cache_id_for(repo_id: str, want: Iterable[str]) -> str:
+    """sha256 over the repo and the normalised want set: the repo is part of the key, so one
+    repo's entry can never answer for another."""
+    return hashlib.sha256("\x00".join([repo_id, *normalise_want(want)]).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    cache_id: str
+    mpack_id: str
+    size_bytes: int
+    sha256: str
+    expires_at: datetime
+
+
+async def lookup(session: AsyncSession, repo_id: str, want: Iterable[str]) -> CacheEntry | None:
+    """The live entry for this want set, or None. One primary-key lookup."""
+    row = await session.execute(
+        select(
+            FetchMPackCache.cache_id, FetchMPackCache.mpack_id, FetchMPackCache.size_bytes,
+            FetchMPackCache.sha256, FetchMPackCache.expires_at,
+        ).where(
+            FetchMPackCache.cache_id == cache_id_for(repo_id, want),
+            FetchMPackCache.expires_at > datetime.now(UTC),
+        )
+    )
+    found = row.first()
+    return CacheEntry(*found) if found else None
+
+
+async def lock_want_set(session: AsyncSession, repo_id: str, want: Iterable[str]) -> None:
+    """Serialise builds of one want set across every process, until this transaction ends: a
+    herd of cold clones builds once, the others wait and then find the entry."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": "mpack/" + cache_id_for(repo_id, want)},
+    )
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    repo_id: str,
+    want: Iterable[str],
+    mpack_id: str,
+    size_bytes: int,
+    sha256: str,
+    commit_count: int,
+    object_count: int,
+    ttl: timedelta,
+) -> CacheEntry:
+    """Insert or refresh the entry for (repo, want set); the caller commits."""
+    wants = normalise_want(want)
+    cache_id = cache_id_for(repo_id, wants)
+    now = datetime.now(UTC)
+    values = {
+        "mpack_id": mpack_id, "size_bytes": size_bytes, "sha256": sha256,
+        "commit_count": commit_count, "object_count": object_count,
+        "created_at": now, "expires_at": now + ttl,
+    }
+    await session.execute(
+        insert(FetchMPackCache)
+        .values(
+            cache_id=cache_id, repo_id=repo_id, want_commit_ids=wants,
+            tip_commit_id=wants[0] if len(wants) == 1 else None, **values,
+        )
+        .on_conflict_do_update(index_elements=[FetchMPackCache.cache_id], set_=values)
+    )
+    return CacheEntry(cache_id, mpack_id, size_bytes, sha256, now + ttl)

@@ -1,0 +1,208 @@
+"""An in-memory hub speaking the wire protocol over ``httpx.MockTransport``, for client tests.
+
+It does what wire-protocol.md says a server does, and no more; every request is recorded so
+tests can check the sequence and headers the client sends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import msgpack
+
+from musehub.mpack.codec import MPackWriter, inline_answer
+
+BASE = "http://hub.test/alice/song"
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: httpx.Headers
+    body: Any
+    size: int  # request body bytes
+
+
+@dataclass
+class FakeHub:
+    repo_id: str = "5d7f0c1e-0000-4000-8000-000000000001"
+    domain: str = "code"
+    default_branch: str = "main"
+    mpack_url: bool = True  # honour capabilities: ["mpack-url"]
+    presign: bool = True
+    commits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
+    objects: dict[str, bytes] = field(default_factory=dict)
+    heads: dict[str, str] = field(default_factory=dict)
+    packs: dict[str, bytes] = field(default_factory=dict)
+    seen: list[Seen] = field(default_factory=list)
+    corrupt_pack: bool = False  # serve packs whose bytes differ from the promised sha256
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def load_pack(self, pack: dict[str, Any]) -> None:
+        """Seed the hub from a decoded pack (e.g. the test vector)."""
+        for c in pack["commits"]:
+            self.commits[c["commit_id"]] = c
+        for s in pack["snapshots"]:
+            self.snapshots[s["snapshot_id"]] = s
+        for o in pack["objects"]:
+            self.objects[o["object_id"]] = o["content"]
+        self.heads.update(pack["branch_heads"])
+
+    def ops(self) -> list[str]:
+        return [f"{s.method} {s.path.removeprefix('/alice/song/')}" for s in self.seen]
+
+    # -- routing -------------------------------------------------------------------------
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        raw = request.content
+        body = None
+        if raw and request.headers.get("content-type") == "application/x-msgpack":
+            body = msgpack.unpackb(raw, raw=False)
+        path = request.url.path
+        self.seen.append(Seen(request.method, path, request.headers, body or raw, len(raw)))
+        if path.startswith("/_blob/"):
+            self.objects[path.rsplit("/", 1)[1]] = raw
+            return httpx.Response(200)
+        if path.startswith("/_pack/"):
+            data = self.packs[path.rsplit("/", 1)[1]]
+            return httpx.Response(200, content=data[:-1] + b"\x00" if self.corrupt_pack else data)
+        op = path.removeprefix("/alice/song/")
+        handler = {
+            ("GET", "refs"): self.refs,
+            ("POST", "filter-objects"): self.filter_objects,
+            ("POST", "presign"): self.presign_put,
+            ("POST", "push/objects"): self.push_objects,
+            ("POST", "push"): self.push,
+            ("POST", "fetch"): self.fetch,
+        }.get((request.method, op))
+        if handler is None:
+            return httpx.Response(404, text=f"no route {request.method} {path}")
+        return handler(body or {})
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    def refs(self, _: dict[str, Any]) -> httpx.Response:
+        return _msgpack(
+            {
+                "repo_id": self.repo_id,
+                "domain": self.domain,
+                "default_branch": self.default_branch,
+                "branch_heads": dict(self.heads),
+            }
+        )
+
+    def filter_objects(self, body: dict[str, Any]) -> httpx.Response:
+        return _msgpack({"missing": [i for i in body["object_ids"] if i not in self.objects]})
+
+    def presign_put(self, body: dict[str, Any]) -> httpx.Response:
+        if not self.presign:
+            return _msgpack({"presigned": {}, "inline": body["object_ids"]})
+        urls = {i: f"http://blobs.test/_blob/{i}" for i in body["object_ids"]}
+        return _msgpack({"presigned": urls, "inline": []})
+
+    def push_objects(self, body: dict[str, Any]) -> httpx.Response:
+        stored = skipped = 0
+        for o in body["objects"]:
+            if hashlib.sha256(o["content"]).hexdigest() != o["object_id"]:
+                return httpx.Response(400, text=f"object {o['object_id']} does not hash to its id")
+            if o["object_id"] in self.objects:
+                skipped += 1
+            else:
+                self.objects[o["object_id"]] = o["content"]
+                stored += 1
+        return _msgpack({"stored": stored, "skipped": skipped})
+
+    def push(self, body: dict[str, Any]) -> httpx.Response:
+        bundle, branch = body["bundle"], body["branch"]
+        named = {
+            p
+            for c in bundle["commits"]
+            for p in (c["parent_commit_id"], c["parent2_commit_id"])
+            if p
+        }
+        tips = [c["commit_id"] for c in bundle["commits"] if c["commit_id"] not in named]
+        if len(tips) != 1:
+            return httpx.Response(400, text=f"bundle has {len(tips)} tips, expected one")
+        for s in bundle["snapshots"]:
+            lacking = [o for o in s["manifest"].values() if o not in self.objects]
+            if lacking:
+                return httpx.Response(400, text=f"objects not uploaded: {lacking[:3]}")
+        for c in bundle["commits"]:
+            self.commits[c["commit_id"]] = c
+        for s in bundle["snapshots"]:
+            self.snapshots[s["snapshot_id"]] = s
+        old = self.heads.get(branch)
+        if old and not body["force"] and old not in self._reachable([tips[0]], set()):
+            return httpx.Response(409, text=f"non-fast-forward push to {branch}")
+        self.heads[branch] = tips[0]
+        return _msgpack({"ok": True, "message": "pushed", "branch_heads": dict(self.heads)})
+
+    def fetch(self, body: dict[str, Any]) -> httpx.Response:
+        have = self._reachable(body.get("have") or [], set())
+        commit_ids = self._reachable(body["want"], have)
+        pack = self._pack(sorted(commit_ids))
+        if self.mpack_url and "mpack-url" in (body.get("capabilities") or []):
+            sha = hashlib.sha256(pack).hexdigest()
+            self.packs[sha] = pack
+            return _msgpack(
+                {
+                    "mpack_url": f"http://blobs.test/_pack/{sha}",
+                    "mpack_size": len(pack),
+                    "mpack_sha256": sha,
+                    "expires_at": "2099-01-01T00:00:00+00:00",
+                    "branch_heads": dict(self.heads),
+                }
+            )
+        content = b"".join(inline_answer([pack], self.heads))
+        return httpx.Response(
+            200, content=content, headers={"content-type": "application/x-msgpack"}
+        )
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _reachable(self, tips: list[str], stop: set[str]) -> set[str]:
+        seen: set[str] = set()
+        queue = deque(tips)
+        while queue:
+            cid = queue.popleft()
+            if cid in seen or cid in stop or cid not in self.commits:
+                continue
+            seen.add(cid)
+            c = self.commits[cid]
+            queue.extend(p for p in (c["parent_commit_id"], c["parent2_commit_id"]) if p)
+        return seen
+
+    def _pack(self, commit_ids: list[str]) -> bytes:
+        commits = [self.commits[c] for c in commit_ids]
+        snap_ids = sorted({c["snapshot_id"] for c in commits})
+        obj_ids = sorted({o for s in snap_ids for o in self.snapshots[s]["manifest"].values()})
+        out = io.BytesIO()
+        writer = MPackWriter(out)
+        writer.begin_section("commits", len(commits))
+        for c in commits:
+            writer.write_record(c)
+        writer.begin_section("snapshots", len(snap_ids))
+        for s in snap_ids:
+            writer.write_record(self.snapshots[s])
+        writer.begin_section("objects", len(obj_ids))
+        for o in obj_ids:
+            writer.write_object(o, self.objects[o])
+        writer.finish()
+        return out.getvalue()
+
+
+def _msgpack(value: Any) -> httpx.Response:
+    return httpx.Response(
+        200,
+        content=msgpack.packb(value, use_bin_type=True),
+        headers={"content-type": "application/x-msgpack"},
+    )

@@ -1,0 +1,98 @@
+"""FMC_08 / FMC_18: a push makes a cache row for every branch tip (and the head set) appear
+shortly after, with no manual step; a clone right after is a HIT; the rebuild signal rebuilds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from musehub.db.models import FetchMPackCache
+from musehub.services.prebuild_trigger import request_prebuild
+from musehub.settings import load_settings
+from musehub.temporal import LazyTemporalClient
+from tests.mpack.helpers import VECTOR_HEADS, load_vector
+from tests.prebuild.conftest import PrebuildHub
+from tests.wire.helpers import call, decode, push_records
+from workflows.types import PrebuildStatus, prebuild_workflow_id
+
+VECTOR = load_vector()
+MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
+
+
+async def push_vector(hub: PrebuildHub) -> tuple[str, str, str, str]:
+    owner, slug, token = await hub.create_repo()
+    for branch, tip in (("main", MAIN), ("chorus", CHORUS)):
+        decode(await push_records(hub.client, owner, slug, token, branch=branch, tip=tip,
+                                  commits=VECTOR["commits"], snapshots=VECTOR["snapshots"],
+                                  objects=VECTOR["objects"]))
+    repo_id = decode(await call(hub.client, owner, slug, "refs"))["repo_id"]
+    return owner, slug, token, repo_id
+
+
+async def cache_rows(hub: PrebuildHub, repo_id: str) -> list[FetchMPackCache]:
+    async with AsyncSession(hub.engine) as session:
+        result = await session.scalars(
+            select(FetchMPackCache).where(FetchMPackCache.repo_id == repo_id))
+        return list(result)
+
+
+async def wait_for_rows(hub: PrebuildHub, repo_id: str, count: int, timeout: float = 30) -> list[FetchMPackCache]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = await cache_rows(hub, repo_id)
+        if len(rows) >= count:
+            return rows
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"only {len(await cache_rows(hub, repo_id))} of {count} cache rows appeared")
+
+
+async def test_push_prebuilds_every_tip_and_the_head_set_then_clone_hits(prebuild_hub: PrebuildHub) -> None:
+    owner, slug, _, repo_id = await push_vector(prebuild_hub)
+    rows = await wait_for_rows(prebuild_hub, repo_id, 3)
+    assert {tuple(r.want_commit_ids) for r in rows} == {(MAIN,), (CHORUS,), tuple(sorted([MAIN, CHORUS]))}
+    assert {r.tip_commit_id for r in rows} == {MAIN, CHORUS, None}
+    for row in rows:
+        assert await prebuild_hub.storage.size(row.mpack_id) == row.size_bytes
+
+    response = await call(prebuild_hub.client, owner, slug, "fetch",
+                          {"want": [CHORUS, MAIN, MAIN], "have": [], "capabilities": ["mpack-url"]})
+    assert response.headers["x-musehub-cache"] == "HIT"
+    answer = decode(response)
+    head_set_row = next(r for r in rows if r.tip_commit_id is None)
+    assert answer["mpack_sha256"] == head_set_row.sha256
+
+
+async def test_rebuild_signal_with_force_rebuilds_fresh_packs(prebuild_hub: PrebuildHub) -> None:
+    _, _, _, repo_id = await push_vector(prebuild_hub)
+    before = {r.cache_id: r.created_at for r in await wait_for_rows(prebuild_hub, repo_id, 3)}
+    assert prebuild_hub.temporal is not None
+    await request_prebuild(prebuild_hub.temporal, prebuild_hub.settings, repo_id=repo_id,
+                           repo_name="rebuild/test", tips=[MAIN, CHORUS], force=True, signal="rebuild")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        after = {r.cache_id: r.created_at for r in await cache_rows(prebuild_hub, repo_id)}
+        if all(after[c] > before[c] for c in before):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("force rebuild did not refresh every cache row")
+    handle = prebuild_hub.temporal.get_workflow_handle(prebuild_workflow_id(repo_id))
+    status = await handle.query("status", result_type=PrebuildStatus)
+    assert status.repo_id == repo_id
+    assert status.built >= 3
+
+
+async def test_push_succeeds_when_temporal_is_unreachable(prebuild_hub: PrebuildHub) -> None:
+    settings = load_settings(temporal={"address": "127.0.0.1:1"})
+    prebuild_hub.app.state.temporal = LazyTemporalClient(settings, timeout=1.0)
+    owner, slug, token = await prebuild_hub.create_repo()
+    started = time.monotonic()
+    answer = decode(await push_records(prebuild_hub.client, owner, slug, token, branch="main", tip=MAIN,
+                                       commits=VECTOR["commits"], snapshots=VECTOR["snapshots"],
+                                       objects=VECTOR["objects"]))
+    assert answer["ok"] is True
+    assert time.monotonic() - started < 10
+    assert decode(await call(prebuild_hub.client, owner, slug, "refs"))["branch_heads"] == {"main": MAIN}

@@ -1,0 +1,187 @@
+"""`PrebuildFetchMPacks`: one run per repo builds the clone pack of every branch tip, and of the
+whole head set, right after a push. Pushes signal-with-start it, so a burst of pushes coalesces
+into one run that builds the newest tips. Deterministic code only: every effect is an activity."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.prebuild import PrebuildActivities
+    from workflows.types import (
+        BuildStepInput,
+        CheckCacheInput,
+        ClaimWorkerInput,
+        DiscardBuildInput,
+        PrebuildInput,
+        PrebuildRequest,
+        PrebuildResult,
+        PrebuildStatus,
+        RecordCacheInput,
+        UploadInput,
+    )
+
+QUICK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                          maximum_attempts=10)
+BUILD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                          maximum_attempts=5, non_retryable_error_types=["BlobMissing", "TipGone"])
+# How often a whole build (claim a worker, load, assemble, upload) starts over after its worker
+# vanished or lost its staging folder.
+MAX_BUILD_ATTEMPTS = 3
+LONG_STEP = timedelta(minutes=30)
+HEARTBEAT = timedelta(seconds=30)
+
+
+def build_targets(tips: list[str]) -> list[list[str]]:
+    """One want set per distinct tip, plus the whole head set (what `muse clone` asks for)."""
+    distinct = sorted(set(tips))
+    targets = [[tip] for tip in distinct]
+    if len(distinct) > 1:
+        targets.append(distinct)
+    return targets
+
+
+@workflow.defn(name="PrebuildFetchMPacks")
+class PrebuildFetchMPacks:
+    def __init__(self) -> None:
+        self._pending: PrebuildRequest | None = None
+        self._status = PrebuildStatus(repo_id="")
+
+    @workflow.signal(name="tips_pushed")
+    def tips_pushed(self, request: PrebuildRequest) -> None:
+        """The newest push's tips replace older pending ones; force is kept once asked."""
+        force = request.force or (self._pending is not None and self._pending.force)
+        self._pending = PrebuildRequest(list(request.tip_commit_ids), force)
+
+    @workflow.signal(name="rebuild")
+    def rebuild(self, request: PrebuildRequest) -> None:
+        self.tips_pushed(request)
+
+    @workflow.query(name="status")
+    def status(self) -> PrebuildStatus:
+        return self._status
+
+    @workflow.run
+    async def run(self, params: PrebuildInput) -> PrebuildResult:
+        self._status = PrebuildStatus(repo_id=params.repo_id)
+        if params.pending is not None and self._pending is None:
+            self._pending = params.pending
+        started = workflow.now()
+        targets = 0
+        while await self._wait_for_work(params.idle_seconds):
+            request, self._pending = self._pending, None
+            assert request is not None
+            queue = build_targets(request.tip_commit_ids)
+            self._status.pending = len(queue)
+            for want in queue:
+                if self._pending is not None:
+                    break  # newer tips arrived: start over with them (fresh packs are skipped)
+                targets += 1
+                await self._prebuild(params.repo_id, want, request.force)
+                self._status.pending -= 1
+            if workflow.info().is_continue_as_new_suggested():
+                workflow.continue_as_new(PrebuildInput(
+                    params.repo_id, params.repo_name, self._pending, params.idle_seconds))
+        elapsed = (workflow.now() - started).total_seconds()
+        workflow.logger.info(
+            "prebuild done repo=%s tips=%d hits=%d built=%d skipped=%d elapsed=%.1fs",
+            params.repo_name or params.repo_id, targets, self._status.hits, self._status.built,
+            self._status.skipped, elapsed,
+        )
+        return PrebuildResult(params.repo_id, targets, self._status.hits, self._status.built,
+                              self._status.skipped, elapsed)
+
+    async def _wait_for_work(self, idle_seconds: float) -> bool:
+        try:
+            await workflow.wait_condition(lambda: self._pending is not None,
+                                          timeout=timedelta(seconds=idle_seconds))
+        except asyncio.TimeoutError:
+            return self._pending is not None
+        return True
+
+    async def _prebuild(self, repo_id: str, want: list[str], force: bool) -> None:
+        self._status.current_target = want
+        check = await workflow.execute_activity_method(
+            PrebuildActivities.check_cache, CheckCacheInput(repo_id, want, force),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK_RETRY,
+        )
+        if check.verdict == "fresh":
+            self._status.hits += 1
+        elif check.verdict == "gone":
+            workflow.logger.info("prebuild skipped repo=%s want=%s: %s", repo_id, want, check.reason)
+            self._status.skipped += 1
+        else:
+            await self._build(repo_id, want)
+        self._status.done += 1
+        self._status.current_target = None
+
+    async def _build(self, repo_id: str, want: list[str]) -> None:
+        for attempt in range(1, MAX_BUILD_ATTEMPTS + 1):
+            try:
+                await self._build_once(repo_id, want)
+                self._status.built += 1
+                return
+            except ActivityError as err:
+                if _is_business_failure(err) or attempt == MAX_BUILD_ATTEMPTS:
+                    self._status.last_error = f"{want}: {_describe(err)}"
+                    self._status.skipped += 1
+                    workflow.logger.warning("prebuild failed repo=%s want=%s: %s",
+                                            repo_id, want, self._status.last_error)
+                    return
+                workflow.logger.info("prebuild attempt %d lost its worker, starting over", attempt)
+
+    async def _build_once(self, repo_id: str, want: list[str]) -> None:
+        claim = await workflow.execute_activity_method(
+            PrebuildActivities.claim_worker, ClaimWorkerInput(repo_id),
+            start_to_close_timeout=timedelta(seconds=10), retry_policy=QUICK_RETRY,
+        )
+        step = BuildStepInput(repo_id, want, str(workflow.uuid4()))
+        local = {
+            "task_queue": claim.task_queue,
+            # schedule-to-close: if the claimed worker dies, its queue is never polled again.
+            "schedule_to_close_timeout": LONG_STEP,
+            "heartbeat_timeout": HEARTBEAT,
+            "retry_policy": BUILD_RETRY,
+        }
+        try:
+            await workflow.execute_activity_method(PrebuildActivities.load_blobs, step, **local)
+            built = await workflow.execute_activity_method(PrebuildActivities.assemble, step, **local)
+            uploaded = await workflow.execute_activity_method(
+                PrebuildActivities.upload, UploadInput(repo_id, step.build_id, built.size, built.sha256),
+                **local,
+            )
+        finally:
+            await self._discard(claim.task_queue, step.build_id)
+        await workflow.execute_activity_method(
+            PrebuildActivities.record_cache,
+            RecordCacheInput(repo_id, want, uploaded.mpack_id, built.size, built.sha256,
+                             built.commits, built.objects),
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK_RETRY,
+        )
+
+    async def _discard(self, task_queue: str, build_id: str) -> None:
+        try:
+            await workflow.execute_activity_method(
+                PrebuildActivities.discard, DiscardBuildInput(build_id), task_queue=task_queue,
+                schedule_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError:
+            pass  # the worker is gone, and its staging folder with it
+
+
+def _is_business_failure(err: ActivityError) -> bool:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return cause.non_retryable and cause.type not in ("StagingLost",)
+    return not isinstance(cause, TimeoutError)
+
+
+def _describe(err: ActivityError) -> str:
+    cause = err.cause
+    return str(cause.message if cause is not None and hasattr(cause, "message") else err)
