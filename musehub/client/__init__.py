@@ -1,0 +1,22 @@
+"""The muse client side: the wire protocol client, push, clone and the ``.muse`` layout.
+
+``wire`` talks HTTP, ``push`` and ``clone`` run the protocol's sequences, ``layout`` and
+``unpack`` write the on-disk repository, ``download`` fetches and checks a pack by URL,
+``commands`` holds the CLI entry points.
+"""
+
+from musehub.client.clone import CloneResult, clone
+from musehub.client.errors import CloneError, DownloadError, PushRejected, RemoteError
+from musehub.client.push import push_repository
+from musehub.client.wire import MuseRemote
+
+__all__ = [
+    "CloneError",
+    "CloneResult",
+    "DownloadError",
+    "MuseRemote",
+    "PushRejected",
+    "RemoteError",
+    "clone",
+    "push_repository",
+]

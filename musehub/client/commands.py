@@ -13,6 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
+import httpx
+
 from musehub.client.clone import CloneResult, clone, default_dest
 from musehub.client.errors import CloneError, PushRejected, RemoteError
 from musehub.client.wire import MuseRemote
@@ -23,11 +25,17 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def clone_command(url: str, dest: Path | None = None, quiet: bool = False) -> int:
+def clone_command(
+    url: str,
+    dest: Path | None = None,
+    quiet: bool = False,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> int:
     """``musehub clone URL [DEST]``: clone and check out the default branch."""
     target = dest if dest is not None else default_dest(url)
     try:
-        result = asyncio.run(clone(url, target, progress=not quiet))
+        result = asyncio.run(clone(url, target, progress=not quiet, transport=transport))
     except CloneError as exc:
         print(f"clone failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -64,6 +72,7 @@ def synth_command(
     seed: int = 0,
     scale: int = 1,
     quiet: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> int:
     """``musehub synth URL``: generate a repository (a preset, overridable) and push it."""
     try:
@@ -88,7 +97,7 @@ def synth_command(
         print(f"\rPushed {done}/{total} commits", end="", file=sys.stderr, flush=True)
 
     try:
-        report = asyncio.run(_push(url, token, repo, None if quiet else show))
+        report = asyncio.run(_push(url, token, repo, None if quiet else show, transport))
     except (PushRejected, RemoteError, ValueError) as exc:
         print(f"\nsynth: push to {url} failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -131,7 +140,11 @@ def synth_params(
 
 
 async def _push(
-    url: str, token: str | None, repo: SynthRepo, show: Callable[[int, int], None] | None
+    url: str,
+    token: str | None,
+    repo: SynthRepo,
+    show: Callable[[int, int], None] | None,
+    transport: httpx.AsyncBaseTransport | None,
 ) -> SynthPushReport:
-    async with MuseRemote(url, token) as remote:
+    async with MuseRemote(url, token, transport=transport) as remote:
         return await push_synth(remote, repo, on_push=show)

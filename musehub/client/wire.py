@@ -194,8 +194,9 @@ class MuseRemote:
                 done, in_flight = await asyncio.wait(in_flight)
                 tally(done)
         finally:
-            for task in in_flight:
+            for task in in_flight:  # only left over when a chunk failed
                 task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
         return StoredCounts(stored=stored, skipped=skipped)
 
     async def push(self, bundle: Mapping[str, Any], branch: str, force: bool = False) -> Record:

@@ -33,7 +33,9 @@ def _assert_cloned(dest: Path, vector: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("url_form", [True, False])
-async def test_clone(fake_hub: FakeHub, vector: dict[str, Any], tmp_path: Path, url_form: bool) -> None:
+async def test_clone(
+    fake_hub: FakeHub, vector: dict[str, Any], tmp_path: Path, url_form: bool
+) -> None:
     fake_hub.mpack_url = url_form
     dest = tmp_path / "song"
     stderr = io.StringIO()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 
 from musehub.client.download import download_verified
 from musehub.client.errors import DownloadError
+from musehub.client.progress import ByteProgress
 
 DATA = b"mpack bytes " * 10_000
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -67,3 +69,18 @@ async def test_http_error_and_redirect_are_rejected(tmp_path: Path) -> None:
                     expected_size=1,
                     expected_sha256=SHA,
                 )
+
+
+def test_progress_line_and_silence_for_small_answers() -> None:
+    out = io.StringIO()
+    bar = ByteProgress("Downloading pack", 4 * 1024 * 1024, stream=out, interval=0)
+    bar.advance(2 * 1024 * 1024)
+    bar.finish()
+    assert "Downloading pack: 2.0 MiB / 4.0 MiB (50%)" in out.getvalue()
+    assert out.getvalue().endswith("\n") and "MiB/s" in out.getvalue()
+
+    quiet = io.StringIO()
+    small = ByteProgress("Receiving pack", stream=quiet, min_bytes=1024)
+    small.advance(300)
+    small.finish()
+    assert quiet.getvalue() == ""

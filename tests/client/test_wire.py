@@ -151,3 +151,19 @@ async def test_unreachable_remote_is_a_remote_error() -> None:
         with pytest.raises(RemoteError, match="cannot reach") as info:
             await remote.refs()
     assert info.value.status == 0
+
+
+async def test_a_failed_chunk_fails_the_upload() -> None:
+    calls = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        mine = calls
+        await asyncio.sleep(0.01)
+        return httpx.Response(413, text="too large") if mine == 2 else _pack({"stored": 1})
+
+    objects = [{"object_id": f"{i:064x}", "content": b"x"} for i in range(3000)]
+    async with _remote(handler) as remote:
+        with pytest.raises(RemoteError, match="413"):
+            await remote.push_objects(objects)

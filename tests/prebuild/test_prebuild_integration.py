@@ -8,14 +8,18 @@ import time
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.testing import WorkflowEnvironment
 
 from musehub.db.models import FetchMPackCache
 from musehub.services.prebuild_trigger import request_prebuild
 from musehub.settings import load_settings
 from musehub.temporal import LazyTemporalClient
+from tests.conftest import Hub
+from tests.faults import FaultyStorage
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
-from tests.prebuild.conftest import PrebuildHub
+from tests.prebuild.conftest import PrebuildHub, settings_with_fresh_queue
 from tests.wire.helpers import call, decode, push_records
+from worker import running_workers
 from workflows.types import PrebuildStatus, prebuild_workflow_id
 
 VECTOR = load_vector()
@@ -32,14 +36,14 @@ async def push_vector(hub: PrebuildHub) -> tuple[str, str, str, str]:
     return owner, slug, token, repo_id
 
 
-async def cache_rows(hub: PrebuildHub, repo_id: str) -> list[FetchMPackCache]:
+async def cache_rows(hub: Hub, repo_id: str) -> list[FetchMPackCache]:
     async with AsyncSession(hub.engine) as session:
         result = await session.scalars(
             select(FetchMPackCache).where(FetchMPackCache.repo_id == repo_id))
         return list(result)
 
 
-async def wait_for_rows(hub: PrebuildHub, repo_id: str, count: int, timeout: float = 30) -> list[FetchMPackCache]:
+async def wait_for_rows(hub: Hub, repo_id: str, count: int, timeout: float = 30) -> list[FetchMPackCache]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = await cache_rows(hub, repo_id)
@@ -96,3 +100,23 @@ async def test_push_succeeds_when_temporal_is_unreachable(prebuild_hub: Prebuild
     assert answer["ok"] is True
     assert time.monotonic() - started < 10
     assert decode(await call(prebuild_hub.client, owner, slug, "refs"))["branch_heads"] == {"main": MAIN}
+
+
+async def test_storage_fault_on_first_attempt_is_retried_to_success(
+    hub: Hub, temporal_env: WorkflowEnvironment
+) -> None:
+    """The worker's blob reads fail at first; the activity retries and the pack still lands."""
+    settings = settings_with_fresh_queue(hub.settings)
+    flaky = FaultyStorage(hub.storage, fail_reads=2)
+    owner, slug, token = await hub.create_repo()  # this hub enqueues nothing: only our worker builds
+    decode(await push_records(hub.client, owner, slug, token, branch="main", tip=MAIN,
+                              commits=VECTOR["commits"], snapshots=VECTOR["snapshots"],
+                              objects=VECTOR["objects"]))
+    repo_id = decode(await call(hub.client, owner, slug, "refs"))["repo_id"]
+    async with running_workers(temporal_env.client, settings, storage=flaky,
+                               database_url=hub.engine.url.render_as_string(False)):
+        await request_prebuild(temporal_env.client, settings, repo_id=repo_id,
+                               repo_name=f"{owner}/{slug}", tips=[MAIN])
+        rows = await wait_for_rows(hub, repo_id, 1)
+    assert flaky.fail_reads == 0  # both injected faults were hit ...
+    assert await hub.storage.size(rows[0].mpack_id) == rows[0].size_bytes  # ... and survived

@@ -1,0 +1,71 @@
+"""The clone and synth entry points: human output, exit codes, parameter handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from musehub.client.commands import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    clone_command,
+    synth_command,
+    synth_params,
+)
+from musehub.synth import GABRIEL_MUSE
+from tests.client.fake_hub import BASE, FakeHub
+
+
+def test_clone_command_reports_success(
+    fake_hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = clone_command(BASE, tmp_path / "song", quiet=False, transport=fake_hub.transport())
+    out = capsys.readouterr()
+    assert code == EXIT_OK
+    assert "5 commits" in out.out and "checked out main" in out.out
+
+
+def test_clone_command_reports_failure(
+    fake_hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "song").mkdir()
+    (tmp_path / "song" / "x").write_text("x")
+    code = clone_command(BASE, tmp_path / "song", quiet=True, transport=fake_hub.transport())
+    assert code == EXIT_FAILED
+    assert "clone failed:" in capsys.readouterr().err
+
+
+def test_synth_command_pushes(capsys: pytest.CaptureFixture[str]) -> None:
+    hub = FakeHub()
+    code = synth_command(
+        BASE, "tok", None, commits=30, files=5, file_size=500, branches=2, transport=hub.transport()
+    )
+    assert code == EXIT_OK and len(hub.heads) == 2
+    assert "Pushed 30 commits" in capsys.readouterr().out
+
+
+def test_synth_command_reports_a_rejected_push(capsys: pytest.CaptureFixture[str]) -> None:
+    hub = FakeHub()
+    hub.heads["main"] = "f" * 64
+    code = synth_command(
+        BASE, None, None, commits=5, files=2, file_size=100, branches=1, transport=hub.transport()
+    )
+    assert code == EXIT_FAILED and "diverged" in capsys.readouterr().err
+
+
+def test_synth_params() -> None:
+    assert synth_params("gabriel-muse", None, None, None, None, None, 0, 1) == GABRIEL_MUSE
+    tuned = synth_params("gabriel-muse", 100, None, None, None, None, 3, 1)
+    assert tuned.commits == 100 and tuned.seed == 3 and tuned.files == GABRIEL_MUSE.files
+    assert synth_params("gabriel-muse", None, None, None, None, None, 0, 10).commits == 13_290
+    with pytest.raises(ValueError, match="unknown preset"):
+        synth_params("nope", None, None, None, None, None, 0, 1)
+    with pytest.raises(ValueError, match="without a preset"):
+        synth_params(None, 10, None, None, None, None, 0, 1)
+
+
+def test_synth_command_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert synth_command(BASE, None, "nope") == EXIT_USAGE
+    assert "unknown preset" in capsys.readouterr().err

@@ -1,0 +1,79 @@
+"""FMC_13 / FMC_14: a clone hits the cache without walking commits or reading one blob; a miss
+builds, writes the row, and the next clone hits; a herd of cold clones builds once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from musehub.db.models import FetchMPackCache
+from musehub.services import mpack_cache
+from musehub.services.fetch import wire_fetch_mpack
+from tests.conftest import Hub
+from tests.faults import FaultyStorage
+from tests.mpack.helpers import VECTOR_HEADS, load_vector
+from tests.wire.helpers import call, decode, push_records
+
+VECTOR = load_vector()
+MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
+
+
+async def pushed(hub: Hub) -> str:
+    owner, slug, token = await hub.create_repo()
+    for branch, tip in (("main", MAIN), ("chorus", CHORUS)):
+        decode(await push_records(hub.client, owner, slug, token, branch=branch, tip=tip,
+                                  commits=VECTOR["commits"], snapshots=VECTOR["snapshots"],
+                                  objects=VECTOR["objects"]))
+    return str(decode(await call(hub.client, owner, slug, "refs"))["repo_id"])
+
+
+async def test_miss_builds_and_writes_the_row_then_hit_reads_no_blob(hub: Hub) -> None:
+    repo_id = await pushed(hub)
+    storage = FaultyStorage(hub.storage)
+    async with AsyncSession(hub.engine) as session:
+        miss = await wire_fetch_mpack(session, repo_id, [MAIN, CHORUS], [], storage=storage,
+                                      settings=hub.settings)
+    assert miss.cache == "MISS"
+    assert storage.reads == len(VECTOR["objects"])
+    async with AsyncSession(hub.engine) as session:
+        entry = await mpack_cache.lookup(session, repo_id, [CHORUS, MAIN])
+    assert entry is not None and entry.sha256 == miss.sha256
+
+    storage.reads = 0
+    async with AsyncSession(hub.engine) as session:
+        hit = await wire_fetch_mpack(session, repo_id, [CHORUS, MAIN, MAIN], [], storage=storage,
+                                     settings=hub.settings)
+    assert hit.cache == "HIT"
+    assert storage.reads == 0
+    assert (hit.mpack_key, hit.sha256, hit.size) == (miss.mpack_key, miss.sha256, miss.size)
+
+
+async def test_fetch_with_have_never_touches_the_cache(hub: Hub) -> None:
+    repo_id = await pushed(hub)
+    async with AsyncSession(hub.engine) as session:
+        answer = await wire_fetch_mpack(session, repo_id, [MAIN], [CHORUS], storage=hub.storage,
+                                        settings=hub.settings)
+        rows = await session.scalar(select(func.count()).select_from(FetchMPackCache)
+                                    .where(FetchMPackCache.repo_id == repo_id))
+    assert answer.cache == "UNCACHED"
+    assert rows == 0
+
+
+async def test_concurrent_cold_clones_build_once(hub: Hub) -> None:
+    repo_id = await pushed(hub)
+    storage = FaultyStorage(hub.storage)
+
+    async def clone() -> str:
+        async with AsyncSession(hub.engine) as session:
+            result = await wire_fetch_mpack(session, repo_id, [MAIN], [], storage=storage,
+                                            settings=hub.settings)
+            return result.cache
+
+    outcomes = await asyncio.gather(*(clone() for _ in range(8)))
+    assert sorted(outcomes) == ["HIT"] * 7 + ["MISS"]
+    by_main = {c["commit_id"]: c for c in VECTOR["commits"]}
+    assert by_main[MAIN]
+    objects_on_main = storage.reads
+    assert 0 < objects_on_main <= len(VECTOR["objects"])  # one build's worth of reads

@@ -1,0 +1,166 @@
+"""FMC_07: the workflow, with fake activities, writes a cache row per tip and skips fresh ones;
+gone tips are skipped; a worker lost mid-build makes the build start over; a missing blob is
+not retried forever."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from workflows.prebuild import PrebuildFetchMPacks, build_targets
+from workflows.types import (
+    AssembleResult,
+    BuildStepInput,
+    CheckCacheInput,
+    CheckCacheResult,
+    ClaimWorkerInput,
+    ClaimWorkerResult,
+    DiscardBuildInput,
+    DiscardBuildResult,
+    LoadBlobsResult,
+    PrebuildInput,
+    PrebuildRequest,
+    PrebuildResult,
+    RecordCacheInput,
+    RecordCacheResult,
+    UploadInput,
+    UploadResult,
+)
+
+A, B, C = "a" * 64, "b" * 64, "c" * 64
+
+
+@dataclass
+class FakeStore:
+    """What the fake activities see and do: which want sets are fresh or gone, what got built."""
+
+    queue: str
+    fresh: set[tuple[str, ...]] = field(default_factory=set)
+    gone: set[str] = field(default_factory=set)
+    missing_blob_for: set[tuple[str, ...]] = field(default_factory=set)
+    lose_staging_once: set[tuple[str, ...]] = field(default_factory=set)
+    recorded: list[tuple[str, ...]] = field(default_factory=list)
+    loads: list[tuple[str, ...]] = field(default_factory=list)
+    discarded: int = 0
+
+    def activities(self) -> list[object]:
+        store = self
+
+        @activity.defn(name="check_fetch_mpack_cache")
+        async def check(request: CheckCacheInput) -> CheckCacheResult:
+            if set(request.want) & store.gone:
+                return CheckCacheResult("gone", "force-pushed away")
+            if tuple(request.want) in store.fresh and not request.force:
+                return CheckCacheResult("fresh")
+            return CheckCacheResult("build")
+
+        @activity.defn(name="claim_build_worker")
+        async def claim(request: ClaimWorkerInput) -> ClaimWorkerResult:
+            return ClaimWorkerResult(store.queue)
+
+        @activity.defn(name="load_fetch_mpack_blobs")
+        async def load(request: BuildStepInput) -> LoadBlobsResult:
+            want = tuple(request.want)
+            store.loads.append(want)
+            if want in store.missing_blob_for:
+                raise ApplicationError("object x is missing", type="BlobMissing", non_retryable=True)
+            return LoadBlobsResult(objects=1, bytes=1, reused=0)
+
+        @activity.defn(name="assemble_fetch_mpack")
+        async def assemble(request: BuildStepInput) -> AssembleResult:
+            want = tuple(request.want)
+            if want in store.lose_staging_once:
+                store.lose_staging_once.discard(want)
+                raise ApplicationError("staging gone", type="StagingLost", non_retryable=True)
+            return AssembleResult(size=10, sha256="f" * 64, commits=1, objects=1)
+
+        @activity.defn(name="upload_fetch_mpack")
+        async def upload(request: UploadInput) -> UploadResult:
+            return UploadResult(f"mpacks/{request.repo_id}/{request.sha256}.mpack")
+
+        @activity.defn(name="record_fetch_mpack_cache")
+        async def record(request: RecordCacheInput) -> RecordCacheResult:
+            store.recorded.append(tuple(request.want))
+            store.fresh.add(tuple(request.want))
+            return RecordCacheResult("0" * 64)
+
+        @activity.defn(name="discard_fetch_mpack_build")
+        async def discard(request: DiscardBuildInput) -> DiscardBuildResult:
+            store.discarded += 1
+            return DiscardBuildResult(True)
+
+        return [check, claim, load, assemble, upload, record, discard]
+
+
+@pytest.fixture
+async def fake(temporal_env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, FakeStore]]:
+    queue = f"prebuild-unit-{uuid.uuid4().hex[:8]}"
+    store = FakeStore(queue)
+    async with Worker(temporal_env.client, task_queue=queue, workflows=[PrebuildFetchMPacks],
+                      activities=store.activities()):
+        yield temporal_env.client, store
+
+
+async def run(client: Client, store: FakeStore, tips: list[str], force: bool = False) -> PrebuildResult:
+    return await client.execute_workflow(
+        PrebuildFetchMPacks.run,
+        PrebuildInput(repo_id="r1", repo_name="alice/song",
+                      pending=PrebuildRequest(tips, force), idle_seconds=0.1),
+        id=f"prebuild-unit/{uuid.uuid4()}", task_queue=store.queue,
+    )
+
+
+def test_targets_are_each_tip_and_the_head_set() -> None:
+    assert build_targets([B, A, B]) == [[A], [B], [A, B]]
+    assert build_targets([A]) == [[A]]
+
+
+async def test_writes_a_row_per_tip_and_head_set_and_skips_fresh(fake: tuple[Client, FakeStore]) -> None:
+    client, store = fake
+    store.fresh.add((B,))
+    result = await run(client, store, [A, B, C])
+    assert store.recorded == [(A,), (C,), (A, B, C)]
+    assert (result.targets, result.hits, result.built, result.skipped) == (4, 1, 3, 0)
+    assert store.discarded == 3  # every build's staging folder is cleaned up
+
+
+async def test_force_rebuilds_fresh_entries(fake: tuple[Client, FakeStore]) -> None:
+    client, store = fake
+    store.fresh.add((A,))
+    result = await run(client, store, [A], force=True)
+    assert store.recorded == [(A,)]
+    assert result.built == 1
+
+
+async def test_tips_gone_before_the_build_are_skipped(fake: tuple[Client, FakeStore]) -> None:
+    client, store = fake
+    store.gone.add(B)
+    result = await run(client, store, [A, B])
+    assert store.recorded == [(A,)]
+    assert result.skipped == 2  # B alone, and the head set that contains it
+
+
+async def test_missing_blob_is_not_retried(fake: tuple[Client, FakeStore]) -> None:
+    client, store = fake
+    store.missing_blob_for.add((A,))
+    result = await run(client, store, [A])
+    assert store.loads == [(A,)]
+    assert store.recorded == []
+    assert result.skipped == 1
+
+
+async def test_lost_staging_starts_the_build_over(fake: tuple[Client, FakeStore]) -> None:
+    client, store = fake
+    store.lose_staging_once.add((A,))
+    result = await run(client, store, [A])
+    assert store.loads == [(A,), (A,)]
+    assert store.recorded == [(A,)]
+    assert result.built == 1
