@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 
 from activities.prebuild import PrebuildActivities
 from musehub.db.engine import create_engine, session_factory
+from musehub.logs import configure_logging
 from musehub.settings import Settings, load_settings
 from musehub.storage import ObjectStorage, build_storage
 from musehub.temporal import connect
@@ -41,10 +42,8 @@ async def running_workers(
     database_url: str | None = None,
 ) -> AsyncIterator[PrebuildActivities]:
     """Run the workers until the context exits; shutdown lets running activities finish."""
-    url = database_url or settings.database.url
-    if url is None:
-        raise SystemExit("musehub worker: set MUSEHUB_DATABASE_URL")
-    engine = create_engine(url, pool_size=settings.database.pool_size)
+    engine = create_engine(database_url or settings.database_url,
+                           pool_size=settings.database.pool_size)
     own_storage = storage is None
     storage = storage or build_storage(settings)
     own_queue = worker_task_queue(settings)
@@ -77,7 +76,7 @@ async def running_workers(
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     settings = load_settings()
     client = await connect(settings)
     stop = asyncio.Event()

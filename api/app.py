@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.routes import admin, health, storage, wire
+from api.routes import admin, health, rebuild, storage, wire
 from api.wire_io import install_error_handlers
 from musehub.db.engine import create_engine, session_factory
+from musehub.logs import configure_logging
 from musehub.settings import Settings, get_settings
 from musehub.storage import ObjectStorage, build_storage
 from musehub.temporal import LazyTemporalClient
@@ -25,17 +26,13 @@ def create_app(
     temporal: LazyTemporalClient | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
-        if engine is None and settings.database.url is None:
-            raise SystemExit(
-                "musehub: MUSEHUB_DATABASE_URL is not set (musehub dev sets it for the embedded "
-                "PostgreSQL; point it at your database to run the API on its own)"
-            )
         app_engine = engine or create_engine(
-            settings.database.url or "", pool_size=settings.database.pool_size
+            settings.database_url, pool_size=settings.database.pool_size
         )
         own_storage = object_storage is None
         app.state.settings = settings
@@ -56,5 +53,6 @@ def create_app(
     app.include_router(health.router)
     app.include_router(storage.router)
     app.include_router(admin.router)
+    app.include_router(rebuild.router)
     app.include_router(wire.router)  # last: its /{owner}/{slug}/... paths catch the most
     return app

@@ -125,6 +125,13 @@ class Settings(BaseSettings):
         return self.storage.local_root or self.state_dir / "blobs"
 
     @property
+    def database_url(self) -> str:
+        """The configured database, or the one `musehub dev` runs on its default port."""
+        return self.database.url or (
+            f"postgresql+asyncpg://postgres@127.0.0.1:{self.dev.postgres_port}/musehub"
+        )
+
+    @property
     def mpack_cache_ttl(self) -> timedelta:
         return timedelta(days=self.mpack.cache_ttl_days)
 

