@@ -45,7 +45,7 @@ from workflows.types import (
 )
 
 T = TypeVar("T")
-HEARTBEAT_EVERY_SECONDS = 2.0
+HEARTBEAT_EVERY_SECONDS = 1.0
 PACK_FILE = "pack.mpack"
 
 
@@ -55,16 +55,31 @@ def business_error(message: str, kind: str) -> ApplicationError:
 
 
 class Heartbeat:
-    """Heartbeats progress at most every few seconds, so long steps stay alive cheaply."""
+    """Heartbeats every few seconds while a long step runs, with its latest progress: a live
+    worker stays alive even inside one slow read, and a dead one is noticed within the
+    heartbeat timeout."""
 
-    def __init__(self) -> None:
-        self._last = 0.0
+    def __init__(self, interval: float = HEARTBEAT_EVERY_SECONDS) -> None:
+        self._interval = interval
+        self._progress = {"done": 0, "total": 0}
+        self._task: asyncio.Task[None] | None = None
 
     def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - self._last >= HEARTBEAT_EVERY_SECONDS or done == total:
-            self._last = now
-            activity.heartbeat({"done": done, "total": total})
+        self._progress = {"done": done, "total": total}
+
+    async def __aenter__(self) -> Heartbeat:
+        activity.heartbeat(self._progress)
+        self._task = asyncio.create_task(self._beat())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            activity.heartbeat(self._progress)
 
 
 class PrebuildActivities:
@@ -119,18 +134,19 @@ class PrebuildActivities:
         staging = self._staging(request.build_id) / "objects"
         staging.mkdir(parents=True, exist_ok=True)
         todo = [o for o in plan.objects if not _staged(staging, o)]
-        heartbeat = Heartbeat()
         limit = asyncio.Semaphore(self._settings.storage.read_concurrency)
         done = len(plan.objects) - len(todo)
 
-        async def fetch(obj: PackObject) -> None:
-            nonlocal done
-            async with limit:
-                await self._download(obj, staging)
-            done += 1
-            heartbeat(done, len(plan.objects))
+        async with Heartbeat() as heartbeat:
 
-        await asyncio.gather(*(fetch(o) for o in todo))
+            async def fetch(obj: PackObject) -> None:
+                nonlocal done
+                async with limit:
+                    await self._download(obj, staging)
+                done += 1
+                heartbeat(done, len(plan.objects))
+
+            await asyncio.gather(*(fetch(o) for o in todo))
         return LoadBlobsResult(len(plan.objects), plan.blob_bytes, len(plan.objects) - len(todo))
 
     @activity.defn(name="assemble_fetch_mpack")
@@ -148,11 +164,11 @@ class PrebuildActivities:
                                        non_retryable=True) from None
 
         partial = folder / (PACK_FILE + ".partial")
-        async with self._sessions() as session:
+        async with self._sessions() as session, Heartbeat() as heartbeat:
             with partial.open("wb") as out:
                 digest = await _as_business_error(assemble_mpack(
                     session, plan, out, read_staged,
-                    concurrency=self._settings.storage.read_concurrency, on_progress=Heartbeat(),
+                    concurrency=self._settings.storage.read_concurrency, on_progress=heartbeat,
                 ))
                 out.flush()
                 os.fsync(out.fileno())
@@ -165,8 +181,9 @@ class PrebuildActivities:
         if not path.exists() or path.stat().st_size != request.size:
             raise ApplicationError("the assembled pack is not on this worker any more",
                                    type="StagingLost", non_retryable=True)
-        key = await upload_mpack(self._storage, request.repo_id, path,
-                                 PackDigest(request.size, request.sha256))
+        async with Heartbeat():
+            key = await upload_mpack(self._storage, request.repo_id, path,
+                                     PackDigest(request.size, request.sha256))
         return UploadResult(key)
 
     @activity.defn(name="discard_fetch_mpack_build")

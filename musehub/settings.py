@@ -50,6 +50,8 @@ class StorageSettings(BaseModel):
     presign_ttl_seconds: int = Field(default=900, ge=10, le=7 * 24 * 3600)
     # Bounded concurrency of blob reads while building a pack.
     read_concurrency: int = Field(default=64, ge=1, le=1024)
+    # Injected delay per blob read, for benchmarks and fault drills only (0 in production).
+    read_delay_ms: int = Field(default=0, ge=0, le=60_000)
 
     @model_validator(mode="after")
     def _s3_needs_bucket(self) -> StorageSettings:
@@ -72,6 +74,8 @@ class TemporalSettings(BaseModel):
     task_queue: str = "musehub"
     # Prebuilds get their own queue so other work cannot starve them.
     prebuild_task_queue: str = "musehub-prebuild"
+    # A prebuild step silent this long (worker killed) is given up and the build starts over.
+    worker_loss_seconds: float = Field(default=30.0, ge=3.0)
     # Tag prebuild runs with MusehubRepo / MusehubRepoId (a cluster must have them registered).
     search_attributes: bool = True
 
@@ -99,6 +103,26 @@ class MPackSettings(BaseModel):
     cache_ttl_days: float = Field(default=7.0, gt=0)
 
 
+class GcSettings(BaseModel):
+    """Garbage collection of prebuilt packs and the reconcile of missing ones, run by the
+    `musehub-gc` Temporal Schedule."""
+
+    interval_minutes: float = Field(default=60.0, gt=0)
+    schedule_id: str = Field(default="musehub-gc", min_length=1)
+    # Expired cache rows deleted per transaction (their storage keys travel in the workflow
+    # history, so this also bounds one activity's payload).
+    batch_size: int = Field(default=500, ge=1, le=5000)
+    # Storage objects no row names are deleted only once older than this (a crash's leftover
+    # or a pack served uncached); it must outlast any presigned URL.
+    orphan_grace_minutes: float = Field(default=24 * 60.0, gt=0)
+    reconcile: bool = True
+    # Repos whose prebuild one GC run starts at most (oldest push first).
+    reconcile_max_repos: int = Field(default=100, ge=1)
+    # A cache hit extends the pack's expiry at most this often (and always when the expiry is
+    # nearer than the presign TTL).
+    hit_extension_throttle_minutes: float = Field(default=60.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MUSEHUB_",
@@ -118,7 +142,21 @@ class Settings(BaseSettings):
     temporal: TemporalSettings = TemporalSettings()
     api: ApiSettings = ApiSettings()
     mpack: MPackSettings = MPackSettings()
+    gc: GcSettings = GcSettings()
     dev: DevSettings = DevSettings()
+
+    @model_validator(mode="after")
+    def _packs_outlive_their_urls(self) -> Settings:
+        presign_minutes = self.storage.presign_ttl_seconds / 60
+        if self.gc.orphan_grace_minutes <= presign_minutes:
+            raise ValueError(
+                "MUSEHUB_GC_ORPHAN_GRACE_MINUTES must exceed the presigned-URL lifetime "
+                f"(MUSEHUB_STORAGE_PRESIGN_TTL_SECONDS = {presign_minutes:g} minutes), or GC "
+                "could delete a pack a client is still downloading"
+            )
+        if self.mpack.cache_ttl_days * 24 * 60 <= presign_minutes:
+            raise ValueError("MUSEHUB_MPACK_CACHE_TTL_DAYS must exceed the presigned-URL lifetime")
+        return self
 
     @property
     def blobs_root(self) -> Path:
@@ -134,6 +172,18 @@ class Settings(BaseSettings):
     @property
     def mpack_cache_ttl(self) -> timedelta:
         return timedelta(days=self.mpack.cache_ttl_days)
+
+    @property
+    def presign_ttl(self) -> timedelta:
+        return timedelta(seconds=self.storage.presign_ttl_seconds)
+
+    @property
+    def orphan_grace(self) -> timedelta:
+        return timedelta(minutes=self.gc.orphan_grace_minutes)
+
+    @property
+    def hit_extension_throttle(self) -> timedelta:
+        return timedelta(minutes=self.gc.hit_extension_throttle_minutes)
 
     @property
     def work_dir(self) -> Path:

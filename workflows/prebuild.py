@@ -34,7 +34,6 @@ BUILD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interva
 # vanished or lost its staging folder.
 MAX_BUILD_ATTEMPTS = 3
 LONG_STEP = timedelta(minutes=30)
-HEARTBEAT = timedelta(seconds=30)
 
 
 def build_targets(tips: list[str]) -> list[list[str]]:
@@ -82,11 +81,12 @@ class PrebuildFetchMPacks:
                 if self._pending is not None:
                     break  # newer tips arrived: start over with them (fresh packs are skipped)
                 targets += 1
-                await self._prebuild(params.repo_id, want, request.force)
+                await self._prebuild(params, want, request.force)
                 self._status.pending -= 1
             if workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(PrebuildInput(
-                    params.repo_id, params.repo_name, self._pending, params.idle_seconds))
+                    params.repo_id, params.repo_name, self._pending, params.idle_seconds,
+                    params.worker_loss_seconds))
         elapsed = (workflow.now() - started).total_seconds()
         workflow.logger.info(
             "prebuild done repo=%s tips=%d hits=%d built=%d skipped=%d elapsed=%.1fs",
@@ -104,7 +104,8 @@ class PrebuildFetchMPacks:
             return self._pending is not None
         return True
 
-    async def _prebuild(self, repo_id: str, want: list[str], force: bool) -> None:
+    async def _prebuild(self, params: PrebuildInput, want: list[str], force: bool) -> None:
+        repo_id = params.repo_id
         self._status.current_target = want
         check = await workflow.execute_activity_method(
             PrebuildActivities.check_cache, CheckCacheInput(repo_id, want, force),
@@ -116,14 +117,14 @@ class PrebuildFetchMPacks:
             workflow.logger.info("prebuild skipped repo=%s want=%s: %s", repo_id, want, check.reason)
             self._status.skipped += 1
         else:
-            await self._build(repo_id, want)
+            await self._build(repo_id, want, timedelta(seconds=params.worker_loss_seconds))
         self._status.done += 1
         self._status.current_target = None
 
-    async def _build(self, repo_id: str, want: list[str]) -> None:
+    async def _build(self, repo_id: str, want: list[str], worker_loss: timedelta) -> None:
         for attempt in range(1, MAX_BUILD_ATTEMPTS + 1):
             try:
-                await self._build_once(repo_id, want)
+                await self._build_once(repo_id, want, worker_loss)
                 self._status.built += 1
                 return
             except ActivityError as err:
@@ -135,7 +136,7 @@ class PrebuildFetchMPacks:
                     return
                 workflow.logger.info("prebuild attempt %d lost its worker, starting over", attempt)
 
-    async def _build_once(self, repo_id: str, want: list[str]) -> None:
+    async def _build_once(self, repo_id: str, want: list[str], worker_loss: timedelta) -> None:
         claim = await workflow.execute_activity_method(
             PrebuildActivities.claim_worker, ClaimWorkerInput(repo_id),
             start_to_close_timeout=timedelta(seconds=10), retry_policy=QUICK_RETRY,
@@ -143,9 +144,11 @@ class PrebuildFetchMPacks:
         step = BuildStepInput(repo_id, want, str(workflow.uuid4()))
         local = {
             "task_queue": claim.task_queue,
-            # schedule-to-close: if the claimed worker dies, its queue is never polled again.
-            "schedule_to_close_timeout": LONG_STEP,
-            "heartbeat_timeout": HEARTBEAT,
+            "start_to_close_timeout": LONG_STEP,
+            # A dead worker stops heartbeating; its queue is never polled again, so a retry there
+            # never starts: schedule-to-start fails it (no retry) and the build starts over.
+            "heartbeat_timeout": worker_loss,
+            "schedule_to_start_timeout": worker_loss,
             "retry_policy": BUILD_RETRY,
         }
         try:
@@ -156,7 +159,7 @@ class PrebuildFetchMPacks:
                 **local,
             )
         finally:
-            await self._discard(claim.task_queue, step.build_id)
+            await self._discard(claim.task_queue, step.build_id, worker_loss)
         await workflow.execute_activity_method(
             PrebuildActivities.record_cache,
             RecordCacheInput(repo_id, want, uploaded.mpack_id, built.size, built.sha256,
@@ -164,11 +167,11 @@ class PrebuildFetchMPacks:
             start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK_RETRY,
         )
 
-    async def _discard(self, task_queue: str, build_id: str) -> None:
+    async def _discard(self, task_queue: str, build_id: str, worker_loss: timedelta) -> None:
         try:
             await workflow.execute_activity_method(
                 PrebuildActivities.discard, DiscardBuildInput(build_id), task_queue=task_queue,
-                schedule_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=timedelta(seconds=30), schedule_to_start_timeout=worker_loss,
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )
         except ActivityError:

@@ -28,6 +28,9 @@ class PrebuildInput:
     pending: PrebuildRequest | None = None
     # How long a run waits for more pushes before it completes (a burst coalesces into one run).
     idle_seconds: float = 120.0
+    # A build step whose worker has not heartbeated (or, on a dead worker's queue, not started)
+    # for this long is given up, and the build starts over on another worker.
+    worker_loss_seconds: float = 30.0
 
 
 @dataclass

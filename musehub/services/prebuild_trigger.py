@@ -36,7 +36,8 @@ async def request_prebuild(
         ])
     await client.start_workflow(
         PREBUILD_WORKFLOW,
-        PrebuildInput(repo_id=repo_id, repo_name=repo_name),
+        PrebuildInput(repo_id=repo_id, repo_name=repo_name,
+                      worker_loss_seconds=settings.temporal.worker_loss_seconds),
         id=workflow_id,
         task_queue=settings.temporal.prebuild_task_queue,
         start_signal=signal,

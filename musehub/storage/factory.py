@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from musehub.settings import Settings, SettingsError
 from musehub.storage.base import ObjectStorage
+from musehub.storage.latency import LatencyInjectingStorage
 from musehub.storage.local import LocalStorage
 from musehub.storage.s3 import S3Storage
 from musehub.storage.signing import load_or_create_signing_key
@@ -13,6 +14,12 @@ SIGNING_KEY_FILE = "signing.key"
 
 def build_storage(settings: Settings) -> ObjectStorage:
     """The backend `settings.storage.backend` names; the caller closes it (`aclose`)."""
+    backend = _backend(settings)
+    delay = settings.storage.read_delay_ms
+    return LatencyInjectingStorage(backend, delay / 1000) if delay else backend
+
+
+def _backend(settings: Settings) -> ObjectStorage:
     group = settings.storage
     if group.backend == "s3":
         if not group.s3_bucket:  # Settings validation already demands it; keeps mypy honest
