@@ -116,6 +116,12 @@ class PrebuildActivities:
     @activity.defn(name="record_fetch_mpack_cache")
     async def record_cache(self, request: RecordCacheInput) -> RecordCacheResult:
         async with self._sessions() as session:
+            # GC may have collected an identical old pack the upload step found and kept; under
+            # this lock GC waits, so a pack still there now stays until the row is committed.
+            await mpack_cache.hold_mpack_object(session, request.mpack_id)
+            if await self._storage.size(request.mpack_id) != request.size:
+                raise ApplicationError(f"pack {request.mpack_id} was collected before it was "
+                                       "recorded", type="PackGone", non_retryable=True)
             entry = await mpack_cache.record(
                 session, repo_id=request.repo_id, want=request.want, mpack_id=request.mpack_id,
                 size_bytes=request.size, sha256=request.sha256, commit_count=request.commits,

@@ -33,6 +33,9 @@ BUILD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interva
 # How often a whole build (claim a worker, load, assemble, upload) starts over after its worker
 # vanished or lost its staging folder.
 MAX_BUILD_ATTEMPTS = 3
+# Failures that a fresh build fixes: the worker lost its staging folder, or GC collected the
+# uploaded pack before its row was recorded.
+RESTART_BUILD_ERRORS = ("StagingLost", "PackGone")
 LONG_STEP = timedelta(minutes=30)
 
 
@@ -181,7 +184,7 @@ class PrebuildFetchMPacks:
 def _is_business_failure(err: ActivityError) -> bool:
     cause = err.cause
     if isinstance(cause, ApplicationError):
-        return cause.non_retryable and cause.type not in ("StagingLost",)
+        return cause.non_retryable and cause.type not in RESTART_BUILD_ERRORS
     return not isinstance(cause, TimeoutError)
 
 

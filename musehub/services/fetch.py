@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.mpack.writer import PackDigest
 from musehub.services import mpack_cache
+from musehub.services.keys import mpack_key
 from musehub.services.mpack_build import (
     FetchPlan,
     assemble_mpack,
@@ -61,10 +62,10 @@ async def wire_fetch_mpack(
         _log_outcome("UNCACHED", repo_id, want, started)
         return await _answer(storage, settings, key, digest.size, digest.sha256, "UNCACHED")
 
-    entry = await mpack_cache.lookup(session, repo_id, want)
+    entry = await _live_entry(session, repo_id, want, settings)
     if entry is None:
         await mpack_cache.lock_want_set(session, repo_id, want)
-        entry = await mpack_cache.lookup(session, repo_id, want)  # built while we waited?
+        entry = await _live_entry(session, repo_id, want, settings)  # built while we waited?
     if entry is not None:
         await session.commit()  # ends the lock's transaction
         _log_outcome("HIT", repo_id, want, started)
@@ -99,8 +100,24 @@ async def build_and_upload(
             concurrency=settings.storage.read_concurrency,
         )
         out.flush()
-        key = await upload_mpack(storage, repo_id, Path(out.name), digest)
+        # Held until the caller commits: GC cannot delete the pack between upload and record.
+        await mpack_cache.hold_mpack_object(session, mpack_key(repo_id, digest.sha256))
+        # An uncached pack has no row, so only its fresh age keeps GC off it while it is served.
+        key = await upload_mpack(storage, repo_id, Path(out.name), digest, replace=bool(have))
     return key, digest, plan
+
+
+async def _live_entry(
+    session: AsyncSession, repo_id: str, want: list[str], settings: Settings
+) -> mpack_cache.CacheEntry | None:
+    """The cache entry to serve, its expiry slid forward past this answer's presigned URL."""
+    entry = await mpack_cache.lookup(session, repo_id, want)
+    if entry is None:
+        return None
+    return await mpack_cache.extend_on_hit(
+        session, entry, ttl=settings.mpack_cache_ttl, presign_ttl=settings.presign_ttl,
+        throttle=settings.hit_extension_throttle,
+    )
 
 
 async def _answer(

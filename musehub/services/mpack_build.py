@@ -202,10 +202,13 @@ def storage_blob_reader(storage: ObjectStorage) -> BlobReader:
     return read
 
 
-async def upload_mpack(storage: ObjectStorage, repo_id: str, path: Path, digest: PackDigest) -> str:
+async def upload_mpack(
+    storage: ObjectStorage, repo_id: str, path: Path, digest: PackDigest, *, replace: bool = False
+) -> str:
     """Upload under the pack's content address; an identical pack already there is kept, so a
-    retried or repeated build never leaves a second copy."""
+    retried or repeated build never leaves a second copy. `replace` writes it anyway, which
+    restarts its age: a pack no cache row names is kept by GC only while it is young."""
     key = mpack_key(repo_id, digest.sha256)
-    if await storage.size(key) != digest.size:
+    if replace or await storage.size(key) != digest.size:
         await storage.put_file(key, path)
     return key

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +32,11 @@ class CacheEntry:
     size_bytes: int
     sha256: str
     expires_at: datetime
+    last_hit_at: datetime | None = None
+
+
+# Room for clock skew between API hosts and the database when an expiry must outlast a URL.
+EXPIRY_SLACK = timedelta(minutes=1)
 
 
 async def lookup(session: AsyncSession, repo_id: str, want: Iterable[str]) -> CacheEntry | None:
@@ -39,7 +44,7 @@ async def lookup(session: AsyncSession, repo_id: str, want: Iterable[str]) -> Ca
     row = await session.execute(
         select(
             FetchMPackCache.cache_id, FetchMPackCache.mpack_id, FetchMPackCache.size_bytes,
-            FetchMPackCache.sha256, FetchMPackCache.expires_at,
+            FetchMPackCache.sha256, FetchMPackCache.expires_at, FetchMPackCache.last_hit_at,
         ).where(
             FetchMPackCache.cache_id == cache_id_for(repo_id, want),
             FetchMPackCache.expires_at > datetime.now(UTC),
@@ -55,6 +60,45 @@ async def lock_want_set(session: AsyncSession, repo_id: str, want: Iterable[str]
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
         {"key": "mpack/" + cache_id_for(repo_id, want)},
+    )
+
+
+async def extend_on_hit(
+    session: AsyncSession, entry: CacheEntry, *, ttl: timedelta, presign_ttl: timedelta,
+    throttle: timedelta,
+) -> CacheEntry | None:
+    """Sliding expiry: a hit pushes the entry's expiry to `ttl` from now, so packs people clone
+    stay and packs nobody clones expire. At most one write per `throttle`, except that the
+    expiry always ends up past this hit's presigned URL: a pack being served is never collected.
+    None when GC deleted the entry since `lookup` (serve it as a miss); the caller commits."""
+    now = datetime.now(UTC)
+    must_outlive = now + presign_ttl + EXPIRY_SLACK
+    throttled = entry.last_hit_at is not None and now - entry.last_hit_at < throttle
+    if throttled and entry.expires_at > must_outlive:
+        return entry
+    expires_at = max(now + ttl, must_outlive)
+    extended = await session.execute(
+        update(FetchMPackCache)
+        .where(FetchMPackCache.cache_id == entry.cache_id, FetchMPackCache.expires_at > now)
+        .values(last_hit_at=now,
+                expires_at=func.greatest(FetchMPackCache.expires_at, expires_at))
+        .returning(FetchMPackCache.expires_at)
+        .execution_options(synchronize_session=False)
+    )
+    new_expiry = extended.scalar_one_or_none()
+    if new_expiry is None:
+        return None
+    return CacheEntry(entry.cache_id, entry.mpack_id, entry.size_bytes, entry.sha256, new_expiry, now)
+
+
+async def hold_mpack_object(session: AsyncSession, mpack_id: str) -> None:
+    """Until this transaction ends, GC cannot delete the pack object `mpack_id`: it deletes an
+    object only under this same lock, after checking that no row names it. Take it before
+    uploading a pack (or before checking an uploaded one is still there) and keep it until the
+    row naming the pack is committed."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": "mpack-object/" + mpack_id},
     )
 
 
