@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, PREBUILD_QUEUE_DELAY
 from musehub.mpack.writer import PackDigest
 from musehub.services import history, mpack_cache
 from musehub.services.errors import NotFound
@@ -136,6 +137,9 @@ class PrebuildActivities:
     async def load_blobs(self, request: BuildStepInput) -> LoadBlobsResult:
         """Copy every blob the pack needs into this worker's staging folder. Blobs already there
         from an earlier attempt are kept, so a retry resumes instead of starting over."""
+        info = activity.info()
+        PREBUILD_QUEUE_DELAY.observe(
+            (info.started_time - info.current_attempt_scheduled_time).total_seconds())
         plan = await self._plan(request)
         staging = self._staging(request.build_id) / "objects"
         staging.mkdir(parents=True, exist_ok=True)
@@ -157,6 +161,7 @@ class PrebuildActivities:
 
     @activity.defn(name="assemble_fetch_mpack")
     async def assemble(self, request: BuildStepInput) -> AssembleResult:
+        started = time.perf_counter()
         plan = await self._plan(request)
         folder = self._staging(request.build_id)
         objects = folder / "objects"
@@ -179,6 +184,8 @@ class PrebuildActivities:
                 out.flush()
                 os.fsync(out.fileno())
         partial.replace(folder / PACK_FILE)
+        BUILD_SECONDS.labels(path="prebuild").observe(time.perf_counter() - started)
+        BUILD_BYTES.labels(path="prebuild").inc(digest.size)
         return AssembleResult(digest.size, digest.sha256, len(plan.commit_ids), len(plan.objects))
 
     @activity.defn(name="upload_fetch_mpack")

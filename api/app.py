@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.routes import admin, health, rebuild, storage, wire
+from api.routes import admin, health, metrics, rebuild, storage, wire
 from api.wire_io import install_error_handlers
 from musehub.db.engine import create_engine, session_factory
 from musehub.logs import configure_logging
@@ -51,6 +51,7 @@ def create_app(
     app = FastAPI(title="MuseHub", lifespan=lifespan, redirect_slashes=False)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(storage.router)
     app.include_router(admin.router)
     app.include_router(rebuild.router)

@@ -3,7 +3,7 @@ only (never blob bytes: Temporal refuses payloads over 2 MB). No side effects on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PREBUILD_WORKFLOW_ID_PREFIX = "prebuild-fetch-mpacks/"
 
@@ -141,3 +141,78 @@ class DiscardBuildInput:
 @dataclass
 class DiscardBuildResult:
     removed: bool
+
+
+# -- garbage collection ---------------------------------------------------------------------
+
+
+@dataclass
+class GcInput:
+    """One GC run: what the schedule starts, built from the `MUSEHUB_GC_*` settings."""
+
+    batch_size: int = 500
+    # Batches of expired rows one run deletes at most; the next run goes on from there.
+    max_batches: int = 100
+    orphan_grace_seconds: float = 24 * 3600.0
+    # Repos whose missing packs one run starts building at most; 0 turns reconcile off.
+    reconcile_max_repos: int = 100
+
+
+@dataclass
+class GcResult:
+    rows_deleted: int = 0
+    objects_deleted: int = 0
+    bytes_freed: int = 0
+    orphans_swept: int = 0
+    uploads_swept: int = 0
+    tips_reconciled: int = 0
+    repos_reconciled: int = 0
+    elapsed_seconds: float = 0.0
+    # Steps that failed after their retries (the next run picks up what they left).
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DeleteExpiredRowsInput:
+    batch_size: int
+
+
+@dataclass
+class DeleteExpiredRowsResult:
+    rows_deleted: int
+    # Storage keys the deleted rows named, each once: the objects to delete next.
+    mpack_ids: list[str]
+
+
+@dataclass
+class DeleteMPacksInput:
+    mpack_ids: list[str]
+
+
+@dataclass
+class DeleteMPacksResult:
+    deleted: int
+    bytes_freed: int
+
+
+@dataclass
+class SweepInput:
+    grace_seconds: float
+
+
+@dataclass
+class SweepResult:
+    scanned: int
+    deleted: int
+    bytes_freed: int
+
+
+@dataclass
+class ReconcileInput:
+    max_repos: int
+
+
+@dataclass
+class ReconcileResult:
+    repos: int
+    tips: int

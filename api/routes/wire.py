@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
@@ -11,7 +13,8 @@ from api.wire_io import MSGPACK, id_list, msgpack_response, read_msgpack_body
 from musehub.mpack.inline import ainline_answer, branch_heads_trailer
 from musehub.services import history, push
 from musehub.services.errors import BadRequest, NotFound
-from musehub.services.fetch import wire_fetch_mpack
+from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, FETCH_SECONDS, FETCHES, PUSHES
+from musehub.services.fetch import FetchMPack, wire_fetch_mpack
 from musehub.services.prebuild_trigger import prebuild_after_push
 from musehub.services.repos import branch_heads, repo_for_push, repo_for_read
 
@@ -89,10 +92,11 @@ async def push_bundle(
     parsed = push.parse_push(body)
     outcome = await push.apply_push(session, storage, repo, parsed, settings.work_dir)
     if outcome.old_head != outcome.new_head:
-        await prebuild_after_push(
+        enqueued = await prebuild_after_push(
             request.app.state.temporal, settings, repo_id=repo.repo_id,
             repo_name=f"{repo.owner}/{repo.slug}", tips=list(outcome.branch_heads.values()),
         )
+        PUSHES.labels(prebuild_enqueued=str(enqueued).lower()).inc()
     return msgpack_response(
         {"ok": True, "message": outcome.message, "branch_heads": outcome.branch_heads}
     )
@@ -127,8 +131,10 @@ async def fetch(
     capabilities = body.get("capabilities") or []
     if not isinstance(capabilities, list):
         raise BadRequest("'capabilities' must be a list of strings")
+    started = time.perf_counter()
     pack = await wire_fetch_mpack(session, repo.repo_id, want, have, storage=storage, settings=settings)
     heads = await branch_heads(session, repo.repo_id)
+    _observe_fetch(pack, "url" if "mpack-url" in capabilities else "inline", started)
     if "mpack-url" in capabilities:
         return msgpack_response({
             "mpack_url": pack.url,
@@ -144,3 +150,12 @@ async def fetch(
         media_type=MSGPACK,
         headers={"Content-Length": str(length), CACHE_HEADER: pack.cache},
     )
+
+
+def _observe_fetch(pack: FetchMPack, form: str, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    FETCHES.labels(cache=pack.cache, form=form).inc()
+    FETCH_SECONDS.labels(cache=pack.cache).observe(elapsed)
+    if pack.cache != "HIT":
+        BUILD_SECONDS.labels(path="sync").observe(elapsed)
+        BUILD_BYTES.labels(path="sync").inc(pack.size)

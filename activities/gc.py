@@ -1,0 +1,92 @@
+"""The garbage-collection steps as activities: the only place the GC workflow touches the
+database, object storage and (for reconcile) Temporal. The deletion order and why it is
+crash-safe are in `musehub.services.gc`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.client import Client
+
+from activities.prebuild import Heartbeat
+from musehub.services import gc
+from musehub.services.mpack_cache import EXPIRY_SLACK
+from musehub.services.reconcile import reconcile_prebuilds
+from musehub.settings import Settings
+from musehub.storage import ObjectStorage
+from workflows.types import (
+    DeleteExpiredRowsInput,
+    DeleteExpiredRowsResult,
+    DeleteMPacksInput,
+    DeleteMPacksResult,
+    ReconcileInput,
+    ReconcileResult,
+    SweepInput,
+    SweepResult,
+)
+
+
+class GcActivities:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        storage: ObjectStorage,
+        settings: Settings,
+        temporal: Client,
+    ) -> None:
+        self._sessions = sessions
+        self._storage = storage
+        self._settings = settings
+        self._temporal = temporal
+
+    @activity.defn(name="delete_expired_fetch_mpack_rows")
+    async def delete_expired_rows(self, request: DeleteExpiredRowsInput) -> DeleteExpiredRowsResult:
+        async with self._sessions() as session:
+            expired = await gc.delete_expired_rows(session, limit=request.batch_size)
+        return DeleteExpiredRowsResult(expired.rows_deleted, expired.mpack_ids)
+
+    @activity.defn(name="delete_unnamed_fetch_mpacks")
+    async def delete_unnamed_mpacks(self, request: DeleteMPacksInput) -> DeleteMPacksResult:
+        """Idempotent: a retry skips the objects an earlier attempt already deleted."""
+        deleted = freed = 0
+        heartbeat = Heartbeat()
+        async with self._sessions() as session:
+            for done, key in enumerate(request.mpack_ids, 1):
+                size = await gc.delete_if_unnamed(session, self._storage, key)
+                if size is not None:
+                    deleted, freed = deleted + 1, freed + size
+                heartbeat(done, len(request.mpack_ids))
+        return DeleteMPacksResult(deleted, freed)
+
+    @activity.defn(name="sweep_orphan_fetch_mpacks")
+    async def sweep_orphans(self, request: SweepInput) -> SweepResult:
+        heartbeat = Heartbeat()
+        async with self._sessions() as session:
+            outcome = await gc.sweep_orphan_mpacks(
+                session, self._storage, grace=self._grace(request),
+                on_progress=lambda scanned: heartbeat(scanned, 0),
+            )
+        return SweepResult(outcome.scanned, outcome.deleted, outcome.bytes_freed)
+
+    @activity.defn(name="sweep_stale_uploads")
+    async def sweep_uploads(self, request: SweepInput) -> SweepResult:
+        heartbeat = Heartbeat()
+        outcome = await gc.sweep_stale_uploads(
+            self._storage, grace=self._grace(request),
+            on_progress=lambda scanned: heartbeat(scanned, 0),
+        )
+        return SweepResult(outcome.scanned, outcome.deleted, outcome.bytes_freed)
+
+    @activity.defn(name="reconcile_prebuilds")
+    async def reconcile(self, request: ReconcileInput) -> ReconcileResult:
+        async with self._sessions() as session:
+            outcome = await reconcile_prebuilds(session, self._temporal, self._settings,
+                                                limit=request.max_repos)
+        return ReconcileResult(outcome.repos, outcome.tips)
+
+    def _grace(self, request: SweepInput) -> timedelta:
+        """Never shorter than a presigned URL lives, whatever an old schedule's input says."""
+        floor = self._settings.presign_ttl + EXPIRY_SLACK
+        return max(timedelta(seconds=request.grace_seconds), floor)

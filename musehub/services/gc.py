@@ -1,0 +1,218 @@
+"""Garbage collection of prebuilt fetch mpacks: expired cache rows, the pack objects no row names
+any more, orphaned pack objects, and presigned uploads nobody finished.
+
+Deletion order, and why a crash at any point is safe:
+
+1. `delete_expired_rows`: a batch of expired rows is deleted in a transaction that does nothing
+   else, returning the storage keys they named. (The GC workflow keeps those keys in its
+   history, so step 2 is retried with them even if the worker dies in between.)
+2. `delete_if_unnamed`: each of those objects is deleted only if no row names it, checked and
+   deleted under the object's advisory lock (`mpack_cache.hold_mpack_object`). Every writer
+   holds that lock from the moment it uploads (or finds) a pack until the row naming it is
+   committed, so no row can appear between the check and the delete. A failed delete raises
+   and is retried; deleting an object that is already gone is a no-op.
+3. `sweep_orphan_mpacks`: every object under `mpacks/` that no row names and that is older than
+   the grace period is deleted the same way (its age re-checked under the lock).
+
+A crash after 1 (or a delete that fails for good in 2) leaves an object no row names: an
+orphan, which step 3 of a later run deletes, because the storage listing itself is the durable
+to-do list. No order leaves a row naming a missing object: a row is deleted before its object,
+never after, and an object goes only while no row names it. (Object first, then row, would
+leave exactly that after a crash between the two.)
+
+A pack being served is never deleted under a client: a hit slides its row's expiry past the
+presigned URL's end (`mpack_cache.extend_on_hit`), and a pack no row names (an uncached fetch's)
+is kept for the grace period, which exceeds the presign TTL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from musehub.db.models import FetchMPackCache
+from musehub.services import mpack_cache
+from musehub.storage import ObjectStorage, StoredObjectInfo
+
+MPACK_PREFIX = "mpacks/"
+UPLOAD_PREFIX = "uploads/"
+# Storage keys looked up in the database at once while sweeping.
+SWEEP_CHUNK = 500
+# Keys a dry run lists per kind (the counts cover them all).
+EXAMPLES = 20
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class ExpiredRows:
+    rows_deleted: int
+    # Storage keys the deleted rows named, each once.
+    mpack_ids: list[str]
+
+
+@dataclass
+class SweepOutcome:
+    scanned: int = 0
+    deleted: int = 0
+    bytes_freed: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, key: str, size: int) -> None:
+        self.deleted += 1
+        self.bytes_freed += size
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(key)
+
+
+async def delete_expired_rows(session: AsyncSession, *, limit: int) -> ExpiredRows:
+    """Step 1: delete up to `limit` expired rows, oldest expiry first, and commit. Rows another
+    GC holds are skipped, so two runs never wait on each other."""
+    doomed = (
+        select(FetchMPackCache.cache_id)
+        .where(FetchMPackCache.expires_at < func.now())
+        .order_by(FetchMPackCache.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    deleted = await session.execute(
+        delete(FetchMPackCache)
+        .where(FetchMPackCache.cache_id.in_(doomed.scalar_subquery()))
+        .returning(FetchMPackCache.mpack_id)
+        .execution_options(synchronize_session=False)
+    )
+    mpack_ids = list(deleted.scalars())
+    await session.commit()
+    return ExpiredRows(len(mpack_ids), sorted(set(mpack_ids)))
+
+
+async def delete_if_unnamed(
+    session: AsyncSession, storage: ObjectStorage, key: str, *, written_before: datetime | None = None
+) -> int | None:
+    """Steps 2 and 3: delete the pack object `key` if no cache row names it (and, with
+    `written_before`, only if it was last written before then). Returns the bytes freed, or
+    None when the object is kept or already gone. Raises when storage fails to delete."""
+    try:
+        await mpack_cache.hold_mpack_object(session, key)
+        if await _named(session, key):
+            return None
+        if written_before is not None:
+            info = await stat(storage, key)
+            if info is None or info.last_modified >= written_before:
+                return None  # rewritten since it was listed: someone is serving it
+            size: int | None = info.size
+        else:
+            size = await storage.size(key)
+            if size is None:
+                return None
+        await storage.delete(key)
+        return size
+    finally:
+        await session.rollback()  # wrote nothing; ending the transaction releases the lock
+
+
+async def sweep_orphan_mpacks(
+    session: AsyncSession, storage: ObjectStorage, *, grace: timedelta, dry_run: bool = False,
+    on_progress: Progress | None = None,
+) -> SweepOutcome:
+    """Step 3: delete pack objects no row names that were last written more than `grace` ago."""
+    cutoff = datetime.now(UTC) - grace
+    outcome = SweepOutcome()
+    async for chunk in _chunks(_listed(storage, MPACK_PREFIX, outcome, on_progress), SWEEP_CHUNK):
+        named = await _named_among(session, [info.key for info in chunk])
+        await session.rollback()
+        for info in chunk:
+            if info.key in named or info.last_modified >= cutoff:
+                continue
+            freed = info.size if dry_run else await delete_if_unnamed(
+                session, storage, info.key, written_before=cutoff)
+            if freed is not None:
+                outcome.add(info.key, freed)
+    return outcome
+
+
+async def sweep_stale_uploads(
+    storage: ObjectStorage, *, grace: timedelta, dry_run: bool = False,
+    on_progress: Progress | None = None,
+) -> SweepOutcome:
+    """Delete presigned-PUT staging objects older than `grace`: uploads whose push never came
+    (a push ingests and deletes its uploads at once)."""
+    cutoff = datetime.now(UTC) - grace
+    outcome = SweepOutcome()
+    async for info in _listed(storage, UPLOAD_PREFIX, outcome, on_progress):
+        if info.last_modified < cutoff:
+            if not dry_run:
+                await storage.delete(info.key)
+            outcome.add(info.key, info.size)
+    return outcome
+
+
+@dataclass(frozen=True)
+class ExpiredPreview:
+    rows: int
+    # Objects only expired rows name: what step 2 would delete.
+    objects: int
+    bytes: int
+    examples: list[str]
+
+
+async def preview_expired(session: AsyncSession) -> ExpiredPreview:
+    """What steps 1 and 2 would delete now, without deleting anything."""
+    expired = FetchMPackCache.expires_at < func.now()
+    rows = await session.scalar(select(func.count()).where(expired)) or 0
+    live = select(FetchMPackCache.mpack_id).where(FetchMPackCache.expires_at >= func.now())
+    freed = (await session.execute(
+        select(FetchMPackCache.mpack_id, func.max(FetchMPackCache.size_bytes))
+        .where(expired, FetchMPackCache.mpack_id.not_in(live))
+        .group_by(FetchMPackCache.mpack_id)
+        .order_by(FetchMPackCache.mpack_id)
+    )).all()
+    return ExpiredPreview(rows, len(freed), sum(size for _, size in freed),
+                          [key for key, _ in freed[:EXAMPLES]])
+
+
+async def stat(storage: ObjectStorage, key: str) -> StoredObjectInfo | None:
+    """Size and age of one object (the storage interface lists, it does not stat)."""
+    async for info in storage.list(key):
+        if info.key == key:
+            return info
+    return None
+
+
+async def _named(session: AsyncSession, key: str) -> bool:
+    return bool(await session.scalar(
+        select(select(FetchMPackCache.cache_id).where(FetchMPackCache.mpack_id == key).exists())
+    ))
+
+
+async def _named_among(session: AsyncSession, keys: list[str]) -> set[str]:
+    rows = await session.scalars(
+        select(FetchMPackCache.mpack_id).where(FetchMPackCache.mpack_id.in_(keys)).distinct()
+    )
+    return set(rows)
+
+
+async def _listed(
+    storage: ObjectStorage, prefix: str, outcome: SweepOutcome, on_progress: Progress | None
+) -> AsyncIterator[StoredObjectInfo]:
+    async for info in storage.list(prefix):
+        outcome.scanned += 1
+        if on_progress is not None:
+            on_progress(outcome.scanned)
+        yield info
+
+
+async def _chunks(
+    items: AsyncIterator[StoredObjectInfo], size: int
+) -> AsyncIterator[list[StoredObjectInfo]]:
+    chunk: list[StoredObjectInfo] = []
+    async for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,113 @@
+"""The Temporal Schedule that runs garbage collection (`GarbageCollectFetchMPacks`) every
+`MUSEHUB_GC_INTERVAL_MINUTES`: created or brought up to date by every worker at start and by
+`musehub schedules apply`, and triggered at once by `musehub gc`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleHandle,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+
+from musehub.settings import Settings
+from workflows.types import GcInput, GcResult
+
+GC_WORKFLOW = "GarbageCollectFetchMPacks"
+# With overlap "skip", a stuck run would hold back every later one; this ends it.
+GC_RUN_TIMEOUT = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class ScheduleApplied:
+    schedule_id: str
+    created: bool
+
+
+def gc_input(settings: Settings) -> GcInput:
+    gc = settings.gc
+    return GcInput(
+        batch_size=gc.batch_size,
+        orphan_grace_seconds=settings.orphan_grace.total_seconds(),
+        reconcile_max_repos=gc.reconcile_max_repos if gc.reconcile else 0,
+    )
+
+
+def gc_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            GC_WORKFLOW, gc_input(settings), id=settings.gc.schedule_id,
+            task_queue=settings.temporal.task_queue, execution_timeout=GC_RUN_TIMEOUT,
+        ),
+        spec=ScheduleSpec(intervals=[
+            ScheduleIntervalSpec(every=timedelta(minutes=settings.gc.interval_minutes)),
+        ]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note="MuseHub: collect expired fetch mpacks, reconcile missing ones"),
+    )
+
+
+async def apply_gc_schedule(client: Client, settings: Settings) -> ScheduleApplied:
+    """Create the GC schedule, or update it to match the settings: safe to call from every
+    worker at once. A pause set by an operator is kept."""
+    schedule_id = settings.gc.schedule_id
+    try:
+        await client.create_schedule(schedule_id, gc_schedule(settings))
+        return ScheduleApplied(schedule_id, created=True)
+    except ScheduleAlreadyRunningError:
+        pass
+
+    def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
+        schedule = gc_schedule(settings)
+        schedule.state = current.description.schedule.state
+        return ScheduleUpdate(schedule=schedule)
+
+    await client.get_schedule_handle(schedule_id).update(update)
+    return ScheduleApplied(schedule_id, created=False)
+
+
+async def run_gc_now(client: Client, settings: Settings, *, timeout: float = 30.0) -> tuple[str, GcResult]:
+    """Trigger the GC schedule and wait for that run's result: (workflow id, result). When a
+    run is already going (overlap: skip), waits for that one instead."""
+    handle = client.get_schedule_handle(settings.gc.schedule_id)
+    workflow_id = await _started_run(handle, timeout)
+    result = await client.get_workflow_handle(workflow_id).result(result_type=GcResult)
+    return workflow_id, result
+
+
+async def _started_run(handle: ScheduleHandle, timeout: float) -> str:
+    description = await handle.describe()
+    running = [a.workflow_id for a in description.info.running_actions
+               if isinstance(a, ScheduleActionExecutionStartWorkflow)]
+    if running:
+        return running[0]
+    before = {_workflow_id(r.action) for r in description.info.recent_actions}
+    await handle.trigger()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        description = await handle.describe()
+        for recent in description.info.recent_actions:
+            workflow_id = _workflow_id(recent.action)
+            if workflow_id and workflow_id not in before:
+                return workflow_id
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"schedule {handle.id} was triggered but started no run within {timeout:g}s")
+
+
+def _workflow_id(action: object) -> str:
+    return action.workflow_id if isinstance(action, ScheduleActionExecutionStartWorkflow) else ""
