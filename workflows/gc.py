@@ -5,6 +5,7 @@ every effect is an activity. Why the order is crash-safe: `musehub.services.gc`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -20,10 +21,11 @@ with workflow.unsafe.imports_passed_through():
         GcResult,
         ReconcileInput,
         SweepInput,
+        SweepResult,
     )
 
-DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                       maximum_attempts=5)
+DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1),
+                       maximum_interval=timedelta(seconds=30), maximum_attempts=5)
 # A storage delete that fails is retried with the same keys; when it fails for good the objects
 # are orphans, and the sweep of a later run deletes them.
 STORAGE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2),
@@ -88,20 +90,24 @@ class GarbageCollectFetchMPacks:
 
     async def _sweep(self, params: GcInput, result: GcResult) -> None:
         sweep = SweepInput(params.orphan_grace_seconds)
-        long = {"start_to_close_timeout": LONG_STEP, "heartbeat_timeout": HEARTBEAT,
-                "retry_policy": STORAGE_RETRY}
+        orphans = await self._sweep_step(GcActivities.sweep_orphans, sweep, "orphan packs", result)
+        result.orphans_swept += orphans.deleted
+        uploads = await self._sweep_step(GcActivities.sweep_uploads, sweep, "stale uploads", result)
+        result.uploads_swept += uploads.deleted
+        result.bytes_freed += orphans.bytes_freed + uploads.bytes_freed
+
+    async def _sweep_step(
+        self, step: Callable[[GcActivities, SweepInput], Awaitable[SweepResult]],
+        sweep: SweepInput, what: str, result: GcResult,
+    ) -> SweepResult:
         try:
-            orphans = await workflow.execute_activity_method(GcActivities.sweep_orphans, sweep, **long)
-            result.orphans_swept += orphans.deleted
-            result.bytes_freed += orphans.bytes_freed
+            return await workflow.execute_activity_method(
+                step, sweep, start_to_close_timeout=LONG_STEP, heartbeat_timeout=HEARTBEAT,
+                retry_policy=STORAGE_RETRY,
+            )
         except ActivityError as err:
-            result.errors.append(f"sweep orphan packs: {_describe(err)}")
-        try:
-            uploads = await workflow.execute_activity_method(GcActivities.sweep_uploads, sweep, **long)
-            result.uploads_swept += uploads.deleted
-            result.bytes_freed += uploads.bytes_freed
-        except ActivityError as err:
-            result.errors.append(f"sweep stale uploads: {_describe(err)}")
+            result.errors.append(f"sweep {what}: {_describe(err)}")
+            return SweepResult(0, 0, 0)
 
     async def _reconcile(self, params: GcInput, result: GcResult) -> None:
         try:

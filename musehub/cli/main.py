@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from musehub.cli import client, dev, rebuild, repos
+from musehub.cli import client, dev, gc, rebuild, repos, schedules
 
 
 Handler = Callable[[argparse.Namespace], int]
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="musehub", description="MuseHub: a muse hosting service with prebuilt clone packs."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (dev, repos, rebuild, client):
+    for module in (dev, repos, rebuild, gc, schedules, client):
         module.register(commands)
     return parser
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from musehub.db.engine import create_engine
 from musehub.services.errors import WireError
 from musehub.services.repos import DOMAINS, create_repo
-from musehub.services.tokens import check_user_name, create_token
+from musehub.services.tokens import check_user_name, create_token, revoke_token, token_id_of
 from musehub.settings import load_settings
 
 
@@ -30,6 +30,9 @@ def register(commands: Any) -> None:
     make = token.add_parser("create", help="create a token for USER (shown once)")
     make.add_argument("user")
     make.set_defaults(handler=run_token_create)
+    revoke = token.add_parser("revoke", help="revoke a token (give the token or its id)")
+    revoke.add_argument("token", metavar="TOKEN_OR_ID")
+    revoke.set_defaults(handler=run_token_revoke)
 
 
 def split_repo_name(name: str) -> tuple[str, str]:
@@ -73,4 +76,14 @@ def run_token_create(args: argparse.Namespace) -> int:
     token = asyncio.run(_with_session(lambda s: create_token(s, args.user)))
     print(f"token for {args.user} (shown once; only its hash is stored):")
     print(token)
+    return 0
+
+
+def run_token_revoke(args: argparse.Namespace) -> int:
+    token_id = token_id_of(args.token)
+    if token_id is None:
+        raise RuntimeError("give a token (mh_<id>_<secret>) or its 16-character id")
+    if not asyncio.run(_with_session(lambda s: revoke_token(s, token_id))):
+        raise RuntimeError(f"no active token with id {token_id}")
+    print(f"revoked token {token_id}; it no longer authenticates")
     return 0

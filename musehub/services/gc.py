@@ -90,7 +90,8 @@ async def delete_expired_rows(session: AsyncSession, *, limit: int) -> ExpiredRo
 
 
 async def delete_if_unnamed(
-    session: AsyncSession, storage: ObjectStorage, key: str, *, written_before: datetime | None = None
+    session: AsyncSession, storage: ObjectStorage, key: str, *,
+    written_before: datetime | None = None,
 ) -> int | None:
     """Steps 2 and 3: delete the pack object `key` if no cache row names it (and, with
     `written_before`, only if it was last written before then). Returns the bytes freed, or

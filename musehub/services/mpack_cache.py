@@ -88,7 +88,8 @@ async def extend_on_hit(
     new_expiry = extended.scalar_one_or_none()
     if new_expiry is None:
         return None
-    return CacheEntry(entry.cache_id, entry.mpack_id, entry.size_bytes, entry.sha256, new_expiry, now)
+    return CacheEntry(entry.cache_id, entry.mpack_id, entry.size_bytes, entry.sha256, new_expiry,
+                      last_hit_at=now)
 
 
 async def hold_mpack_object(session: AsyncSession, mpack_id: str) -> None:

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio.client import (
     Client,
     Schedule,
+    ScheduleActionExecution,
     ScheduleActionExecutionStartWorkflow,
+    ScheduleActionResult,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleHandle,
@@ -81,33 +84,36 @@ async def apply_gc_schedule(client: Client, settings: Settings) -> ScheduleAppli
     return ScheduleApplied(schedule_id, created=False)
 
 
-async def run_gc_now(client: Client, settings: Settings, *, timeout: float = 30.0) -> tuple[str, GcResult]:
+async def run_gc_now(
+    client: Client, settings: Settings, *, start_wait_seconds: float = 30.0
+) -> tuple[str, GcResult]:
     """Trigger the GC schedule and wait for that run's result: (workflow id, result). When a
     run is already going (overlap: skip), waits for that one instead."""
     handle = client.get_schedule_handle(settings.gc.schedule_id)
-    workflow_id = await _started_run(handle, timeout)
-    result = await client.get_workflow_handle(workflow_id).result(result_type=GcResult)
-    return workflow_id, result
+    workflow_id = await _started_run(handle, start_wait_seconds)
+    return workflow_id, await client.get_workflow_handle(workflow_id, result_type=GcResult).result()
 
 
-async def _started_run(handle: ScheduleHandle, timeout: float) -> str:
+async def _started_run(handle: ScheduleHandle, wait_seconds: float) -> str:
     description = await handle.describe()
-    running = [a.workflow_id for a in description.info.running_actions
-               if isinstance(a, ScheduleActionExecutionStartWorkflow)]
+    running = _run_ids(description.info.running_actions)
     if running:
-        return running[0]
-    before = {_workflow_id(r.action) for r in description.info.recent_actions}
+        return sorted(running)[0]
+    before = _run_ids(description.info.recent_actions)
     await handle.trigger()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
-        description = await handle.describe()
-        for recent in description.info.recent_actions:
-            workflow_id = _workflow_id(recent.action)
-            if workflow_id and workflow_id not in before:
-                return workflow_id
+        info = (await handle.describe()).info
+        started = _run_ids([*info.running_actions, *info.recent_actions]) - before
+        if started:
+            return started.pop()
         await asyncio.sleep(0.2)
-    raise RuntimeError(f"schedule {handle.id} was triggered but started no run within {timeout:g}s")
+    raise RuntimeError(
+        f"schedule {handle.id} was triggered but started no run within {wait_seconds:g}s")
 
 
-def _workflow_id(action: object) -> str:
-    return action.workflow_id if isinstance(action, ScheduleActionExecutionStartWorkflow) else ""
+def _run_ids(actions: Sequence[ScheduleActionExecution | ScheduleActionResult]) -> set[str]:
+    """Workflow ids of running actions or of recent action results."""
+    executions = [a.action if isinstance(a, ScheduleActionResult) else a for a in actions]
+    return {e.workflow_id for e in executions
+            if isinstance(e, ScheduleActionExecutionStartWorkflow)}

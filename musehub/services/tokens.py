@@ -55,6 +55,14 @@ async def authenticate(session: AsyncSession, token: str) -> str | None:
     return row.user_name
 
 
+def token_id_of(token_or_id: str) -> str | None:
+    """The id part of a token, or the id itself; None for anything else."""
+    match = TOKEN_PATTERN.match(token_or_id)
+    if match:
+        return match.group(1)
+    return token_or_id if re.fullmatch(r"[0-9a-f]{16}", token_or_id) else None
+
+
 async def revoke_token(session: AsyncSession, token_id: str) -> bool:
     result = await session.execute(
         update(AccessToken)

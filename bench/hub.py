@@ -1,0 +1,139 @@
+"""What the scenarios do to the running hub: create repos and tokens, push synthetic history,
+watch the prebuilt-pack cache, and reach the hub's database and blobs folder in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgpack
+from sqlalchemy import text
+
+from bench.stack import Stack
+from musehub.client import MuseRemote
+from musehub.db.engine import create_engine, session_factory
+from musehub.services.mpack_cache import cache_id_for
+from musehub.services.repos import create_repo
+from musehub.services.tokens import create_token
+from musehub.settings import ApiSettings, DatabaseSettings, Settings
+from musehub.storage import build_storage
+from musehub.synth import SynthRepo, push_synth
+from workflows.prebuild import build_targets
+
+OWNER = "bench"
+PUSH_TIMEOUT_S = 900.0
+MSGPACK = "application/x-msgpack"
+HEADERS = {"Content-Type": MSGPACK, "Accept": MSGPACK}
+
+
+@dataclass
+class PushedRepo:
+    slug: str
+    url: str
+    repo_id: str
+    heads: dict[str, str]
+    synth: SynthRepo
+    push_seconds: float
+    pushes: int
+    push_ended: float  # time.monotonic() when the last push answered
+
+    @property
+    def want(self) -> list[str]:
+        return sorted(set(self.heads.values()))
+
+    @property
+    def targets(self) -> list[list[str]]:
+        """What the prebuild builds: one pack per tip, plus the whole head set."""
+        return build_targets(list(self.heads.values()))
+
+    @property
+    def root_commit(self) -> str:
+        return str(self.synth.commits[0]["commit_id"])
+
+
+def fetch_body(want: Sequence[str], have: Sequence[str] = (), *, url_form: bool = True) -> bytes:
+    body: dict[str, object] = {"want": list(want), "have": list(have)}
+    if url_form:
+        body["capabilities"] = ["mpack-url"]
+    return msgpack.packb(body, use_bin_type=True)
+
+
+class Hub:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.settings = Settings(
+            state_dir=stack.state_dir,
+            database=DatabaseSettings(url=stack.database_url),
+            api=ApiSettings(port=stack.api_port),
+        )
+        self.engine = create_engine(self.settings.database_url, pool_size=4)
+        self.sessions = session_factory(self.engine)
+        self.storage = build_storage(self.settings)
+        self.pushed: dict[str, PushedRepo] = {}
+
+    async def aclose(self) -> None:
+        await self.storage.aclose()
+        await self.engine.dispose()
+
+    async def new_repo(self, slug: str) -> tuple[str, str]:
+        """Create OWNER/slug and a push token; returns (repo_id, token)."""
+        async with self.sessions() as session:
+            repo = await create_repo(session, OWNER, slug)
+            token = await create_token(session, OWNER)
+            await session.commit()
+        return repo.repo_id, token
+
+    async def push(self, slug: str, synth: SynthRepo) -> PushedRepo:
+        """A new repo holding `synth`, pushed through the wire endpoints like `musehub synth`."""
+        repo_id, token = await self.new_repo(slug)
+        url = f"{self.stack.base_url}/{OWNER}/{slug}"
+        async with MuseRemote(url, token, timeout=PUSH_TIMEOUT_S) as remote:
+            report = await asyncio.wait_for(push_synth(remote, synth), PUSH_TIMEOUT_S)
+        pushed = PushedRepo(slug, url, repo_id, dict(report.branch_heads), synth, report.seconds,
+                            report.pushes, time.monotonic())
+        self.pushed[slug] = pushed
+        return pushed
+
+    async def cached(self, repo_id: str, targets: Sequence[Sequence[str]]) -> set[str]:
+        """The cache ids of `targets` that have a live prebuilt pack."""
+        ids = [cache_id_for(repo_id, want) for want in targets]
+        async with self.sessions() as session:
+            rows = await session.execute(
+                text("SELECT cache_id FROM musehub_fetch_mpack_cache "
+                     "WHERE cache_id = ANY(:ids) AND expires_at > now()"),
+                {"ids": ids},
+            )
+            return set(rows.scalars())
+
+    async def wait_warm(self, repo: PushedRepo, targets: Sequence[Sequence[str]] | None = None,
+                        *, timeout: float = 900.0, poll: float = 0.05) -> float | None:
+        """Poll until every target has a pack; the monotonic time it was seen, or None."""
+        targets = targets if targets is not None else repo.targets
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(await self.cached(repo.repo_id, targets)) == len(targets):
+                return time.monotonic()
+            await asyncio.sleep(poll)
+        return None
+
+    async def drop_cache(self, repo_id: str) -> int:
+        """Forget every prebuilt pack of a repo (as if they had expired): the next clone misses."""
+        async with self.sessions() as session:
+            result = await session.execute(
+                text("DELETE FROM musehub_fetch_mpack_cache WHERE repo_id = :r"), {"r": repo_id}
+            )
+            await session.commit()
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def fetch_outcomes_logged(self) -> dict[str, int]:
+        """How many fetches the API has logged per cache outcome so far."""
+        counts = {"HIT": 0, "MISS": 0, "UNCACHED": 0}
+        if self.stack.api_log.exists():
+            with self.stack.api_log.open(errors="replace") as log:
+                for line in log:
+                    if "[wire_fetch_mpack] cache=" in line:
+                        outcome = line.split("cache=", 1)[1].split(" ", 1)[0]
+                        counts[outcome] = counts.get(outcome, 0) + 1
+        return counts
