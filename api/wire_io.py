@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from musehub.mpack.errors import MPackFormatError
 from musehub.mpack.ids import is_content_id
@@ -85,6 +86,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"nothing at {request.url.path}: check the remote URL (host/owner/repo)"
         return PlainTextResponse(detail, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # Nobody is listening any more; 499 (nginx's "client closed request") keeps logs honest.
+        return PlainTextResponse("client closed the request", 499)
 
     @app.exception_handler(StorageError)
     async def storage_down(request: Request, exc: StorageError) -> Response:

@@ -13,12 +13,12 @@ import uvicorn
 
 
 @contextmanager
-def serving(app: Any, *, lifespan: str = "off") -> Iterator[str]:
+def serving(app: Any, *, lifespan: str = "off", port: int = 0) -> Iterator[str]:
     """Yield the base URL (http://127.0.0.1:PORT) while `app` is served; stop it afterwards."""
     # Bind first so the port is known and taken before uvicorn starts.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
