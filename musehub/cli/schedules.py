@@ -4,14 +4,11 @@ or bring them up to date with the settings. Every worker does this at start too.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
-from temporalio.client import Client
-
+from musehub.cli.temporal_client import connect_or_explain, run_then_exit
 from musehub.services.schedules import apply_gc_schedule
-from musehub.settings import Settings, load_settings
-from musehub.temporal import connect, temporal_address
+from musehub.settings import load_settings
 
 
 def register(commands: Any) -> None:
@@ -21,23 +18,13 @@ def register(commands: Any) -> None:
     apply.set_defaults(handler=run_apply)
 
 
-async def temporal_client(settings: Settings) -> Client:
-    try:
-        return await asyncio.wait_for(connect(settings), 10)
-    except Exception as exc:
-        where = temporal_address(settings)
-        raise RuntimeError(f"cannot reach Temporal at {where}: {exc}") from None
-
-
-async def _apply(settings: Settings) -> bool:
-    applied = await apply_gc_schedule(await temporal_client(settings), settings)
-    return applied.created
-
-
 def run_apply(args: argparse.Namespace) -> int:
     settings = load_settings()
-    created = asyncio.run(_apply(settings))
-    print(f"schedule {settings.gc.schedule_id} {'created' if created else 'updated'}: "
-          f"GarbageCollectFetchMPacks every {settings.gc.interval_minutes:g} min on task queue "
-          f"{settings.temporal.task_queue} (overlap: skip)")
-    return 0
+
+    async def apply() -> None:
+        applied = await apply_gc_schedule(await connect_or_explain(settings), settings)
+        print(f"schedule {applied.schedule_id} {'created' if applied.created else 'updated'}: "
+              f"GarbageCollectFetchMPacks every {settings.gc.interval_minutes:g} min on task "
+              f"queue {settings.temporal.task_queue} (overlap: skip)")
+
+    run_then_exit("schedules apply", apply)

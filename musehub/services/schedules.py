@@ -84,14 +84,17 @@ async def apply_gc_schedule(client: Client, settings: Settings) -> ScheduleAppli
     return ScheduleApplied(schedule_id, created=False)
 
 
-async def run_gc_now(
+async def trigger_gc(
     client: Client, settings: Settings, *, start_wait_seconds: float = 30.0
-) -> tuple[str, GcResult]:
-    """Trigger the GC schedule and wait for that run's result: (workflow id, result). When a
-    run is already going (overlap: skip), waits for that one instead."""
-    handle = client.get_schedule_handle(settings.gc.schedule_id)
-    workflow_id = await _started_run(handle, start_wait_seconds)
-    return workflow_id, await client.get_workflow_handle(workflow_id, result_type=GcResult).result()
+) -> str:
+    """Trigger the GC schedule; returns the id of the run it started. When a run is already
+    going (overlap: skip), returns that one's id instead."""
+    return await _started_run(client.get_schedule_handle(settings.gc.schedule_id),
+                              start_wait_seconds)
+
+
+async def gc_result(client: Client, workflow_id: str) -> GcResult:
+    return await client.get_workflow_handle(workflow_id, result_type=GcResult).result()
 
 
 async def _started_run(handle: ScheduleHandle, wait_seconds: float) -> str:
