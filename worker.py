@@ -44,12 +44,16 @@ def worker_task_queue(settings: Settings) -> str:
 
 @asynccontextmanager
 async def running_workers(
-    client: Client, settings: Settings, *, storage: ObjectStorage | None = None,
+    client: Client,
+    settings: Settings,
+    *,
+    storage: ObjectStorage | None = None,
     database_url: str | None = None,
 ) -> AsyncIterator[PrebuildActivities]:
     """Run the workers until the context exits; shutdown lets running activities finish."""
-    engine = create_engine(database_url or settings.database_url,
-                           pool_size=settings.database.pool_size)
+    engine = create_engine(
+        database_url or settings.database_url, pool_size=settings.database.pool_size
+    )
     own_storage = storage is None
     storage = storage or build_storage(settings)
     own_queue = worker_task_queue(settings)
@@ -66,8 +70,12 @@ async def running_workers(
     local = Worker(
         client,
         task_queue=own_queue,
-        activities=[activities.load_blobs, activities.assemble, activities.upload,
-                    activities.discard],
+        activities=[
+            activities.load_blobs,
+            activities.assemble,
+            activities.upload,
+            activities.discard,
+        ],
         max_concurrent_activities=4,
         graceful_shutdown_timeout=_GRACE,
     )
@@ -75,8 +83,13 @@ async def running_workers(
         client,
         task_queue=settings.temporal.task_queue,
         workflows=GENERAL_WORKFLOWS,
-        activities=[gc.delete_expired_rows, gc.delete_unnamed_mpacks, gc.sweep_orphans,
-                    gc.sweep_uploads, gc.reconcile],
+        activities=[
+            gc.delete_expired_rows,
+            gc.delete_unnamed_mpacks,
+            gc.sweep_orphans,
+            gc.sweep_uploads,
+            gc.reconcile,
+        ],
         graceful_shutdown_timeout=_GRACE,
     )
     try:
@@ -101,8 +114,12 @@ async def main() -> None:
         loop.add_signal_handler(signum, stop.set)
     await _apply_schedules(client, settings)
     async with running_workers(client, settings):
-        log.info("worker polling %s and %s (namespace %s)", settings.temporal.prebuild_task_queue,
-                 settings.temporal.task_queue, settings.temporal.namespace)
+        log.info(
+            "worker polling %s and %s (namespace %s)",
+            settings.temporal.prebuild_task_queue,
+            settings.temporal.task_queue,
+            settings.temporal.namespace,
+        )
         await stop.wait()
         log.info("worker stopping: letting running activities finish")
 
@@ -114,8 +131,12 @@ async def _apply_schedules(client: Client, settings: Settings) -> None:
     except Exception as exc:  # any failure: log it, `musehub schedules apply` can fix it later
         log.error("GC schedule %s not applied: %s", settings.gc.schedule_id, exc)
         return
-    log.info("GC schedule %s %s: every %g min", applied.schedule_id,
-             "created" if applied.created else "updated", settings.gc.interval_minutes)
+    log.info(
+        "GC schedule %s %s: every %g min",
+        applied.schedule_id,
+        "created" if applied.created else "updated",
+        settings.gc.interval_minutes,
+    )
 
 
 if __name__ == "__main__":

@@ -65,7 +65,9 @@ class GcActivities:
         heartbeat = Heartbeat()
         async with self._sessions() as session:
             outcome = await gc.sweep_orphan_mpacks(
-                session, self._storage, grace=self._grace(request),
+                session,
+                self._storage,
+                grace=self._grace(request),
                 on_progress=lambda scanned: heartbeat(scanned, 0),
             )
         return SweepResult(outcome.scanned, outcome.deleted, outcome.bytes_freed)
@@ -74,7 +76,8 @@ class GcActivities:
     async def sweep_uploads(self, request: SweepInput) -> SweepResult:
         heartbeat = Heartbeat()
         outcome = await gc.sweep_stale_uploads(
-            self._storage, grace=self._grace(request),
+            self._storage,
+            grace=self._grace(request),
             on_progress=lambda scanned: heartbeat(scanned, 0),
         )
         return SweepResult(outcome.scanned, outcome.deleted, outcome.bytes_freed)
@@ -82,8 +85,9 @@ class GcActivities:
     @activity.defn(name="reconcile_prebuilds")
     async def reconcile(self, request: ReconcileInput) -> ReconcileResult:
         async with self._sessions() as session:
-            outcome = await reconcile_prebuilds(session, self._temporal, self._settings,
-                                                limit=request.max_repos)
+            outcome = await reconcile_prebuilds(
+                session, self._temporal, self._settings, limit=request.max_repos
+            )
         return ReconcileResult(outcome.repos, outcome.tips)
 
     def _grace(self, request: SweepInput) -> timedelta:

@@ -106,7 +106,9 @@ class PrebuildActivities:
             gone = sorted(set(request.want) - known)
             if gone:
                 return CheckCacheResult("gone", f"commit {gone[0]} is no longer in the repository")
-            if not request.force and await mpack_cache.lookup(session, request.repo_id, request.want):
+            if not request.force and await mpack_cache.lookup(
+                session, request.repo_id, request.want
+            ):
                 return CheckCacheResult("fresh", "a live pack already answers this want set")
         return CheckCacheResult("build")
 
@@ -121,12 +123,21 @@ class PrebuildActivities:
             # this lock GC waits, so a pack still there now stays until the row is committed.
             await mpack_cache.hold_mpack_object(session, request.mpack_id)
             if await self._storage.size(request.mpack_id) != request.size:
-                raise ApplicationError(f"pack {request.mpack_id} was collected before it was "
-                                       "recorded", type="PackGone", non_retryable=True)
+                raise ApplicationError(
+                    f"pack {request.mpack_id} was collected before it was recorded",
+                    type="PackGone",
+                    non_retryable=True,
+                )
             entry = await mpack_cache.record(
-                session, repo_id=request.repo_id, want=request.want, mpack_id=request.mpack_id,
-                size_bytes=request.size, sha256=request.sha256, commit_count=request.commits,
-                object_count=request.objects, ttl=self._settings.mpack_cache_ttl,
+                session,
+                repo_id=request.repo_id,
+                want=request.want,
+                mpack_id=request.mpack_id,
+                size_bytes=request.size,
+                sha256=request.sha256,
+                commit_count=request.commits,
+                object_count=request.objects,
+                ttl=self._settings.mpack_cache_ttl,
             )
             await session.commit()
         return RecordCacheResult(entry.cache_id)
@@ -139,7 +150,8 @@ class PrebuildActivities:
         from an earlier attempt are kept, so a retry resumes instead of starting over."""
         info = activity.info()
         PREBUILD_QUEUE_DELAY.observe(
-            (info.started_time - info.current_attempt_scheduled_time).total_seconds())
+            (info.started_time - info.current_attempt_scheduled_time).total_seconds()
+        )
         plan = await self._plan(request)
         staging = self._staging(request.build_id) / "objects"
         staging.mkdir(parents=True, exist_ok=True)
@@ -171,16 +183,23 @@ class PrebuildActivities:
                 return await asyncio.to_thread((objects / obj.object_id).read_bytes)
             except FileNotFoundError:
                 # This worker lost its staging folder (restarted elsewhere): start the build over.
-                raise ApplicationError(f"staged blob {obj.object_id} is gone", type="StagingLost",
-                                       non_retryable=True) from None
+                raise ApplicationError(
+                    f"staged blob {obj.object_id} is gone", type="StagingLost", non_retryable=True
+                ) from None
 
         partial = folder / (PACK_FILE + ".partial")
         async with self._sessions() as session, Heartbeat() as heartbeat:
             with partial.open("wb") as out:
-                digest = await _as_business_error(assemble_mpack(
-                    session, plan, out, read_staged,
-                    concurrency=self._settings.storage.read_concurrency, on_progress=heartbeat,
-                ))
+                digest = await _as_business_error(
+                    assemble_mpack(
+                        session,
+                        plan,
+                        out,
+                        read_staged,
+                        concurrency=self._settings.storage.read_concurrency,
+                        on_progress=heartbeat,
+                    )
+                )
                 out.flush()
                 os.fsync(out.fileno())
         partial.replace(folder / PACK_FILE)
@@ -192,11 +211,15 @@ class PrebuildActivities:
     async def upload(self, request: UploadInput) -> UploadResult:
         path = self._staging(request.build_id) / PACK_FILE
         if not path.exists() or path.stat().st_size != request.size:
-            raise ApplicationError("the assembled pack is not on this worker any more",
-                                   type="StagingLost", non_retryable=True)
+            raise ApplicationError(
+                "the assembled pack is not on this worker any more",
+                type="StagingLost",
+                non_retryable=True,
+            )
         async with Heartbeat():
-            key = await upload_mpack(self._storage, request.repo_id, path,
-                                     PackDigest(request.size, request.sha256))
+            key = await upload_mpack(
+                self._storage, request.repo_id, path, PackDigest(request.size, request.sha256)
+            )
         return UploadResult(key)
 
     @activity.defn(name="discard_fetch_mpack_build")
@@ -211,7 +234,9 @@ class PrebuildActivities:
     async def _plan(self, request: BuildStepInput) -> FetchPlan:
         async with self._sessions() as session:
             try:
-                return await _as_business_error(plan_fetch(session, request.repo_id, request.want, []))
+                return await _as_business_error(
+                    plan_fetch(session, request.repo_id, request.want, [])
+                )
             except NotFound as exc:
                 raise business_error(exc.message, "TipGone") from None
 
@@ -228,7 +253,9 @@ class PrebuildActivities:
                     out.write(chunk)
         except ObjectNotFound:
             partial.unlink(missing_ok=True)
-            raise business_error(f"object {obj.object_id} is missing from storage", "BlobMissing") from None
+            raise business_error(
+                f"object {obj.object_id} is missing from storage", "BlobMissing"
+            ) from None
         partial.replace(staging / obj.object_id)
 
 

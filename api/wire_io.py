@@ -50,7 +50,9 @@ async def read_msgpack_body(request: Request, max_bytes: int) -> dict[str, Any]:
         raise BadRequest(f"{exc} (send Content-Type: {MSGPACK})") from None
 
 
-def id_list(body: dict[str, Any], field: str, *, max_items: int, required: bool = True) -> list[str]:
+def id_list(
+    body: dict[str, Any], field: str, *, max_items: int, required: bool = True
+) -> list[str]:
     """A list of content ids from the request; every bad id is named in the message."""
     value = body.get(field)
     if value is None and not required:
@@ -60,7 +62,9 @@ def id_list(body: dict[str, Any], field: str, *, max_items: int, required: bool 
     if required and not value:
         raise BadRequest(f"'{field}' must not be empty")
     if len(value) > max_items:
-        raise BadRequest(f"'{field}' has {len(value)} ids; at most {max_items} are accepted per request")
+        raise BadRequest(
+            f"'{field}' has {len(value)} ids; at most {max_items} are accepted per request"
+        )
     for item in value:
         if not is_content_id(item):
             raise BadRequest(
@@ -97,7 +101,8 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("object storage error on %s: %s", request.url.path, exc)
         return PlainTextResponse(
             "the hub's object storage is failing right now; nothing was changed, try again soon",
-            503, headers={"Retry-After": "5"},
+            503,
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(BlobMissing)
@@ -114,6 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def database_down(request: Request, exc: Exception) -> Response:
         log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
         return PlainTextResponse(
-            "the hub's database is unavailable right now; try again in a minute", 503,
+            "the hub's database is unavailable right now; try again in a minute",
+            503,
             headers={"Retry-After": "5"},
         )

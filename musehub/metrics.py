@@ -10,17 +10,22 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 FETCHES = Counter("musehub_fetch_total", "POST /fetch answers by cache outcome", ["cache", "form"])
 FETCH_SECONDS = Histogram(
-    "musehub_fetch_seconds", "POST /fetch latency by cache outcome", ["cache"],
+    "musehub_fetch_seconds",
+    "POST /fetch latency by cache outcome",
+    ["cache"],
     buckets=LATENCY_BUCKETS,
 )
 BUILD_SECONDS = Histogram(
-    "musehub_mpack_build_seconds", "time to build one fetch mpack", ["path"],
+    "musehub_mpack_build_seconds",
+    "time to build one fetch mpack",
+    ["path"],
     buckets=LATENCY_BUCKETS,
 )
 BUILD_BYTES = Counter("musehub_mpack_build_bytes_total", "bytes of fetch mpacks built", ["path"])
 PREBUILD_QUEUE_DELAY = Histogram(
     "musehub_prebuild_queue_delay_seconds",
-    "from a prebuild step being scheduled to a worker starting it", buckets=LATENCY_BUCKETS,
+    "from a prebuild step being scheduled to a worker starting it",
+    buckets=LATENCY_BUCKETS,
 )
 GC_DELETED = Counter("musehub_gc_deleted_total", "what garbage collection removed", ["kind"])
 PUSHES = Counter("musehub_push_total", "accepted pushes", ["prebuild_enqueued"])

@@ -56,7 +56,9 @@ class StorageSettings(BaseModel):
     @model_validator(mode="after")
     def _s3_needs_bucket(self) -> StorageSettings:
         if self.backend == "s3" and not self.s3_bucket:
-            raise ValueError("MUSEHUB_STORAGE_S3_BUCKET must be set when MUSEHUB_STORAGE_BACKEND=s3")
+            raise ValueError(
+                "MUSEHUB_STORAGE_S3_BUCKET must be set when MUSEHUB_STORAGE_BACKEND=s3"
+            )
         if self.s3_endpoint_url is not None and urlparse(self.s3_endpoint_url).scheme not in (
             "http",
             "https",

@@ -33,7 +33,11 @@ class LazyTemporalClient:
     once per `retry_after` seconds, so a Temporal outage never blocks or fails a push."""
 
     def __init__(
-        self, settings: Settings, *, client: Client | None = None, retry_after: float = 5.0,
+        self,
+        settings: Settings,
+        *,
+        client: Client | None = None,
+        retry_after: float = 5.0,
         timeout: float = 3.0,
     ) -> None:
         self._settings = settings
@@ -57,5 +61,7 @@ class LazyTemporalClient:
                     self._client = await asyncio.wait_for(connect(self._settings), self._timeout)
                 except Exception as exc:  # any failure means "Temporal is unreachable right now"
                     self._last_failure = time.monotonic()
-                    log.warning("Temporal unreachable at %s: %s", temporal_address(self._settings), exc)
+                    log.warning(
+                        "Temporal unreachable at %s: %s", temporal_address(self._settings), exc
+                    )
         return self._client

@@ -89,7 +89,9 @@ class Hub:
     storage: LocalStorage
     engine: AsyncEngine
 
-    async def create_repo(self, *, private: bool = False, owner: str | None = None) -> tuple[str, str, str]:
+    async def create_repo(
+        self, *, private: bool = False, owner: str | None = None
+    ) -> tuple[str, str, str]:
         """A new repo with a unique name and a token of its owner: (owner, slug, token)."""
         owner = owner or f"user{uuid.uuid4().hex[:10]}"
         slug = f"repo{uuid.uuid4().hex[:8]}"
@@ -113,11 +115,16 @@ def hub_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 async def hub(db_engine: AsyncEngine, hub_settings: Settings) -> AsyncIterator[Hub]:
     storage = LocalStorage(
-        hub_settings.blobs_root, signing_key=b"test-signing-key",
+        hub_settings.blobs_root,
+        signing_key=b"test-signing-key",
         public_base_url=hub_settings.public_base_url,
     )
-    app = create_app(hub_settings, engine=db_engine, object_storage=storage,
-                     temporal=LazyTemporalClient.disabled(hub_settings))
+    app = create_app(
+        hub_settings,
+        engine=db_engine,
+        object_storage=storage,
+        temporal=LazyTemporalClient.disabled(hub_settings),
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:

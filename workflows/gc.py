@@ -24,12 +24,16 @@ with workflow.unsafe.imports_passed_through():
         SweepResult,
     )
 
-DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1),
-                       maximum_interval=timedelta(seconds=30), maximum_attempts=5)
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)
 # A storage delete that fails is retried with the same keys; when it fails for good the objects
 # are orphans, and the sweep of a later run deletes them.
-STORAGE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2),
-                            maximum_interval=timedelta(minutes=1), maximum_attempts=6)
+STORAGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=6
+)
 QUICK_STEP = timedelta(minutes=1)
 LONG_STEP = timedelta(minutes=30)
 HEARTBEAT = timedelta(minutes=1)
@@ -48,23 +52,35 @@ class GarbageCollectFetchMPacks:
         result.elapsed_seconds = (workflow.now() - started).total_seconds()
         workflow.logger.info(
             "gc done rows=%d objects=%d bytes_freed=%d orphans=%d uploads=%d tips_reconciled=%d "
-            "repos_reconciled=%d errors=%d elapsed=%.1fs", result.rows_deleted,
-            result.objects_deleted, result.bytes_freed, result.orphans_swept, result.uploads_swept,
-            result.tips_reconciled, result.repos_reconciled, len(result.errors),
+            "repos_reconciled=%d errors=%d elapsed=%.1fs",
+            result.rows_deleted,
+            result.objects_deleted,
+            result.bytes_freed,
+            result.orphans_swept,
+            result.uploads_swept,
+            result.tips_reconciled,
+            result.repos_reconciled,
+            len(result.errors),
             result.elapsed_seconds,
         )
         if result.errors:
             # Failed, so the schedule's run history shows it; the log line above has the counts.
-            raise ApplicationError("gc finished with errors: " + "; ".join(result.errors),
-                                   result, type="GcIncomplete", non_retryable=True)
+            raise ApplicationError(
+                "gc finished with errors: " + "; ".join(result.errors),
+                result,
+                type="GcIncomplete",
+                non_retryable=True,
+            )
         return result
 
     async def _collect_expired(self, params: GcInput, result: GcResult) -> None:
         for _ in range(params.max_batches):
             try:
                 expired = await workflow.execute_activity_method(
-                    GcActivities.delete_expired_rows, DeleteExpiredRowsInput(params.batch_size),
-                    start_to_close_timeout=QUICK_STEP, retry_policy=DB_RETRY,
+                    GcActivities.delete_expired_rows,
+                    DeleteExpiredRowsInput(params.batch_size),
+                    start_to_close_timeout=QUICK_STEP,
+                    retry_policy=DB_RETRY,
                 )
             except ActivityError as err:
                 result.errors.append(f"delete expired rows: {_describe(err)}")
@@ -78,8 +94,10 @@ class GarbageCollectFetchMPacks:
     async def _delete_objects(self, mpack_ids: list[str], result: GcResult) -> None:
         try:
             deleted = await workflow.execute_activity_method(
-                GcActivities.delete_unnamed_mpacks, DeleteMPacksInput(mpack_ids),
-                start_to_close_timeout=LONG_STEP, heartbeat_timeout=HEARTBEAT,
+                GcActivities.delete_unnamed_mpacks,
+                DeleteMPacksInput(mpack_ids),
+                start_to_close_timeout=LONG_STEP,
+                heartbeat_timeout=HEARTBEAT,
                 retry_policy=STORAGE_RETRY,
             )
         except ActivityError as err:
@@ -97,12 +115,18 @@ class GarbageCollectFetchMPacks:
         result.bytes_freed += orphans.bytes_freed + uploads.bytes_freed
 
     async def _sweep_step(
-        self, step: Callable[[GcActivities, SweepInput], Awaitable[SweepResult]],
-        sweep: SweepInput, what: str, result: GcResult,
+        self,
+        step: Callable[[GcActivities, SweepInput], Awaitable[SweepResult]],
+        sweep: SweepInput,
+        what: str,
+        result: GcResult,
     ) -> SweepResult:
         try:
             return await workflow.execute_activity_method(
-                step, sweep, start_to_close_timeout=LONG_STEP, heartbeat_timeout=HEARTBEAT,
+                step,
+                sweep,
+                start_to_close_timeout=LONG_STEP,
+                heartbeat_timeout=HEARTBEAT,
                 retry_policy=STORAGE_RETRY,
             )
         except ActivityError as err:
@@ -112,8 +136,10 @@ class GarbageCollectFetchMPacks:
     async def _reconcile(self, params: GcInput, result: GcResult) -> None:
         try:
             reconciled = await workflow.execute_activity_method(
-                GcActivities.reconcile, ReconcileInput(params.reconcile_max_repos),
-                start_to_close_timeout=timedelta(minutes=5), retry_policy=DB_RETRY,
+                GcActivities.reconcile,
+                ReconcileInput(params.reconcile_max_repos),
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=DB_RETRY,
             )
         except ActivityError as err:
             result.errors.append(f"reconcile: {_describe(err)}")

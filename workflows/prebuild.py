@@ -4,8 +4,10 @@ into one run that builds the newest tips. Deterministic code only: every effect 
 
 from __future__ import annotations
 
-import asyncio
+import builtins
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -26,10 +28,17 @@ with workflow.unsafe.imports_passed_through():
         UploadInput,
     )
 
-QUICK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                          maximum_attempts=10)
-BUILD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                          maximum_attempts=5, non_retryable_error_types=["BlobMissing", "TipGone"])
+QUICK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+)
+BUILD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=["BlobMissing", "TipGone"],
+)
 # How often a whole build (claim a worker, load, assemble, upload) starts over after its worker
 # vanished or lost its staging folder.
 MAX_BUILD_ATTEMPTS = 3
@@ -37,6 +46,8 @@ MAX_BUILD_ATTEMPTS = 3
 # uploaded pack before its row was recorded.
 RESTART_BUILD_ERRORS = ("StagingLost", "PackGone")
 LONG_STEP = timedelta(minutes=30)
+StepIn = TypeVar("StepIn")
+StepOut = TypeVar("StepOut")
 
 
 def build_targets(tips: list[str]) -> list[list[str]]:
@@ -87,23 +98,40 @@ class PrebuildFetchMPacks:
                 await self._prebuild(params, want, request.force)
                 self._status.pending -= 1
             if workflow.info().is_continue_as_new_suggested():
-                workflow.continue_as_new(PrebuildInput(
-                    params.repo_id, params.repo_name, self._pending, params.idle_seconds,
-                    params.worker_loss_seconds))
+                workflow.continue_as_new(
+                    PrebuildInput(
+                        params.repo_id,
+                        params.repo_name,
+                        self._pending,
+                        params.idle_seconds,
+                        params.worker_loss_seconds,
+                    )
+                )
         elapsed = (workflow.now() - started).total_seconds()
         workflow.logger.info(
             "prebuild done repo=%s tips=%d hits=%d built=%d skipped=%d elapsed=%.1fs",
-            params.repo_name or params.repo_id, targets, self._status.hits, self._status.built,
-            self._status.skipped, elapsed,
+            params.repo_name or params.repo_id,
+            targets,
+            self._status.hits,
+            self._status.built,
+            self._status.skipped,
+            elapsed,
         )
-        return PrebuildResult(params.repo_id, targets, self._status.hits, self._status.built,
-                              self._status.skipped, elapsed)
+        return PrebuildResult(
+            params.repo_id,
+            targets,
+            self._status.hits,
+            self._status.built,
+            self._status.skipped,
+            elapsed,
+        )
 
     async def _wait_for_work(self, idle_seconds: float) -> bool:
         try:
-            await workflow.wait_condition(lambda: self._pending is not None,
-                                          timeout=timedelta(seconds=idle_seconds))
-        except asyncio.TimeoutError:
+            await workflow.wait_condition(
+                lambda: self._pending is not None, timeout=timedelta(seconds=idle_seconds)
+            )
+        except builtins.TimeoutError:
             return self._pending is not None
         return True
 
@@ -111,13 +139,17 @@ class PrebuildFetchMPacks:
         repo_id = params.repo_id
         self._status.current_target = want
         check = await workflow.execute_activity_method(
-            PrebuildActivities.check_cache, CheckCacheInput(repo_id, want, force),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK_RETRY,
+            PrebuildActivities.check_cache,
+            CheckCacheInput(repo_id, want, force),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=QUICK_RETRY,
         )
         if check.verdict == "fresh":
             self._status.hits += 1
         elif check.verdict == "gone":
-            workflow.logger.info("prebuild skipped repo=%s want=%s: %s", repo_id, want, check.reason)
+            workflow.logger.info(
+                "prebuild skipped repo=%s want=%s: %s", repo_id, want, check.reason
+            )
             self._status.skipped += 1
         else:
             await self._build(repo_id, want, timedelta(seconds=params.worker_loss_seconds))
@@ -134,51 +166,82 @@ class PrebuildFetchMPacks:
                 if _is_business_failure(err) or attempt == MAX_BUILD_ATTEMPTS:
                     self._status.last_error = f"{want}: {_describe(err)}"
                     self._status.skipped += 1
-                    workflow.logger.warning("prebuild failed repo=%s want=%s: %s",
-                                            repo_id, want, self._status.last_error)
+                    workflow.logger.warning(
+                        "prebuild failed repo=%s want=%s: %s",
+                        repo_id,
+                        want,
+                        self._status.last_error,
+                    )
                     return
                 workflow.logger.info("prebuild attempt %d lost its worker, starting over", attempt)
 
     async def _build_once(self, repo_id: str, want: list[str], worker_loss: timedelta) -> None:
         claim = await workflow.execute_activity_method(
-            PrebuildActivities.claim_worker, ClaimWorkerInput(repo_id),
-            start_to_close_timeout=timedelta(seconds=10), retry_policy=QUICK_RETRY,
+            PrebuildActivities.claim_worker,
+            ClaimWorkerInput(repo_id),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=QUICK_RETRY,
         )
         step = BuildStepInput(repo_id, want, str(workflow.uuid4()))
-        local = {
-            "task_queue": claim.task_queue,
-            "start_to_close_timeout": LONG_STEP,
-            # A dead worker stops heartbeating; its queue is never polled again, so a retry there
-            # never starts: schedule-to-start fails it (no retry) and the build starts over.
-            "heartbeat_timeout": worker_loss,
-            "schedule_to_start_timeout": worker_loss,
-            "retry_policy": BUILD_RETRY,
-        }
+        queue = claim.task_queue
         try:
-            await workflow.execute_activity_method(PrebuildActivities.load_blobs, step, **local)
-            built = await workflow.execute_activity_method(PrebuildActivities.assemble, step, **local)
-            uploaded = await workflow.execute_activity_method(
-                PrebuildActivities.upload, UploadInput(repo_id, step.build_id, built.size, built.sha256),
-                **local,
+            await _on_worker(PrebuildActivities.load_blobs, step, queue, worker_loss)
+            built = await _on_worker(PrebuildActivities.assemble, step, queue, worker_loss)
+            uploaded = await _on_worker(
+                PrebuildActivities.upload,
+                UploadInput(repo_id, step.build_id, built.size, built.sha256),
+                queue,
+                worker_loss,
             )
         finally:
             await self._discard(claim.task_queue, step.build_id, worker_loss)
         await workflow.execute_activity_method(
             PrebuildActivities.record_cache,
-            RecordCacheInput(repo_id, want, uploaded.mpack_id, built.size, built.sha256,
-                             built.commits, built.objects),
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK_RETRY,
+            RecordCacheInput(
+                repo_id,
+                want,
+                uploaded.mpack_id,
+                built.size,
+                built.sha256,
+                built.commits,
+                built.objects,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=QUICK_RETRY,
         )
 
     async def _discard(self, task_queue: str, build_id: str, worker_loss: timedelta) -> None:
         try:
             await workflow.execute_activity_method(
-                PrebuildActivities.discard, DiscardBuildInput(build_id), task_queue=task_queue,
-                start_to_close_timeout=timedelta(seconds=30), schedule_to_start_timeout=worker_loss,
+                PrebuildActivities.discard,
+                DiscardBuildInput(build_id),
+                task_queue=task_queue,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_start_timeout=worker_loss,
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )
         except ActivityError:
             pass  # the worker is gone, and its staging folder with it
+
+
+async def _on_worker(
+    step: Callable[[PrebuildActivities, StepIn], Coroutine[Any, Any, StepOut]],
+    arg: StepIn,
+    task_queue: str,
+    worker_loss: timedelta,
+) -> StepOut:
+    """Run a build step on the claimed worker's own queue. A dead worker stops heartbeating and
+    its queue is never polled again, so a retry there never starts: schedule-to-start fails it
+    (no retry) and the build starts over on another worker."""
+    return await workflow.execute_activity_method(
+        step,
+        arg,
+        task_queue=task_queue,
+        start_to_close_timeout=LONG_STEP,
+        heartbeat_timeout=worker_loss,
+        schedule_to_start_timeout=worker_loss,
+        retry_policy=BUILD_RETRY,
+    )
 
 
 def _is_business_failure(err: ActivityError) -> bool:

@@ -22,7 +22,9 @@ def require_operator(request: Request, settings: SettingsDep) -> None:
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode(), expected.get_secret_value().encode()
     ):
-        raise Unauthorized("the operator API needs 'Authorization: Bearer <MUSEHUB_API_ADMIN_TOKEN>'")
+        raise Unauthorized(
+            "the operator API needs 'Authorization: Bearer <MUSEHUB_API_ADMIN_TOKEN>'"
+        )
 
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_operator)])
@@ -55,11 +57,17 @@ class TokenCreated(BaseModel):
 
 @router.post("/repos", status_code=201)
 async def create_repository(body: RepoCreate, session: SessionDep) -> RepoCreated:
-    repo = await create_repo(session, body.owner, body.slug, private=body.private, domain=body.domain)
+    repo = await create_repo(
+        session, body.owner, body.slug, private=body.private, domain=body.domain
+    )
     await session.commit()
     return RepoCreated(
-        repo_id=repo.repo_id, owner=repo.owner, slug=repo.slug, visibility=repo.visibility,
-        domain=repo.domain, default_branch=repo.default_branch,
+        repo_id=repo.repo_id,
+        owner=repo.owner,
+        slug=repo.slug,
+        visibility=repo.visibility,
+        domain=repo.domain,
+        default_branch=repo.default_branch,
     )
 
 
@@ -72,5 +80,3 @@ async def create_access_token(body: TokenCreate, session: SessionDep) -> TokenCr
     token = await create_token(session, body.user)
     await session.commit()
     return TokenCreated(user=body.user, token=token)
-
-

@@ -22,12 +22,19 @@ class RebuildAnswer(BaseModel):
 
 @router.post("/{owner}/{slug}/rebuild", status_code=202)
 async def rebuild(
-    owner: str, slug: str, request: Request, session: SessionDep, user: UserDep,
-    settings: SettingsDep, force: bool = False,
+    owner: str,
+    slug: str,
+    request: Request,
+    session: SessionDep,
+    user: UserDep,
+    settings: SettingsDep,
+    force: bool = False,
 ) -> RebuildAnswer:
     repo = await repo_for_push(session, owner, slug, user)
     client = await request.app.state.temporal.get()
     if client is None:
-        raise Unavailable("Temporal is unreachable right now, so no rebuild can start; try again soon")
+        raise Unavailable(
+            "Temporal is unreachable right now, so no rebuild can start; try again soon"
+        )
     started = await rebuild_packs(session, client, settings, repo, force=force)
     return RebuildAnswer(workflow_id=started.workflow_id, tips=started.tips, force=started.force)

@@ -10,10 +10,10 @@ from fastapi.responses import Response, StreamingResponse
 from api.auth import UserDep
 from api.deps import SessionDep, SettingsDep, StorageDep
 from api.wire_io import MSGPACK, id_list, msgpack_response, read_msgpack_body
+from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, FETCH_SECONDS, FETCHES, PUSHES
 from musehub.mpack.inline import ainline_answer, branch_heads_trailer
 from musehub.services import history, push
 from musehub.services.errors import BadRequest, NotFound
-from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, FETCH_SECONDS, FETCHES, PUSHES
 from musehub.services.fetch import FetchMPack, wire_fetch_mpack
 from musehub.services.prebuild_trigger import prebuild_after_push
 from musehub.services.repos import branch_heads, repo_for_push, repo_for_read
@@ -32,17 +32,24 @@ MAX_NEGOTIATE_HAVE = 256
 @router.get("/refs")
 async def refs(owner: str, slug: str, session: SessionDep, user: UserDep) -> Response:
     repo = await repo_for_read(session, owner, slug, user)
-    return msgpack_response({
-        "repo_id": repo.repo_id,
-        "domain": repo.domain,
-        "default_branch": repo.default_branch,
-        "branch_heads": await branch_heads(session, repo.repo_id),
-    })
+    return msgpack_response(
+        {
+            "repo_id": repo.repo_id,
+            "domain": repo.domain,
+            "default_branch": repo.default_branch,
+            "branch_heads": await branch_heads(session, repo.repo_id),
+        }
+    )
 
 
 @router.post("/filter-objects")
 async def filter_objects(
-    owner: str, slug: str, request: Request, session: SessionDep, user: UserDep, settings: SettingsDep
+    owner: str,
+    slug: str,
+    request: Request,
+    session: SessionDep,
+    user: UserDep,
+    settings: SettingsDep,
 ) -> Response:
     repo = await repo_for_push(session, owner, slug, user)
     body = await read_msgpack_body(request, settings.api.max_body_bytes)
@@ -52,8 +59,13 @@ async def filter_objects(
 
 @router.post("/presign")
 async def presign(
-    owner: str, slug: str, request: Request, session: SessionDep, user: UserDep,
-    settings: SettingsDep, storage: StorageDep,
+    owner: str,
+    slug: str,
+    request: Request,
+    session: SessionDep,
+    user: UserDep,
+    settings: SettingsDep,
+    storage: StorageDep,
 ) -> Response:
     repo = await repo_for_push(session, owner, slug, user)
     body = await read_msgpack_body(request, settings.api.max_body_bytes)
@@ -68,8 +80,13 @@ async def presign(
 
 @router.post("/push/objects")
 async def push_objects(
-    owner: str, slug: str, request: Request, session: SessionDep, user: UserDep,
-    settings: SettingsDep, storage: StorageDep,
+    owner: str,
+    slug: str,
+    request: Request,
+    session: SessionDep,
+    user: UserDep,
+    settings: SettingsDep,
+    storage: StorageDep,
 ) -> Response:
     repo = await repo_for_push(session, owner, slug, user)
     body = await read_msgpack_body(request, settings.api.max_body_bytes)
@@ -84,8 +101,13 @@ async def push_objects(
 
 @router.post("/push")
 async def push_bundle(
-    owner: str, slug: str, request: Request, session: SessionDep, user: UserDep,
-    settings: SettingsDep, storage: StorageDep,
+    owner: str,
+    slug: str,
+    request: Request,
+    session: SessionDep,
+    user: UserDep,
+    settings: SettingsDep,
+    storage: StorageDep,
 ) -> Response:
     repo = await repo_for_push(session, owner, slug, user)
     body = await read_msgpack_body(request, settings.api.max_body_bytes)
@@ -93,8 +115,11 @@ async def push_bundle(
     outcome = await push.apply_push(session, storage, repo, parsed, settings.work_dir)
     if outcome.old_head != outcome.new_head:
         enqueued = await prebuild_after_push(
-            request.app.state.temporal, settings, repo_id=repo.repo_id,
-            repo_name=f"{repo.owner}/{repo.slug}", tips=list(outcome.branch_heads.values()),
+            request.app.state.temporal,
+            settings,
+            repo_id=repo.repo_id,
+            repo_name=f"{repo.owner}/{repo.slug}",
+            tips=list(outcome.branch_heads.values()),
         )
         PUSHES.labels(prebuild_enqueued=str(enqueued).lower()).inc()
     return msgpack_response(
@@ -104,7 +129,12 @@ async def push_bundle(
 
 @router.post("/negotiate")
 async def negotiate(
-    owner: str, slug: str, request: Request, session: SessionDep, user: UserDep, settings: SettingsDep
+    owner: str,
+    slug: str,
+    request: Request,
+    session: SessionDep,
+    user: UserDep,
+    settings: SettingsDep,
 ) -> Response:
     repo = await repo_for_read(session, owner, slug, user)
     body = await read_msgpack_body(request, settings.api.max_body_bytes)
@@ -121,8 +151,13 @@ async def negotiate(
 
 @router.post("/fetch")
 async def fetch(
-    owner: str, slug: str, request: Request, session: SessionDep, user: UserDep,
-    settings: SettingsDep, storage: StorageDep,
+    owner: str,
+    slug: str,
+    request: Request,
+    session: SessionDep,
+    user: UserDep,
+    settings: SettingsDep,
+    storage: StorageDep,
 ) -> Response:
     repo = await repo_for_read(session, owner, slug, user)
     body = await read_msgpack_body(request, settings.api.max_body_bytes)
@@ -132,17 +167,22 @@ async def fetch(
     if not isinstance(capabilities, list):
         raise BadRequest("'capabilities' must be a list of strings")
     started = time.perf_counter()
-    pack = await wire_fetch_mpack(session, repo.repo_id, want, have, storage=storage, settings=settings)
+    pack = await wire_fetch_mpack(
+        session, repo.repo_id, want, have, storage=storage, settings=settings
+    )
     heads = await branch_heads(session, repo.repo_id)
     _observe_fetch(pack, "url" if "mpack-url" in capabilities else "inline", started)
     if "mpack-url" in capabilities:
-        return msgpack_response({
-            "mpack_url": pack.url,
-            "mpack_size": pack.size,
-            "mpack_sha256": pack.sha256,
-            "expires_at": pack.expires_at.isoformat(),
-            "branch_heads": heads,
-        }, headers={CACHE_HEADER: pack.cache})
+        return msgpack_response(
+            {
+                "mpack_url": pack.url,
+                "mpack_size": pack.size,
+                "mpack_sha256": pack.sha256,
+                "expires_at": pack.expires_at.isoformat(),
+                "branch_heads": heads,
+            },
+            headers={CACHE_HEADER: pack.cache},
+        )
     # A legacy client: the stored pack streamed as is, with fresh branch heads appended.
     length = pack.size + len(branch_heads_trailer(heads))
     return StreamingResponse(

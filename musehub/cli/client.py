@@ -14,15 +14,21 @@ from musehub.synth.params import PRESETS
 def register(commands: Any) -> None:
     clone = commands.add_parser("clone", help="clone a repository: musehub clone URL [DIR]")
     clone.add_argument("url", help="remote URL, e.g. http://127.0.0.1:8000/alice/song")
-    clone.add_argument("dest", nargs="?", type=Path, help="folder to create (default: the repo name)")
+    clone.add_argument(
+        "dest", nargs="?", type=Path, help="folder to create (default: the repo name)"
+    )
     clone.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     clone.set_defaults(handler=run_clone)
 
     synth = commands.add_parser(
-        "synth", help="generate a deterministic synthetic repository and push it to URL")
+        "synth", help="generate a deterministic synthetic repository and push it to URL"
+    )
     synth.add_argument("url", help="remote URL of an existing (empty) repository")
-    synth.add_argument("--token", default=os.environ.get("MUSEHUB_TOKEN"),
-                       help="push token of the repo's owner (default: $MUSEHUB_TOKEN)")
+    synth.add_argument(
+        "--token",
+        default=os.environ.get("MUSEHUB_TOKEN"),
+        help="push token of the repo's owner (default: $MUSEHUB_TOKEN)",
+    )
     synth.add_argument("--preset", choices=sorted(PRESETS), default="gabriel-muse")
     synth.add_argument("--commits", type=int)
     synth.add_argument("--files", type=int)
@@ -41,7 +47,15 @@ def run_clone(args: argparse.Namespace) -> int:
 
 def run_synth(args: argparse.Namespace) -> int:
     return synth_command(
-        args.url, args.token, args.preset, commits=args.commits, files=args.files,
-        file_size=args.file_size, branches=args.branches, blobs=args.blobs, seed=args.seed,
-        scale=args.scale, quiet=args.quiet,
+        args.url,
+        args.token,
+        args.preset,
+        commits=args.commits,
+        files=args.files,
+        file_size=args.file_size,
+        branches=args.branches,
+        blobs=args.blobs,
+        seed=args.seed,
+        scale=args.scale,
+        quiet=args.quiet,
     )

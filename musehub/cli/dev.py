@@ -16,13 +16,16 @@ def register(commands: Any) -> None:
     )
     dev.add_argument("--port", type=int, help="API port (default 8000, MUSEHUB_API_PORT)")
     dev.add_argument(
-        "--state-dir", type=Path,
+        "--state-dir",
+        type=Path,
         help="where Postgres data, Temporal state and local blobs live "
         "(default ./.musehub, MUSEHUB_STATE_DIR)",
     )
     dev.set_defaults(handler=run_dev)
 
-    migrate = commands.add_parser("migrate", help="migrate MUSEHUB_DATABASE_URL to the newest schema")
+    migrate = commands.add_parser(
+        "migrate", help="migrate MUSEHUB_DATABASE_URL to the newest schema"
+    )
     migrate.set_defaults(handler=run_migrate)
 
 

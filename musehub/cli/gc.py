@@ -28,8 +28,11 @@ LABEL = 36  # width of the dry run's first column
 
 def register(commands: Any) -> None:
     parser = commands.add_parser("gc", help="garbage-collect expired prebuilt packs now")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print what would be deleted and reconciled; change nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be deleted and reconciled; change nothing",
+    )
     parser.set_defaults(handler=run_gc)
 
 
@@ -42,10 +45,12 @@ def run_gc(args: argparse.Namespace) -> int:
 
 
 def describe_result(result: GcResult) -> str:
-    return (f"{result.rows_deleted} expired rows and {result.objects_deleted} pack objects "
-            f"deleted, {result.orphans_swept} orphan packs and {result.uploads_swept} stale "
-            f"uploads swept, {format_bytes(result.bytes_freed)} freed; {result.tips_reconciled} "
-            f"tips reconciled in {result.repos_reconciled} repos ({result.elapsed_seconds:.1f}s)")
+    return (
+        f"{result.rows_deleted} expired rows and {result.objects_deleted} pack objects "
+        f"deleted, {result.orphans_swept} orphan packs and {result.uploads_swept} stale "
+        f"uploads swept, {format_bytes(result.bytes_freed)} freed; {result.tips_reconciled} "
+        f"tips reconciled in {result.repos_reconciled} repos ({result.elapsed_seconds:.1f}s)"
+    )
 
 
 async def _run_now(settings: Settings) -> None:
@@ -54,17 +59,24 @@ async def _run_now(settings: Settings) -> None:
         workflow_id = await trigger_gc(client, settings)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            raise RuntimeError(f"no schedule {settings.gc.schedule_id}: start a worker (it creates "
-                               "it) or run `musehub schedules apply`") from None
+            raise RuntimeError(
+                f"no schedule {settings.gc.schedule_id}: start a worker (it creates "
+                "it) or run `musehub schedules apply`"
+            ) from None
         raise
-    print(f"gc run {workflow_id} started on task queue {settings.temporal.task_queue}; waiting "
-          "for a worker to finish it (Ctrl-C stops waiting, not the run)", flush=True)
+    print(
+        f"gc run {workflow_id} started on task queue {settings.temporal.task_queue}; waiting "
+        "for a worker to finish it (Ctrl-C stops waiting, not the run)",
+        flush=True,
+    )
     try:
         result = await gc_result(client, workflow_id)
     except WorkflowFailureError as exc:
         cause = exc.cause.message if isinstance(exc.cause, FailureError) else str(exc)
-        raise RuntimeError(f"gc run {workflow_id} failed: {cause} (details in the Temporal UI; "
-                           "the next run picks up what this one left)") from None
+        raise RuntimeError(
+            f"gc run {workflow_id} failed: {cause} (details in the Temporal UI; "
+            "the next run picks up what this one left)"
+        ) from None
     print(f"gc run {workflow_id}: {describe_result(result)}")
 
 
@@ -77,8 +89,11 @@ async def _print_dry_run(settings: Settings) -> None:
             expired = await gc.preview_expired(session)
             orphans = await gc.sweep_orphan_mpacks(session, storage, grace=grace, dry_run=True)
             uploads = await gc.sweep_stale_uploads(storage, grace=grace, dry_run=True)
-            repos = (await repos_missing_packs(session, limit=settings.gc.reconcile_max_repos)
-                     if settings.gc.reconcile else [])
+            repos = (
+                await repos_missing_packs(session, limit=settings.gc.reconcile_max_repos)
+                if settings.gc.reconcile
+                else []
+            )
     finally:
         await storage.aclose()
         await engine.dispose()

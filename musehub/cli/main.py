@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 
 from musehub.cli import client, dev, gc, rebuild, repos, schedules
 
-
 Handler = Callable[[argparse.Namespace], int]
 
 

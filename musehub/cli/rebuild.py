@@ -3,32 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.cli.repos import split_repo_name
+from musehub.cli.temporal_client import connect_or_explain, run_then_exit
 from musehub.db.engine import create_engine
 from musehub.services.errors import WireError
 from musehub.services.rebuild import RebuildStarted, rebuild_packs
 from musehub.services.repos import find_repo
 from musehub.settings import Settings, load_settings
-from musehub.temporal import connect, temporal_address
 
 
 def register(commands: Any) -> None:
     rebuild = commands.add_parser("rebuild", help="rebuild a repository's prebuilt clone packs")
     rebuild.add_argument("name", metavar="OWNER/SLUG")
-    rebuild.add_argument("--force", action="store_true", help="rebuild packs that are still fresh too")
+    rebuild.add_argument(
+        "--force", action="store_true", help="rebuild packs that are still fresh too"
+    )
     rebuild.set_defaults(handler=run_rebuild)
 
 
 async def _rebuild(settings: Settings, owner: str, slug: str, force: bool) -> RebuildStarted:
-    try:
-        client = await asyncio.wait_for(connect(settings), 10)
-    except Exception as exc:
-        raise RuntimeError(f"cannot reach Temporal at {temporal_address(settings)}: {exc}") from None
+    client = await connect_or_explain(settings)
     engine = create_engine(settings.database_url, pool_size=1)
     try:
         async with AsyncSession(engine) as session:
@@ -45,8 +43,11 @@ async def _rebuild(settings: Settings, owner: str, slug: str, force: bool) -> Re
 def run_rebuild(args: argparse.Namespace) -> int:
     owner, slug = split_repo_name(args.name)
     settings = load_settings()
-    started = asyncio.run(_rebuild(settings, owner, slug, args.force))
-    kind = "forced rebuild" if started.force else "rebuild"
-    print(f"{kind} of {owner}/{slug} requested for {len(started.tips)} tip(s)")
-    print(f"workflow: {started.workflow_id} (Temporal UI: search for it, or MusehubRepo=\"{owner}/{slug}\")")
-    return 0
+
+    async def rebuild_and_report() -> None:
+        started = await _rebuild(settings, owner, slug, args.force)
+        kind = "forced rebuild" if started.force else "rebuild"
+        print(f"{kind} of {owner}/{slug} requested for {len(started.tips)} tip(s)")
+        print(f'workflow: {started.workflow_id} (Temporal UI: search MusehubRepo="{owner}/{slug}")')
+
+    run_then_exit("rebuild", rebuild_and_report)

@@ -18,15 +18,19 @@ from musehub.settings import load_settings
 
 def register(commands: Any) -> None:
     repo = commands.add_parser("repo", help="manage repositories").add_subparsers(
-        dest="repo_command", required=True, metavar="ACTION")
+        dest="repo_command", required=True, metavar="ACTION"
+    )
     create = repo.add_parser("create", help="create a repository: musehub repo create OWNER/SLUG")
     create.add_argument("name", metavar="OWNER/SLUG")
-    create.add_argument("--private", action="store_true", help="readable only with the owner's token")
+    create.add_argument(
+        "--private", action="store_true", help="readable only with the owner's token"
+    )
     create.add_argument("--domain", choices=DOMAINS, default="code")
     create.set_defaults(handler=run_repo_create)
 
     token = commands.add_parser("token", help="manage access tokens").add_subparsers(
-        dest="token_command", required=True, metavar="ACTION")
+        dest="token_command", required=True, metavar="ACTION"
+    )
     make = token.add_parser("create", help="create a token for USER (shown once)")
     make.add_argument("user")
     make.set_defaults(handler=run_token_create)
@@ -52,16 +56,21 @@ async def _with_session(action: Any) -> Any:
     except WireError as exc:
         raise RuntimeError(exc.message) from None
     except OSError as exc:
-        raise RuntimeError(f"cannot reach the database ({exc}); is `musehub dev` running, "
-                           "or MUSEHUB_DATABASE_URL set?") from None
+        raise RuntimeError(
+            f"cannot reach the database ({exc}); is `musehub dev` running, "
+            "or MUSEHUB_DATABASE_URL set?"
+        ) from None
     finally:
         await engine.dispose()
 
 
 def run_repo_create(args: argparse.Namespace) -> int:
     owner, slug = split_repo_name(args.name)
-    repo = asyncio.run(_with_session(
-        lambda s: create_repo(s, owner, slug, private=args.private, domain=args.domain)))
+    repo = asyncio.run(
+        _with_session(
+            lambda s: create_repo(s, owner, slug, private=args.private, domain=args.domain)
+        )
+    )
     settings = load_settings()
     print(f"created {repo.visibility} {repo.domain} repository {owner}/{slug} (id {repo.repo_id})")
     print(f"remote URL: {settings.public_base_url}/{owner}/{slug}")

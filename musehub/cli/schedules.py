@@ -23,8 +23,10 @@ def run_apply(args: argparse.Namespace) -> int:
 
     async def apply() -> None:
         applied = await apply_gc_schedule(await connect_or_explain(settings), settings)
-        print(f"schedule {applied.schedule_id} {'created' if applied.created else 'updated'}: "
-              f"GarbageCollectFetchMPacks every {settings.gc.interval_minutes:g} min on task "
-              f"queue {settings.temporal.task_queue} (overlap: skip)")
+        print(
+            f"schedule {applied.schedule_id} {'created' if applied.created else 'updated'}: "
+            f"GarbageCollectFetchMPacks every {settings.gc.interval_minutes:g} min on task "
+            f"queue {settings.temporal.task_queue} (overlap: skip)"
+        )
 
     run_then_exit("schedules apply", apply)

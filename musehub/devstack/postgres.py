@@ -37,20 +37,28 @@ class EmbeddedPostgres:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{self.database}"
 
     def start(self, *, timeout: float = 30.0) -> str:
-        """Initialise the data folder if new, start the server, create the database; return its URL."""
+        """Initialise the data folder if new, start the server, create the database.
+
+        Returns the database URL."""
         self._stop_leftover_server()
         ensure_port_free("127.0.0.1", self.port, what="PostgreSQL (--state-dir's database)")
         self._init_data_dir()
-        log = open(self.data_dir.parent / "postgres.log", "ab")  # noqa: SIM115 - owned by the child
+        log = open(self.data_dir.parent / "postgres.log", "ab")
         self._process = subprocess.Popen(
             [
                 str(BIN / "postgres"),
-                "-D", str(self.data_dir),
-                "-p", str(self.port),
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", "unix_socket_directories=",
-                "-c", "max_connections=200",
-                "-c", "fsync=on",
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "fsync=on",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -90,8 +98,16 @@ class EmbeddedPostgres:
         if self._run_as is not None:
             shutil.chown(self.data_dir, self._run_as, self._run_as)
         subprocess.run(
-            [str(BIN / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-             "--auth=trust", "--encoding=UTF8", "--no-instructions"],
+            [
+                str(BIN / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ],
             check=True,
             capture_output=True,
             user=self._run_as,
@@ -149,8 +165,19 @@ class EmbeddedPostgres:
 
     def _psql(self, sql: str, database: str = "postgres") -> str:
         result = subprocess.run(
-            [str(BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-             "-d", database, "-tAc", sql],
+            [
+                str(BIN / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-tAc",
+                sql,
+            ],
             check=True,
             capture_output=True,
             text=True,

@@ -82,7 +82,9 @@ class DevStack:
         stack.enter_context(server)
         return server.address, server.ui_url
 
-    def _child_env(self, state_dir: Path, database_url: str, temporal_address: str) -> dict[str, str]:
+    def _child_env(
+        self, state_dir: Path, database_url: str, temporal_address: str
+    ) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             MUSEHUB_STATE_DIR=str(state_dir),
@@ -95,14 +97,23 @@ class DevStack:
 
     def _api_command(self) -> list[str]:
         return [
-            sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-            "--host", self.settings.api.host, "--port", str(self.settings.api.port),
-            "--no-access-log", "--log-level", "warning",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.app:create_app",
+            "--factory",
+            "--host",
+            self.settings.api.host,
+            "--port",
+            str(self.settings.api.port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
         ]
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str], state_dir: Path) -> None:
         say(f"starting the {name}…")
-        log = open(state_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        log = open(state_dir / f"{name}.log", "ab")
         # Own session: the terminal's Ctrl-C reaches only us, and we stop the parts in order.
         process = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

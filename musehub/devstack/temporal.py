@@ -47,16 +47,22 @@ class TemporalDevServer:
             ensure_port_free("127.0.0.1", self.ui_port, what="the Temporal UI")
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         args = [
-            str(temporal_binary()), "server", "start-dev",
-            "--ip", "127.0.0.1",
-            "--port", str(self.port),
-            "--db-filename", str(self.state_file),
-            "--log-level", "error",
+            str(temporal_binary()),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--db-filename",
+            str(self.state_file),
+            "--log-level",
+            "error",
         ]
         args += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
         for name, kind in SEARCH_ATTRIBUTES.items():
             args += ["--search-attribute", f"{name}={kind}"]
-        log = open(self.state_file.parent / "temporal.log", "ab")  # noqa: SIM115 - owned by the child
+        log = open(self.state_file.parent / "temporal.log", "ab")
         self._process = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,8 +57,9 @@ async def wire_fetch_mpack(
     address and presigned."""
     started = time.perf_counter()
     if have:
-        key, digest, _ = await build_and_upload(session, repo_id, want, have, storage=storage,
-                                                settings=settings)
+        key, digest, _ = await build_and_upload(
+            session, repo_id, want, have, storage=storage, settings=settings
+        )
         _log_outcome("UNCACHED", repo_id, want, started)
         return await _answer(storage, settings, key, digest.size, digest.sha256, "UNCACHED")
 
@@ -69,13 +70,22 @@ async def wire_fetch_mpack(
     if entry is not None:
         await session.commit()  # ends the lock's transaction
         _log_outcome("HIT", repo_id, want, started)
-        return await _answer(storage, settings, entry.mpack_id, entry.size_bytes, entry.sha256, "HIT")
+        return await _answer(
+            storage, settings, entry.mpack_id, entry.size_bytes, entry.sha256, "HIT"
+        )
 
-    key, digest, plan = await build_and_upload(session, repo_id, want, [], storage=storage,
-                                               settings=settings)
+    key, digest, plan = await build_and_upload(
+        session, repo_id, want, [], storage=storage, settings=settings
+    )
     await mpack_cache.record(
-        session, repo_id=repo_id, want=want, mpack_id=key, size_bytes=digest.size,
-        sha256=digest.sha256, commit_count=len(plan.commit_ids), object_count=len(plan.objects),
+        session,
+        repo_id=repo_id,
+        want=want,
+        mpack_id=key,
+        size_bytes=digest.size,
+        sha256=digest.sha256,
+        commit_count=len(plan.commit_ids),
+        object_count=len(plan.objects),
         ttl=settings.mpack_cache_ttl,
     )
     await session.commit()
@@ -94,9 +104,14 @@ async def build_and_upload(
 ) -> tuple[str, PackDigest, FetchPlan]:
     """The synchronous build: plan, assemble with blobs read straight from storage, upload."""
     plan = await plan_fetch(session, repo_id, want, have)
-    with tempfile.NamedTemporaryFile(dir=settings.work_dir, prefix="fetch-", suffix=".mpack") as out:
+    with tempfile.NamedTemporaryFile(
+        dir=settings.work_dir, prefix="fetch-", suffix=".mpack"
+    ) as out:
         digest = await assemble_mpack(
-            session, plan, out, storage_blob_reader(storage),
+            session,
+            plan,
+            cast(BinaryIO, out),
+            storage_blob_reader(storage),
             concurrency=settings.storage.read_concurrency,
         )
         out.flush()
@@ -115,14 +130,21 @@ async def _live_entry(
     if entry is None:
         return None
     return await mpack_cache.extend_on_hit(
-        session, entry, ttl=settings.mpack_cache_ttl, presign_ttl=settings.presign_ttl,
+        session,
+        entry,
+        ttl=settings.mpack_cache_ttl,
+        presign_ttl=settings.presign_ttl,
         throttle=settings.hit_extension_throttle,
     )
 
 
 async def _answer(
-    storage: ObjectStorage, settings: Settings, key: str, size: int, sha256: str,
-    cache: CacheOutcome
+    storage: ObjectStorage,
+    settings: Settings,
+    key: str,
+    size: int,
+    sha256: str,
+    cache: CacheOutcome,
 ) -> FetchMPack:
     ttl = settings.storage.presign_ttl_seconds
     url = await storage.presign_get(key, ttl)
@@ -132,5 +154,10 @@ async def _answer(
 
 def _log_outcome(cache: CacheOutcome, repo_id: str, want: list[str], started: float) -> None:
     tips = ",".join(w[:12] for w in mpack_cache.normalise_want(want))
-    log.info("[wire_fetch_mpack] cache=%s repo=%s tip=%s t=%.1fms",
-             cache, repo_id, tips, (time.perf_counter() - started) * 1000)
+    log.info(
+        "[wire_fetch_mpack] cache=%s repo=%s tip=%s t=%.1fms",
+        cache,
+        repo_id,
+        tips,
+        (time.perf_counter() - started) * 1000,
+    )

@@ -90,7 +90,10 @@ async def delete_expired_rows(session: AsyncSession, *, limit: int) -> ExpiredRo
 
 
 async def delete_if_unnamed(
-    session: AsyncSession, storage: ObjectStorage, key: str, *,
+    session: AsyncSession,
+    storage: ObjectStorage,
+    key: str,
+    *,
     written_before: datetime | None = None,
 ) -> int | None:
     """Steps 2 and 3: delete the pack object `key` if no cache row names it (and, with
@@ -116,7 +119,11 @@ async def delete_if_unnamed(
 
 
 async def sweep_orphan_mpacks(
-    session: AsyncSession, storage: ObjectStorage, *, grace: timedelta, dry_run: bool = False,
+    session: AsyncSession,
+    storage: ObjectStorage,
+    *,
+    grace: timedelta,
+    dry_run: bool = False,
     on_progress: Progress | None = None,
 ) -> SweepOutcome:
     """Step 3: delete pack objects no row names that were last written more than `grace` ago."""
@@ -128,15 +135,21 @@ async def sweep_orphan_mpacks(
         for info in chunk:
             if info.key in named or info.last_modified >= cutoff:
                 continue
-            freed = info.size if dry_run else await delete_if_unnamed(
-                session, storage, info.key, written_before=cutoff)
+            freed = (
+                info.size
+                if dry_run
+                else await delete_if_unnamed(session, storage, info.key, written_before=cutoff)
+            )
             if freed is not None:
                 outcome.add(info.key, freed)
     return outcome
 
 
 async def sweep_stale_uploads(
-    storage: ObjectStorage, *, grace: timedelta, dry_run: bool = False,
+    storage: ObjectStorage,
+    *,
+    grace: timedelta,
+    dry_run: bool = False,
     on_progress: Progress | None = None,
 ) -> SweepOutcome:
     """Delete presigned-PUT staging objects older than `grace`: uploads whose push never came
@@ -165,14 +178,17 @@ async def preview_expired(session: AsyncSession) -> ExpiredPreview:
     expired = FetchMPackCache.expires_at < func.now()
     rows = await session.scalar(select(func.count()).where(expired)) or 0
     live = select(FetchMPackCache.mpack_id).where(FetchMPackCache.expires_at >= func.now())
-    freed = (await session.execute(
-        select(FetchMPackCache.mpack_id, func.max(FetchMPackCache.size_bytes))
-        .where(expired, FetchMPackCache.mpack_id.not_in(live))
-        .group_by(FetchMPackCache.mpack_id)
-        .order_by(FetchMPackCache.mpack_id)
-    )).all()
-    return ExpiredPreview(rows, len(freed), sum(size for _, size in freed),
-                          [key for key, _ in freed[:EXAMPLES]])
+    freed = (
+        await session.execute(
+            select(FetchMPackCache.mpack_id, func.max(FetchMPackCache.size_bytes))
+            .where(expired, FetchMPackCache.mpack_id.not_in(live))
+            .group_by(FetchMPackCache.mpack_id)
+            .order_by(FetchMPackCache.mpack_id)
+        )
+    ).all()
+    return ExpiredPreview(
+        rows, len(freed), sum(size for _, size in freed), [key for key, _ in freed[:EXAMPLES]]
+    )
 
 
 async def stat(storage: ObjectStorage, key: str) -> StoredObjectInfo | None:
@@ -184,9 +200,11 @@ async def stat(storage: ObjectStorage, key: str) -> StoredObjectInfo | None:
 
 
 async def _named(session: AsyncSession, key: str) -> bool:
-    return bool(await session.scalar(
-        select(select(FetchMPackCache.cache_id).where(FetchMPackCache.mpack_id == key).exists())
-    ))
+    return bool(
+        await session.scalar(
+            select(select(FetchMPackCache.cache_id).where(FetchMPackCache.mpack_id == key).exists())
+        )
+    )
 
 
 async def _named_among(session: AsyncSession, keys: list[str]) -> set[str]:

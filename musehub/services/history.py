@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+
 def _closure(name: str, starts_param: str) -> str:
     """A recursive CTE `name(commit_id)`: the ids reachable from :starts_param, parents included.
     Walks parent ids without joining the parent row, so each step is one primary-key lookup."""
@@ -24,7 +25,11 @@ def _closure(name: str, starts_param: str) -> str:
 
 # Commits reachable from :want and not from :have, ordered by id for deterministic packs.
 _MISSING_CLOSURE = text(
-    "WITH RECURSIVE" + _closure("wanted", "want") + "," + _closure("had", "have") + """
+    "WITH RECURSIVE"
+    + _closure("wanted", "want")
+    + ","
+    + _closure("had", "have")
+    + """
 SELECT c.commit_id FROM musehub_commits c
 WHERE c.repo_id = :repo_id
   AND c.commit_id IN (SELECT commit_id FROM wanted EXCEPT SELECT commit_id FROM had)

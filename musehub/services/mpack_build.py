@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,7 +51,7 @@ class BlobMissing(Exception):
     not something a retry fixes."""
 
 
-BlobReader = Callable[[PackObject], Awaitable[bytes]]
+BlobReader = Callable[[PackObject], Coroutine[Any, Any, bytes]]
 Progress = Callable[[int, int], None]
 
 
@@ -62,7 +62,9 @@ async def plan_fetch(
     boundary (the `have` commits the new ones build on) are left out."""
     unknown = set(want) - await history.existing_commit_ids(session, repo_id, want)
     if unknown:
-        raise NotFound(f"commit {sorted(unknown)[0]} is not in this repository (refresh with /refs)")
+        raise NotFound(
+            f"commit {sorted(unknown)[0]} is not in this repository (refresh with /refs)"
+        )
     commit_ids = await history.missing_commit_ids(session, repo_id, want, have)
     params = {"repo_id": repo_id, "ids": commit_ids}
     snapshot_ids = list((await session.execute(_SNAPSHOTS_OF_CLOSURE, params)).scalars())
@@ -92,7 +94,9 @@ boundary AS (
 """
 
 _SNAPSHOTS_OF_CLOSURE = text(
-    "WITH" + _BOUNDARY + """
+    "WITH"
+    + _BOUNDARY
+    + """
 SELECT snapshot_id FROM closure_snapshots
 EXCEPT SELECT snapshot_id FROM boundary_snapshots
 ORDER BY snapshot_id
@@ -100,7 +104,9 @@ ORDER BY snapshot_id
 )
 
 _OBJECTS_OF_CLOSURE = text(
-    "WITH" + _BOUNDARY + """, wanted_objects AS (
+    "WITH"
+    + _BOUNDARY
+    + """, wanted_objects AS (
     SELECT e.value AS object_id FROM musehub_snapshots s
     CROSS JOIN LATERAL jsonb_each_text(s.manifest) AS e
     WHERE s.repo_id = :repo_id AND s.snapshot_id IN (SELECT snapshot_id FROM closure_snapshots)
@@ -164,7 +170,10 @@ async def _stored_records(
 
 
 async def read_in_order(
-    objects: Iterable[PackObject], read_blob: BlobReader, *, concurrency: int,
+    objects: Iterable[PackObject],
+    read_blob: BlobReader,
+    *,
+    concurrency: int,
     max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES,
 ) -> AsyncIterator[tuple[PackObject, bytes]]:
     """Yield (object, bytes) in the given order while up to `concurrency` reads (and at most
@@ -175,8 +184,10 @@ async def read_in_order(
     upcoming: PackObject | None = next(queue, None)
     try:
         while upcoming is not None or window:
-            while upcoming is not None and len(window) < concurrency and (
-                not window or in_flight + upcoming.size <= max_in_flight_bytes
+            while (
+                upcoming is not None
+                and len(window) < concurrency
+                and (not window or in_flight + upcoming.size <= max_in_flight_bytes)
             ):
                 window.append((upcoming, asyncio.create_task(read_blob(upcoming))))
                 in_flight += upcoming.size

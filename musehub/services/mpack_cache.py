@@ -43,8 +43,12 @@ async def lookup(session: AsyncSession, repo_id: str, want: Iterable[str]) -> Ca
     """The live entry for this want set, or None. One primary-key lookup."""
     row = await session.execute(
         select(
-            FetchMPackCache.cache_id, FetchMPackCache.mpack_id, FetchMPackCache.size_bytes,
-            FetchMPackCache.sha256, FetchMPackCache.expires_at, FetchMPackCache.last_hit_at,
+            FetchMPackCache.cache_id,
+            FetchMPackCache.mpack_id,
+            FetchMPackCache.size_bytes,
+            FetchMPackCache.sha256,
+            FetchMPackCache.expires_at,
+            FetchMPackCache.last_hit_at,
         ).where(
             FetchMPackCache.cache_id == cache_id_for(repo_id, want),
             FetchMPackCache.expires_at > datetime.now(UTC),
@@ -64,7 +68,11 @@ async def lock_want_set(session: AsyncSession, repo_id: str, want: Iterable[str]
 
 
 async def extend_on_hit(
-    session: AsyncSession, entry: CacheEntry, *, ttl: timedelta, presign_ttl: timedelta,
+    session: AsyncSession,
+    entry: CacheEntry,
+    *,
+    ttl: timedelta,
+    presign_ttl: timedelta,
     throttle: timedelta,
 ) -> CacheEntry | None:
     """Sliding expiry: a hit pushes the entry's expiry to `ttl` from now, so packs people clone
@@ -80,16 +88,16 @@ async def extend_on_hit(
     extended = await session.execute(
         update(FetchMPackCache)
         .where(FetchMPackCache.cache_id == entry.cache_id, FetchMPackCache.expires_at > now)
-        .values(last_hit_at=now,
-                expires_at=func.greatest(FetchMPackCache.expires_at, expires_at))
+        .values(last_hit_at=now, expires_at=func.greatest(FetchMPackCache.expires_at, expires_at))
         .returning(FetchMPackCache.expires_at)
         .execution_options(synchronize_session=False)
     )
     new_expiry = extended.scalar_one_or_none()
     if new_expiry is None:
         return None
-    return CacheEntry(entry.cache_id, entry.mpack_id, entry.size_bytes, entry.sha256, new_expiry,
-                      last_hit_at=now)
+    return CacheEntry(
+        entry.cache_id, entry.mpack_id, entry.size_bytes, entry.sha256, new_expiry, last_hit_at=now
+    )
 
 
 async def hold_mpack_object(session: AsyncSession, mpack_id: str) -> None:
@@ -120,15 +128,22 @@ async def record(
     cache_id = cache_id_for(repo_id, wants)
     now = datetime.now(UTC)
     values = {
-        "mpack_id": mpack_id, "size_bytes": size_bytes, "sha256": sha256,
-        "commit_count": commit_count, "object_count": object_count,
-        "created_at": now, "expires_at": now + ttl,
+        "mpack_id": mpack_id,
+        "size_bytes": size_bytes,
+        "sha256": sha256,
+        "commit_count": commit_count,
+        "object_count": object_count,
+        "created_at": now,
+        "expires_at": now + ttl,
     }
     await session.execute(
         insert(FetchMPackCache)
         .values(
-            cache_id=cache_id, repo_id=repo_id, want_commit_ids=wants,
-            tip_commit_id=wants[0] if len(wants) == 1 else None, **values,
+            cache_id=cache_id,
+            repo_id=repo_id,
+            want_commit_ids=wants,
+            tip_commit_id=wants[0] if len(wants) == 1 else None,
+            **values,
         )
         .on_conflict_do_update(index_elements=[FetchMPackCache.cache_id], set_=values)
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -65,7 +65,9 @@ async def presign_uploads(
     """PUT URLs for the objects this repo still lacks. They point at a staging key: the bytes
     become an object only after `/push` has checked they hash to the id."""
     missing = await missing_object_ids(session, repo_id, ids)
-    urls = await asyncio.gather(*(storage.presign_put(upload_key(repo_id, i), ttl) for i in missing))
+    urls = await asyncio.gather(
+        *(storage.presign_put(upload_key(repo_id, i), ttl) for i in missing)
+    )
     return dict(zip(missing, urls, strict=True))
 
 
@@ -96,11 +98,18 @@ async def store_objects(
     return len(missing), len(verified) - len(missing)
 
 
-async def _insert_object_rows(session: AsyncSession, repo_id: str, sizes: Mapping[str, int]) -> None:
+async def _insert_object_rows(
+    session: AsyncSession, repo_id: str, sizes: Mapping[str, int]
+) -> None:
     if not sizes:
         return
     rows = [
-        {"repo_id": repo_id, "object_id": oid, "size": size, "storage_key": object_key(repo_id, oid)}
+        {
+            "repo_id": repo_id,
+            "object_id": oid,
+            "size": size,
+            "storage_key": object_key(repo_id, oid),
+        }
         for oid, size in sizes.items()
     ]
     for chunk in _chunks(rows):
@@ -186,7 +195,9 @@ def find_tip(commits: Sequence[Mapping[str, Any]], branch: str) -> str:
         tips = [c for c in tips if c.get("branch") == branch] or tips
     if len(tips) != 1:
         ids = ", ".join(sorted(c["commit_id"][:12] for c in tips))
-        raise BadRequest(f"the bundle has {len(tips)} unrelated tips ({ids}); push one branch at a time")
+        raise BadRequest(
+            f"the bundle has {len(tips)} unrelated tips ({ids}); push one branch at a time"
+        )
     return str(tips[0]["commit_id"])
 
 
@@ -198,7 +209,9 @@ async def apply_push(
     if not request.commits:
         heads = await branch_heads(session, repo.repo_id)
         if request.branch not in heads:
-            raise BadRequest(f"nothing to push: the bundle has no commits and {request.branch} does not exist")
+            raise BadRequest(
+                f"nothing to push: the bundle has no commits and {request.branch} does not exist"
+            )
         head = heads[request.branch]
         return PushOutcome(request.branch, head, head, 0, heads)
     tip = find_tip(request.commits, request.branch)
@@ -221,8 +234,8 @@ async def apply_push(
         if not await history.is_ancestor(session, repo.repo_id, old_head, tip):
             await session.rollback()
             raise Conflict(
-                f"non-fast-forward push to {request.branch}: the remote head {old_head[:12]} is not "
-                "an ancestor of yours; pull and merge first, or push with --force"
+                f"non-fast-forward push to {request.branch}: the remote head {old_head[:12]} "
+                "is not an ancestor of yours; pull and merge first, or push with --force"
             )
     await _move_branch(session, repo, request.branch, tip, is_new=old_head is None)
     await session.commit()
@@ -231,9 +244,17 @@ async def apply_push(
 
 
 async def _check_snapshots_complete(
-    session: AsyncSession, storage: ObjectStorage, repo_id: str, request: PushRequest, work_dir: Path
+    session: AsyncSession,
+    storage: ObjectStorage,
+    repo_id: str,
+    request: PushRequest,
+    work_dir: Path,
 ) -> None:
-    needed = {oid: (s["snapshot_id"], path) for s in request.snapshots for path, oid in s["manifest"].items()}
+    needed = {
+        oid: (s["snapshot_id"], path)
+        for s in request.snapshots
+        for path, oid in s["manifest"].items()
+    }
     missing = await missing_object_ids(session, repo_id, list(needed))
     absent = await ingest_uploads(session, storage, repo_id, missing, work_dir) if missing else []
     if absent:
@@ -244,10 +265,15 @@ async def _check_snapshots_complete(
         )
 
 
-async def _check_commits_complete(session: AsyncSession, repo_id: str, request: PushRequest) -> None:
+async def _check_commits_complete(
+    session: AsyncSession, repo_id: str, request: PushRequest
+) -> None:
     in_bundle = {c["commit_id"] for c in request.commits}
     parents = {
-        p for c in request.commits for p in (c.get("parent_commit_id"), c.get("parent2_commit_id")) if p
+        p
+        for c in request.commits
+        for p in (c.get("parent_commit_id"), c.get("parent2_commit_id"))
+        if p
     } - in_bundle
     unknown_parents = parents - await history.existing_commit_ids(session, repo_id, list(parents))
     if unknown_parents:
@@ -273,16 +299,25 @@ async def _check_commits_complete(session: AsyncSession, repo_id: str, request: 
 
 async def _insert_records(session: AsyncSession, repo_id: str, request: PushRequest) -> int:
     snapshot_rows = [
-        {"repo_id": repo_id, "snapshot_id": s["snapshot_id"], "manifest": s["manifest"],
-         "record": _pack(s)}
+        {
+            "repo_id": repo_id,
+            "snapshot_id": s["snapshot_id"],
+            "manifest": s["manifest"],
+            "record": _pack(s),
+        }
         for s in request.snapshots
     ]
     for chunk in _chunks(snapshot_rows):
         await session.execute(insert(Snapshot).values(chunk).on_conflict_do_nothing())
     commit_rows = [
-        {"repo_id": repo_id, "commit_id": c["commit_id"], "snapshot_id": c["snapshot_id"],
-         "parent_commit_id": c.get("parent_commit_id"),
-         "parent2_commit_id": c.get("parent2_commit_id"), "record": _pack(c)}
+        {
+            "repo_id": repo_id,
+            "commit_id": c["commit_id"],
+            "snapshot_id": c["snapshot_id"],
+            "parent_commit_id": c.get("parent_commit_id"),
+            "parent2_commit_id": c.get("parent2_commit_id"),
+            "record": _pack(c),
+        }
         for c in request.commits
     ]
     inserted = 0
@@ -299,7 +334,9 @@ def _chunks(rows: list[dict[str, Any]], size: int = 1000) -> Iterable[list[dict[
     return (rows[i : i + size] for i in range(0, len(rows), size))
 
 
-async def _move_branch(session: AsyncSession, repo: Repo, branch: str, tip: str, *, is_new: bool) -> None:
+async def _move_branch(
+    session: AsyncSession, repo: Repo, branch: str, tip: str, *, is_new: bool
+) -> None:
     now = datetime.now(UTC)
     await session.execute(
         insert(Branch)
@@ -315,9 +352,7 @@ async def _move_branch(session: AsyncSession, repo: Repo, branch: str, tip: str,
         {"r": repo.repo_id, "b": branch},
     ):
         values["default_branch"] = branch  # the first branch pushed becomes the default
-    await session.execute(
-        Repo.__table__.update().where(Repo.repo_id == repo.repo_id).values(**values)
-    )
+    await session.execute(update(Repo).where(Repo.repo_id == repo.repo_id).values(**values))
 
 
 def _pack(record: Mapping[str, Any]) -> bytes:

@@ -30,7 +30,12 @@ async def rebuild_packs(
         raise BadRequest(f"{repo.owner}/{repo.slug} has no branches yet: push first")
     tips = sorted(set(heads.values()))
     workflow_id = await request_prebuild(
-        client, settings, repo_id=repo.repo_id, repo_name=f"{repo.owner}/{repo.slug}", tips=tips,
-        force=force, signal="rebuild",
+        client,
+        settings,
+        repo_id=repo.repo_id,
+        repo_name=f"{repo.owner}/{repo.slug}",
+        tips=tips,
+        force=force,
+        signal="rebuild",
     )
     return RebuildStarted(workflow_id, tips, force)

@@ -75,6 +75,7 @@ async def reconcile_prebuilds(
     repos = await repos_missing_packs(session, limit=limit)
     await session.rollback()  # read only: end the transaction before talking to Temporal
     for repo in repos:
-        await request_prebuild(client, settings, repo_id=repo.repo_id, repo_name=repo.name,
-                               tips=repo.tips)
+        await request_prebuild(
+            client, settings, repo_id=repo.repo_id, repo_name=repo.name, tips=repo.tips
+        )
     return ReconcileOutcome(len(repos), sum(repo.missing for repo in repos))

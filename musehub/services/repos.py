@@ -31,8 +31,12 @@ async def create_repo(
     if domain not in DOMAINS:
         raise BadRequest(f"domain must be one of {', '.join(DOMAINS)} (got {domain!r})")
     repo = Repo(
-        repo_id=str(uuid.uuid4()), owner=owner, slug=slug,
-        visibility="private" if private else "public", domain=domain, default_branch="main",
+        repo_id=str(uuid.uuid4()),
+        owner=owner,
+        slug=slug,
+        visibility="private" if private else "public",
+        domain=domain,
+        default_branch="main",
     )
     session.add(repo)
     try:
@@ -54,14 +58,18 @@ async def repo_for_read(session: AsyncSession, owner: str, slug: str, user: str 
     """The repo if `user` may read it. A private repo looks exactly like a missing one."""
     repo = await find_repo(session, owner, slug)
     if repo is None or not can_read(repo, user):
-        raise NotFound(f"repository {owner}/{slug} not found (check the URL, or your token if it is private)")
+        raise NotFound(
+            f"repository {owner}/{slug} not found (check the URL, or your token if it is private)"
+        )
     return repo
 
 
 async def repo_for_push(session: AsyncSession, owner: str, slug: str, user: str | None) -> Repo:
     repo = await repo_for_read(session, owner, slug, user)
     if user is None:
-        raise Unauthorized(f"pushing to {owner}/{slug} needs a token: muse auth with a token of {owner}")
+        raise Unauthorized(
+            f"pushing to {owner}/{slug} needs a token: muse auth with a token of {owner}"
+        )
     if user != repo.owner:
         raise Forbidden(f"user {user} may not push to {owner}/{slug}; only {owner} can")
     return repo
@@ -69,6 +77,8 @@ async def repo_for_push(session: AsyncSession, owner: str, slug: str, user: str 
 
 async def branch_heads(session: AsyncSession, repo_id: str) -> dict[str, str]:
     rows = await session.execute(
-        select(Branch.name, Branch.head_commit_id).where(Branch.repo_id == repo_id).order_by(Branch.name)
+        select(Branch.name, Branch.head_commit_id)
+        .where(Branch.repo_id == repo_id)
+        .order_by(Branch.name)
     )
     return {name: head for name, head in rows.all()}

@@ -54,12 +54,17 @@ def gc_input(settings: Settings) -> GcInput:
 def gc_schedule(settings: Settings) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            GC_WORKFLOW, gc_input(settings), id=settings.gc.schedule_id,
-            task_queue=settings.temporal.task_queue, execution_timeout=GC_RUN_TIMEOUT,
+            GC_WORKFLOW,
+            gc_input(settings),
+            id=settings.gc.schedule_id,
+            task_queue=settings.temporal.task_queue,
+            execution_timeout=GC_RUN_TIMEOUT,
         ),
-        spec=ScheduleSpec(intervals=[
-            ScheduleIntervalSpec(every=timedelta(minutes=settings.gc.interval_minutes)),
-        ]),
+        spec=ScheduleSpec(
+            intervals=[
+                ScheduleIntervalSpec(every=timedelta(minutes=settings.gc.interval_minutes)),
+            ]
+        ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
         state=ScheduleState(note="MuseHub: collect expired fetch mpacks, reconcile missing ones"),
     )
@@ -89,8 +94,9 @@ async def trigger_gc(
 ) -> str:
     """Trigger the GC schedule; returns the id of the run it started. When a run is already
     going (overlap: skip), returns that one's id instead."""
-    return await _started_run(client.get_schedule_handle(settings.gc.schedule_id),
-                              start_wait_seconds)
+    return await _started_run(
+        client.get_schedule_handle(settings.gc.schedule_id), start_wait_seconds
+    )
 
 
 async def gc_result(client: Client, workflow_id: str) -> GcResult:
@@ -112,11 +118,13 @@ async def _started_run(handle: ScheduleHandle, wait_seconds: float) -> str:
             return started.pop()
         await asyncio.sleep(0.2)
     raise RuntimeError(
-        f"schedule {handle.id} was triggered but started no run within {wait_seconds:g}s")
+        f"schedule {handle.id} was triggered but started no run within {wait_seconds:g}s"
+    )
 
 
 def _run_ids(actions: Sequence[ScheduleActionExecution | ScheduleActionResult]) -> set[str]:
     """Workflow ids of running actions or of recent action results."""
     executions = [a.action if isinstance(a, ScheduleActionResult) else a for a in actions]
-    return {e.workflow_id for e in executions
-            if isinstance(e, ScheduleActionExecutionStartWorkflow)}
+    return {
+        e.workflow_id for e in executions if isinstance(e, ScheduleActionExecutionStartWorkflow)
+    }

@@ -35,8 +35,11 @@ async def create_token(session: AsyncSession, user: str) -> str:
     """Create a token for `user` and return it; this is the only time it exists in clear."""
     token_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    session.add(AccessToken(token_id=token_id, user_name=check_user_name(user),
-                            token_hash=_hash_secret(secret)))
+    session.add(
+        AccessToken(
+            token_id=token_id, user_name=check_user_name(user), token_hash=_hash_secret(secret)
+        )
+    )
     await session.flush()
     return f"mh_{token_id}_{secret}"
 

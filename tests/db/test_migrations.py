@@ -82,26 +82,37 @@ async def test_mpack_cache_row_defaults_and_head_set_coexistence(db_engine: Asyn
     tip_a, tip_b = "a" * 64, "b" * 64
     async with db_engine.connect() as conn:
         tx = await conn.begin()
-        await conn.execute(text(
-            "INSERT INTO musehub_repos (repo_id, owner, slug) VALUES ('r1', 'alice', 'song')"))
+        await conn.execute(
+            text("INSERT INTO musehub_repos (repo_id, owner, slug) VALUES ('r1', 'alice', 'song')")
+        )
         insert = text(
             "INSERT INTO musehub_fetch_mpack_cache"
             " (cache_id, repo_id, tip_commit_id, mpack_id, size_bytes, sha256, want_commit_ids)"
-            " VALUES (:cid, 'r1', :tip, 'mpacks/x', 1, :sha, :wants)")
-        await conn.execute(insert, {"cid": "1" * 64, "tip": tip_a, "sha": "0" * 64, "wants": [tip_a]})
-        await conn.execute(insert, {"cid": "2" * 64, "tip": tip_b, "sha": "0" * 64, "wants": [tip_b]})
+            " VALUES (:cid, 'r1', :tip, 'mpacks/x', 1, :sha, :wants)"
+        )
         await conn.execute(
-            insert, {"cid": "3" * 64, "tip": None, "sha": "0" * 64, "wants": [tip_a, tip_b]})
-        ttl = await conn.scalar(text(
-            "SELECT min(expires_at - created_at) FROM musehub_fetch_mpack_cache"))
+            insert, {"cid": "1" * 64, "tip": tip_a, "sha": "0" * 64, "wants": [tip_a]}
+        )
+        await conn.execute(
+            insert, {"cid": "2" * 64, "tip": tip_b, "sha": "0" * 64, "wants": [tip_b]}
+        )
+        await conn.execute(
+            insert, {"cid": "3" * 64, "tip": None, "sha": "0" * 64, "wants": [tip_a, tip_b]}
+        )
+        ttl = await conn.scalar(
+            text("SELECT min(expires_at - created_at) FROM musehub_fetch_mpack_cache")
+        )
         assert ttl.days == 7
         nested = await conn.begin_nested()
         with pytest.raises(Exception, match="uq_musehub_fetch_mpack_cache_repo_id_tip_commit_id"):
             await conn.execute(
-                insert, {"cid": "4" * 64, "tip": tip_a, "sha": "0" * 64, "wants": [tip_a]})
+                insert, {"cid": "4" * 64, "tip": tip_a, "sha": "0" * 64, "wants": [tip_a]}
+            )
         await nested.rollback()
         nested = await conn.begin_nested()
         with pytest.raises(Exception, match="tip_or_head_set"):
-            await conn.execute(insert, {"cid": "5" * 64, "tip": None, "sha": "0" * 64, "wants": [tip_a]})
+            await conn.execute(
+                insert, {"cid": "5" * 64, "tip": None, "sha": "0" * 64, "wants": [tip_a]}
+            )
         await nested.rollback()
         await tx.rollback()

@@ -37,8 +37,9 @@ def dev_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([*MUSEHUB, "dev"], env=env, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, cwd=log.parent)
+    return subprocess.Popen(
+        [*MUSEHUB, "dev"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=log.parent
+    )
 
 
 def wait_for(log: Path, text: str, process: subprocess.Popen[bytes], timeout: float = 120) -> str:
@@ -72,18 +73,32 @@ def test_dev_starts_everything_restarts_with_its_state_and_stops_cleanly(
     try:
         output = wait_for(log, "Ready.", process)
         assert f"API            {api}" in output
-        assert f"Temporal UI    http://127.0.0.1:{dev_env['MUSEHUB_DEV_TEMPORAL_UI_PORT']}" in output
+        assert (
+            f"Temporal UI    http://127.0.0.1:{dev_env['MUSEHUB_DEV_TEMPORAL_UI_PORT']}" in output
+        )
         assert f"127.0.0.1:{dev_env['MUSEHUB_DEV_POSTGRES_PORT']}/musehub" in output
         assert httpx.get(f"{api}/health").json() == {"status": "ok", "database": "ok"}
         ui = httpx.get(f"http://127.0.0.1:{dev_env['MUSEHUB_DEV_TEMPORAL_UI_PORT']}/")
         assert ui.status_code == 200
-        created = subprocess.run([*MUSEHUB, "repo", "create", "alice/song"], env=dev_env,
-                                 capture_output=True, text=True, check=True)
+        created = subprocess.run(
+            [*MUSEHUB, "repo", "create", "alice/song"],
+            env=dev_env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert "created public code repository alice/song" in created.stdout
     finally:
         assert stop(process) == 0
-    ports = [int(dev_env[k]) for k in ("MUSEHUB_API_PORT", "MUSEHUB_DEV_POSTGRES_PORT",
-                                       "MUSEHUB_DEV_TEMPORAL_PORT", "MUSEHUB_DEV_TEMPORAL_UI_PORT")]
+    ports = [
+        int(dev_env[k])
+        for k in (
+            "MUSEHUB_API_PORT",
+            "MUSEHUB_DEV_POSTGRES_PORT",
+            "MUSEHUB_DEV_TEMPORAL_PORT",
+            "MUSEHUB_DEV_TEMPORAL_UI_PORT",
+        )
+    ]
     assert all(port_is_free(p) for p in ports), "a part kept running after Ctrl-C"
 
     again = start(dev_env, tmp_path / "dev2.log")
@@ -100,29 +115,39 @@ def test_busy_api_port_is_one_clear_line(dev_env: dict[str, str]) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", int(dev_env["MUSEHUB_API_PORT"])))
         holder.listen()
-        result = subprocess.run([*MUSEHUB, "dev"], env=dev_env, capture_output=True, text=True,
-                                timeout=60)
+        result = subprocess.run(
+            [*MUSEHUB, "dev"], env=dev_env, capture_output=True, text=True, timeout=60
+        )
     assert result.returncode != 0
     assert f"port {dev_env['MUSEHUB_API_PORT']} on 127.0.0.1 is already in use" in result.stderr
 
 
-@pytest.mark.parametrize("name, value, expected", [
-    ("MUSEHUB_STORAGE_BACKEND", "ftp", "bad setting MUSEHUB_STORAGE_BACKEND"),
-    ("MUSEHUB_DATABASE_URL", "mysql://x/y", "bad setting MUSEHUB_DATABASE_URL"),
-    ("MUSEHUB_STORAGE_S3_ENDPOINT_URL", "not a url", "bad setting MUSEHUB_STORAGE"),
-])
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("MUSEHUB_STORAGE_BACKEND", "ftp", "bad setting MUSEHUB_STORAGE_BACKEND"),
+        ("MUSEHUB_DATABASE_URL", "mysql://x/y", "bad setting MUSEHUB_DATABASE_URL"),
+        ("MUSEHUB_STORAGE_S3_ENDPOINT_URL", "not a url", "bad setting MUSEHUB_STORAGE"),
+    ],
+)
 def test_bad_settings_stop_startup_with_one_line(
     dev_env: dict[str, str], name: str, value: str, expected: str
 ) -> None:
-    result = subprocess.run([*MUSEHUB, "dev"], env={**dev_env, name: value},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*MUSEHUB, "dev"], env={**dev_env, name: value}, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], result.stderr
 
 
 def test_s3_backend_without_a_bucket_names_the_setting(dev_env: dict[str, str]) -> None:
-    result = subprocess.run([*MUSEHUB, "dev"], env={**dev_env, "MUSEHUB_STORAGE_BACKEND": "s3"},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*MUSEHUB, "dev"],
+        env={**dev_env, "MUSEHUB_STORAGE_BACKEND": "s3"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "MUSEHUB_STORAGE_S3_BUCKET" in result.stderr

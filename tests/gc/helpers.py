@@ -41,8 +41,13 @@ async def put_pack(storage: ObjectStorage, repo_id: str, content: bytes) -> str:
 
 
 async def cache_row(
-    hub: Hub, repo_id: str, key: str, *, want: list[str] | None = None,
-    expires_in: timedelta = 7 * DAY, storage: ObjectStorage | None = None,
+    hub: Hub,
+    repo_id: str,
+    key: str,
+    *,
+    want: list[str] | None = None,
+    expires_in: timedelta = 7 * DAY,
+    storage: ObjectStorage | None = None,
 ) -> str:
     """A cache row naming the pack `key` (in `storage`, default the hub's), expiring
     `expires_in` from now (negative: expired)."""
@@ -50,8 +55,14 @@ async def cache_row(
     assert size is not None
     async with AsyncSession(hub.engine) as session:
         entry = await mpack_cache.record(
-            session, repo_id=repo_id, want=want or [commit_id()], mpack_id=key, size_bytes=size,
-            sha256=key.rsplit("/", 1)[1].removesuffix(".mpack"), commit_count=1, object_count=1,
+            session,
+            repo_id=repo_id,
+            want=want or [commit_id()],
+            mpack_id=key,
+            size_bytes=size,
+            sha256=key.rsplit("/", 1)[1].removesuffix(".mpack"),
+            commit_count=1,
+            object_count=1,
             ttl=7 * DAY,
         )
         await session.commit()
@@ -61,9 +72,11 @@ async def cache_row(
 
 async def set_expiry(hub: Hub, cache_id: str, expires_in: timedelta) -> None:
     async with AsyncSession(hub.engine) as session:
-        await session.execute(update(FetchMPackCache)
-                              .where(FetchMPackCache.cache_id == cache_id)
-                              .values(expires_at=datetime.now(UTC) + expires_in))
+        await session.execute(
+            update(FetchMPackCache)
+            .where(FetchMPackCache.cache_id == cache_id)
+            .values(expires_at=datetime.now(UTC) + expires_in)
+        )
         await session.commit()
 
 
@@ -74,8 +87,9 @@ async def row_exists(hub: Hub, cache_id: str) -> bool:
 
 async def row(hub: Hub, cache_id: str) -> FetchMPackCache:
     async with AsyncSession(hub.engine) as session:
-        found = await session.scalar(select(FetchMPackCache)
-                                     .where(FetchMPackCache.cache_id == cache_id))
+        found = await session.scalar(
+            select(FetchMPackCache).where(FetchMPackCache.cache_id == cache_id)
+        )
         assert found is not None
         return found
 
@@ -90,6 +104,9 @@ async def collect_expired(hub: Hub, storage: ObjectStorage) -> tuple[int, list[s
     """Steps 1 and 2 as the GC workflow runs them: rows first, then the objects they named."""
     async with AsyncSession(hub.engine) as session:
         expired = await gc.delete_expired_rows(session, limit=500)
-        deleted = [key for key in expired.mpack_ids
-                   if await gc.delete_if_unnamed(session, storage, key) is not None]
+        deleted = [
+            key
+            for key in expired.mpack_ids
+            if await gc.delete_if_unnamed(session, storage, key) is not None
+        ]
     return expired.rows_deleted, deleted

@@ -29,8 +29,13 @@ async def musehub(hub: Hub, env: WorkflowEnvironment, settings: Settings, *args:
         MUSEHUB_SIGNING_KEY="test-signing-key",
     )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "musehub.cli.main", *args, env=environment,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "musehub.cli.main",
+        *args,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err.decode()
@@ -55,8 +60,12 @@ async def test_apply_dry_run_and_run_from_the_command_line(
         assert "reconcile is off" in preview
         assert await hub.storage.exists(expired) and await hub.storage.exists(orphan)
 
-        async with running_workers(temporal_env.client, settings, storage=hub.storage,
-                                   database_url=hub.engine.url.render_as_string(False)):
+        async with running_workers(
+            temporal_env.client,
+            settings,
+            storage=hub.storage,
+            database_url=hub.engine.url.render_as_string(False),
+        ):
             ran = await musehub(hub, temporal_env, settings, "gc")
         assert f"gc run {settings.gc.schedule_id}" in ran and "expired rows" in ran
         assert not await hub.storage.exists(expired) and not await hub.storage.exists(orphan)

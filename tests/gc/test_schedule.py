@@ -33,8 +33,11 @@ def with_gc(settings: Settings, **gc: object) -> Settings:
 async def make_oldest_push(hub: Hub, repo_id: str) -> None:
     """Reconcile takes the oldest pushes first: put this repo at the head of the line."""
     async with AsyncSession(hub.engine) as session:
-        await session.execute(update(Repo).where(Repo.repo_id == repo_id)
-                              .values(pushed_at=datetime(2000, 1, 1, tzinfo=UTC)))
+        await session.execute(
+            update(Repo)
+            .where(Repo.repo_id == repo_id)
+            .values(pushed_at=datetime(2000, 1, 1, tzinfo=UTC))
+        )
         await session.commit()
 
 
@@ -63,8 +66,12 @@ async def test_schedule_is_applied_idempotently_and_a_trigger_runs_gc(
         unbuilt = await pushed(hub)  # pushed while "Temporal was down": no packs
         await make_oldest_push(hub, unbuilt)
 
-        async with running_workers(client, settings, storage=hub.storage,
-                                   database_url=hub.engine.url.render_as_string(False)):
+        async with running_workers(
+            client,
+            settings,
+            storage=hub.storage,
+            database_url=hub.engine.url.render_as_string(False),
+        ):
             workflow_id = await trigger_gc(client, settings)
             result = await gc_result(client, workflow_id)
             await wait_for_rows(hub, unbuilt, 3)  # the reconciled prebuild built every pack
@@ -90,11 +97,17 @@ async def test_a_failed_object_delete_is_retried_within_the_run(
     await cache_row(hub, repo_id, key, expires_in=-timedelta(minutes=1))
     flaky = FaultyStorage(hub.storage, fail_deletes=1)
 
-    async with running_workers(temporal_env.client, settings, storage=flaky,
-                               database_url=hub.engine.url.render_as_string(False)):
+    async with running_workers(
+        temporal_env.client,
+        settings,
+        storage=flaky,
+        database_url=hub.engine.url.render_as_string(False),
+    ):
         result = await temporal_env.client.execute_workflow(
-            GarbageCollectFetchMPacks.run, GcInput(reconcile_max_repos=0),
-            id=f"gc-test-{uuid.uuid4().hex[:8]}", task_queue=settings.temporal.task_queue,
+            GarbageCollectFetchMPacks.run,
+            GcInput(reconcile_max_repos=0),
+            id=f"gc-test-{uuid.uuid4().hex[:8]}",
+            task_queue=settings.temporal.task_queue,
         )
     assert isinstance(result, GcResult) and result.errors == []
     assert flaky.fail_deletes == 0  # the injected fault was hit ...

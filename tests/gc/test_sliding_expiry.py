@@ -22,8 +22,9 @@ MAIN = VECTOR_HEADS["main"]
 
 async def clone(hub: Hub, repo_id: str) -> FetchMPack:
     async with AsyncSession(hub.engine) as session:
-        return await wire_fetch_mpack(session, repo_id, [MAIN], [], storage=hub.storage,
-                                      settings=hub.settings)
+        return await wire_fetch_mpack(
+            session, repo_id, [MAIN], [], storage=hub.storage, settings=hub.settings
+        )
 
 
 def cache_id(repo_id: str) -> str:
@@ -65,9 +66,11 @@ async def test_an_entry_collected_after_lookup_is_served_as_a_miss(hub: Hub) -> 
     async with AsyncSession(hub.engine) as session:
         entry = await mpack_cache.lookup(session, repo_id, [MAIN])
         assert entry is not None
-        await session.execute(delete(FetchMPackCache)
-                              .where(FetchMPackCache.cache_id == entry.cache_id))
+        await session.execute(
+            delete(FetchMPackCache).where(FetchMPackCache.cache_id == entry.cache_id)
+        )
         extended = await mpack_cache.extend_on_hit(
-            session, entry, ttl=DAY, presign_ttl=timedelta(minutes=15), throttle=DAY)
+            session, entry, ttl=DAY, presign_ttl=timedelta(minutes=15), throttle=DAY
+        )
         assert extended is None
         await session.rollback()

@@ -30,8 +30,15 @@ async def test_gc_waits_for_the_writer_holding_the_pack_then_keeps_it(hub: Hub) 
         await asyncio.sleep(0.3)
         assert not collecting.done()  # waiting for the writer's lock
         entry = await mpack_cache.record(
-            writer, repo_id=repo_id, want=[commit_id()], mpack_id=key, size_bytes=len(content),
-            sha256=hashlib.sha256(content).hexdigest(), commit_count=1, object_count=1, ttl=DAY,
+            writer,
+            repo_id=repo_id,
+            want=[commit_id()],
+            mpack_id=key,
+            size_bytes=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            commit_count=1,
+            object_count=1,
+            ttl=DAY,
         )
         await writer.commit()
         assert await collecting is None  # named now: kept
@@ -41,13 +48,15 @@ async def test_gc_waits_for_the_writer_holding_the_pack_then_keeps_it(hub: Hub) 
 
 async def test_recording_a_pack_that_was_collected_asks_for_a_fresh_build(hub: Hub) -> None:
     repo_id = await new_repo_id(hub)
-    activities = PrebuildActivities(session_factory(hub.engine), hub.storage, hub.settings,
-                                    worker_task_queue="unused")
+    activities = PrebuildActivities(
+        session_factory(hub.engine), hub.storage, hub.settings, worker_task_queue="unused"
+    )
     sha256 = hashlib.sha256(b"collected after upload").hexdigest()
     want = [commit_id()]
     with pytest.raises(ApplicationError) as failure:
-        await activities.record_cache(RecordCacheInput(
-            repo_id, want, mpack_key(repo_id, sha256), 22, sha256, 1, 1))
+        await activities.record_cache(
+            RecordCacheInput(repo_id, want, mpack_key(repo_id, sha256), 22, sha256, 1, 1)
+        )
     assert failure.value.type == "PackGone"  # the workflow starts this build over
     async with AsyncSession(hub.engine) as session:
         assert await mpack_cache.lookup(session, repo_id, want) is None

@@ -22,9 +22,12 @@ from worker import running_workers
 def settings_with_fresh_queue(settings: Settings) -> Settings:
     """Task queues (and a GC schedule id) of this test's own, so tests never share workers."""
     unique = uuid.uuid4().hex[:8]
-    temporal = settings.temporal.model_copy(update={
-        "prebuild_task_queue": f"prebuild-test-{unique}", "task_queue": f"general-test-{unique}",
-    })
+    temporal = settings.temporal.model_copy(
+        update={
+            "prebuild_task_queue": f"prebuild-test-{unique}",
+            "task_queue": f"general-test-{unique}",
+        }
+    )
     gc = settings.gc.model_copy(update={"schedule_id": f"gc-test-{unique}"})
     return settings.model_copy(update={"temporal": temporal, "gc": gc})
 
@@ -38,12 +41,22 @@ class PrebuildHub(Hub):
 async def prebuild_hub(hub: Hub, temporal_env: WorkflowEnvironment) -> AsyncIterator[PrebuildHub]:
     """The API (push enqueues prebuilds) plus a worker, on a task queue of this test's own."""
     settings = settings_with_fresh_queue(hub.settings)
-    app = create_app(settings, engine=hub.engine, object_storage=hub.storage,
-                     temporal=LazyTemporalClient(settings, client=temporal_env.client))
+    app = create_app(
+        settings,
+        engine=hub.engine,
+        object_storage=hub.storage,
+        temporal=LazyTemporalClient(settings, client=temporal_env.client),
+    )
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as client,
-        running_workers(temporal_env.client, settings, storage=hub.storage,
-                        database_url=hub.engine.url.render_as_string(hide_password=False)),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://hub.test"
+        ) as client,
+        running_workers(
+            temporal_env.client,
+            settings,
+            storage=hub.storage,
+            database_url=hub.engine.url.render_as_string(hide_password=False),
+        ),
     ):
         yield PrebuildHub(app, client, settings, hub.storage, hub.engine, temporal_env.client)

@@ -23,9 +23,19 @@ MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
 async def pushed(hub: Hub) -> str:
     owner, slug, token = await hub.create_repo()
     for branch, tip in (("main", MAIN), ("chorus", CHORUS)):
-        decode(await push_records(hub.client, owner, slug, token, branch=branch, tip=tip,
-                                  commits=VECTOR["commits"], snapshots=VECTOR["snapshots"],
-                                  objects=VECTOR["objects"]))
+        decode(
+            await push_records(
+                hub.client,
+                owner,
+                slug,
+                token,
+                branch=branch,
+                tip=tip,
+                commits=VECTOR["commits"],
+                snapshots=VECTOR["snapshots"],
+                objects=VECTOR["objects"],
+            )
+        )
     return str(decode(await call(hub.client, owner, slug, "refs"))["repo_id"])
 
 
@@ -33,8 +43,9 @@ async def test_miss_builds_and_writes_the_row_then_hit_reads_no_blob(hub: Hub) -
     repo_id = await pushed(hub)
     storage = FaultyStorage(hub.storage)
     async with AsyncSession(hub.engine) as session:
-        miss = await wire_fetch_mpack(session, repo_id, [MAIN, CHORUS], [], storage=storage,
-                                      settings=hub.settings)
+        miss = await wire_fetch_mpack(
+            session, repo_id, [MAIN, CHORUS], [], storage=storage, settings=hub.settings
+        )
     assert miss.cache == "MISS"
     assert storage.reads == len(VECTOR["objects"])
     async with AsyncSession(hub.engine) as session:
@@ -43,8 +54,9 @@ async def test_miss_builds_and_writes_the_row_then_hit_reads_no_blob(hub: Hub) -
 
     storage.reads = 0
     async with AsyncSession(hub.engine) as session:
-        hit = await wire_fetch_mpack(session, repo_id, [CHORUS, MAIN, MAIN], [], storage=storage,
-                                     settings=hub.settings)
+        hit = await wire_fetch_mpack(
+            session, repo_id, [CHORUS, MAIN, MAIN], [], storage=storage, settings=hub.settings
+        )
     assert hit.cache == "HIT"
     assert storage.reads == 0
     assert (hit.mpack_key, hit.sha256, hit.size) == (miss.mpack_key, miss.sha256, miss.size)
@@ -53,10 +65,14 @@ async def test_miss_builds_and_writes_the_row_then_hit_reads_no_blob(hub: Hub) -
 async def test_fetch_with_have_never_touches_the_cache(hub: Hub) -> None:
     repo_id = await pushed(hub)
     async with AsyncSession(hub.engine) as session:
-        answer = await wire_fetch_mpack(session, repo_id, [MAIN], [CHORUS], storage=hub.storage,
-                                        settings=hub.settings)
-        rows = await session.scalar(select(func.count()).select_from(FetchMPackCache)
-                                    .where(FetchMPackCache.repo_id == repo_id))
+        answer = await wire_fetch_mpack(
+            session, repo_id, [MAIN], [CHORUS], storage=hub.storage, settings=hub.settings
+        )
+        rows = await session.scalar(
+            select(func.count())
+            .select_from(FetchMPackCache)
+            .where(FetchMPackCache.repo_id == repo_id)
+        )
     assert answer.cache == "UNCACHED"
     assert rows == 0
 
@@ -67,8 +83,9 @@ async def test_concurrent_cold_clones_build_once(hub: Hub) -> None:
 
     async def clone() -> str:
         async with AsyncSession(hub.engine) as session:
-            result = await wire_fetch_mpack(session, repo_id, [MAIN], [], storage=storage,
-                                            settings=hub.settings)
+            result = await wire_fetch_mpack(
+                session, repo_id, [MAIN], [], storage=storage, settings=hub.settings
+            )
             return result.cache
 
     outcomes = await asyncio.gather(*(clone() for _ in range(8)))

@@ -29,9 +29,19 @@ MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
 async def push_vector(hub: PrebuildHub) -> tuple[str, str, str, str]:
     owner, slug, token = await hub.create_repo()
     for branch, tip in (("main", MAIN), ("chorus", CHORUS)):
-        decode(await push_records(hub.client, owner, slug, token, branch=branch, tip=tip,
-                                  commits=VECTOR["commits"], snapshots=VECTOR["snapshots"],
-                                  objects=VECTOR["objects"]))
+        decode(
+            await push_records(
+                hub.client,
+                owner,
+                slug,
+                token,
+                branch=branch,
+                tip=tip,
+                commits=VECTOR["commits"],
+                snapshots=VECTOR["snapshots"],
+                objects=VECTOR["objects"],
+            )
+        )
     repo_id = decode(await call(hub.client, owner, slug, "refs"))["repo_id"]
     return owner, slug, token, repo_id
 
@@ -39,30 +49,46 @@ async def push_vector(hub: PrebuildHub) -> tuple[str, str, str, str]:
 async def cache_rows(hub: Hub, repo_id: str) -> list[FetchMPackCache]:
     async with AsyncSession(hub.engine) as session:
         result = await session.scalars(
-            select(FetchMPackCache).where(FetchMPackCache.repo_id == repo_id))
+            select(FetchMPackCache).where(FetchMPackCache.repo_id == repo_id)
+        )
         return list(result)
 
 
-async def wait_for_rows(hub: Hub, repo_id: str, count: int, timeout: float = 30) -> list[FetchMPackCache]:
-    deadline = time.monotonic() + timeout
+async def wait_for_rows(
+    hub: Hub, repo_id: str, count: int, within: float = 30
+) -> list[FetchMPackCache]:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         rows = await cache_rows(hub, repo_id)
         if len(rows) >= count:
             return rows
         await asyncio.sleep(0.1)
-    raise AssertionError(f"only {len(await cache_rows(hub, repo_id))} of {count} cache rows appeared")
+    raise AssertionError(
+        f"only {len(await cache_rows(hub, repo_id))} of {count} cache rows appeared"
+    )
 
 
-async def test_push_prebuilds_every_tip_and_the_head_set_then_clone_hits(prebuild_hub: PrebuildHub) -> None:
+async def test_push_prebuilds_every_tip_and_the_head_set_then_clone_hits(
+    prebuild_hub: PrebuildHub,
+) -> None:
     owner, slug, _, repo_id = await push_vector(prebuild_hub)
     rows = await wait_for_rows(prebuild_hub, repo_id, 3)
-    assert {tuple(r.want_commit_ids) for r in rows} == {(MAIN,), (CHORUS,), tuple(sorted([MAIN, CHORUS]))}
+    assert {tuple(r.want_commit_ids) for r in rows} == {
+        (MAIN,),
+        (CHORUS,),
+        tuple(sorted([MAIN, CHORUS])),
+    }
     assert {r.tip_commit_id for r in rows} == {MAIN, CHORUS, None}
     for row in rows:
         assert await prebuild_hub.storage.size(row.mpack_id) == row.size_bytes
 
-    response = await call(prebuild_hub.client, owner, slug, "fetch",
-                          {"want": [CHORUS, MAIN, MAIN], "have": [], "capabilities": ["mpack-url"]})
+    response = await call(
+        prebuild_hub.client,
+        owner,
+        slug,
+        "fetch",
+        {"want": [CHORUS, MAIN, MAIN], "have": [], "capabilities": ["mpack-url"]},
+    )
     assert response.headers["x-musehub-cache"] == "HIT"
     answer = decode(response)
     head_set_row = next(r for r in rows if r.tip_commit_id is None)
@@ -73,8 +99,15 @@ async def test_rebuild_signal_with_force_rebuilds_fresh_packs(prebuild_hub: Preb
     _, _, _, repo_id = await push_vector(prebuild_hub)
     before = {r.cache_id: r.created_at for r in await wait_for_rows(prebuild_hub, repo_id, 3)}
     assert prebuild_hub.temporal is not None
-    await request_prebuild(prebuild_hub.temporal, prebuild_hub.settings, repo_id=repo_id,
-                           repo_name="rebuild/test", tips=[MAIN, CHORUS], force=True, signal="rebuild")
+    await request_prebuild(
+        prebuild_hub.temporal,
+        prebuild_hub.settings,
+        repo_id=repo_id,
+        repo_name="rebuild/test",
+        tips=[MAIN, CHORUS],
+        force=True,
+        signal="rebuild",
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         after = {r.cache_id: r.created_at for r in await cache_rows(prebuild_hub, repo_id)}
@@ -94,12 +127,24 @@ async def test_push_succeeds_when_temporal_is_unreachable(prebuild_hub: Prebuild
     prebuild_hub.app.state.temporal = LazyTemporalClient(settings, timeout=1.0)
     owner, slug, token = await prebuild_hub.create_repo()
     started = time.monotonic()
-    answer = decode(await push_records(prebuild_hub.client, owner, slug, token, branch="main", tip=MAIN,
-                                       commits=VECTOR["commits"], snapshots=VECTOR["snapshots"],
-                                       objects=VECTOR["objects"]))
+    answer = decode(
+        await push_records(
+            prebuild_hub.client,
+            owner,
+            slug,
+            token,
+            branch="main",
+            tip=MAIN,
+            commits=VECTOR["commits"],
+            snapshots=VECTOR["snapshots"],
+            objects=VECTOR["objects"],
+        )
+    )
     assert answer["ok"] is True
     assert time.monotonic() - started < 10
-    assert decode(await call(prebuild_hub.client, owner, slug, "refs"))["branch_heads"] == {"main": MAIN}
+    assert decode(await call(prebuild_hub.client, owner, slug, "refs"))["branch_heads"] == {
+        "main": MAIN
+    }
 
 
 async def test_storage_fault_on_first_attempt_is_retried_to_success(
@@ -108,15 +153,34 @@ async def test_storage_fault_on_first_attempt_is_retried_to_success(
     """The worker's blob reads fail at first; the activity retries and the pack still lands."""
     settings = settings_with_fresh_queue(hub.settings)
     flaky = FaultyStorage(hub.storage, fail_reads=2)
-    owner, slug, token = await hub.create_repo()  # this hub enqueues nothing: only our worker builds
-    decode(await push_records(hub.client, owner, slug, token, branch="main", tip=MAIN,
-                              commits=VECTOR["commits"], snapshots=VECTOR["snapshots"],
-                              objects=VECTOR["objects"]))
+    (
+        owner,
+        slug,
+        token,
+    ) = await hub.create_repo()  # this hub enqueues nothing: only our worker builds
+    decode(
+        await push_records(
+            hub.client,
+            owner,
+            slug,
+            token,
+            branch="main",
+            tip=MAIN,
+            commits=VECTOR["commits"],
+            snapshots=VECTOR["snapshots"],
+            objects=VECTOR["objects"],
+        )
+    )
     repo_id = decode(await call(hub.client, owner, slug, "refs"))["repo_id"]
-    async with running_workers(temporal_env.client, settings, storage=flaky,
-                               database_url=hub.engine.url.render_as_string(False)):
-        await request_prebuild(temporal_env.client, settings, repo_id=repo_id,
-                               repo_name=f"{owner}/{slug}", tips=[MAIN])
+    async with running_workers(
+        temporal_env.client,
+        settings,
+        storage=flaky,
+        database_url=hub.engine.url.render_as_string(False),
+    ):
+        await request_prebuild(
+            temporal_env.client, settings, repo_id=repo_id, repo_name=f"{owner}/{slug}", tips=[MAIN]
+        )
         rows = await wait_for_rows(hub, repo_id, 1)
     assert flaky.fail_reads == 0  # both injected faults were hit ...
     assert await hub.storage.size(rows[0].mpack_id) == rows[0].size_bytes  # ... and survived

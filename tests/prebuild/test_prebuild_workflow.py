@@ -71,7 +71,9 @@ class FakeStore:
             want = tuple(request.want)
             store.loads.append(want)
             if want in store.missing_blob_for:
-                raise ApplicationError("object x is missing", type="BlobMissing", non_retryable=True)
+                raise ApplicationError(
+                    "object x is missing", type="BlobMissing", non_retryable=True
+                )
             return LoadBlobsResult(objects=1, bytes=1, reused=0)
 
         @activity.defn(name="assemble_fetch_mpack")
@@ -104,17 +106,28 @@ class FakeStore:
 async def fake(temporal_env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, FakeStore]]:
     queue = f"prebuild-unit-{uuid.uuid4().hex[:8]}"
     store = FakeStore(queue)
-    async with Worker(temporal_env.client, task_queue=queue, workflows=[PrebuildFetchMPacks],
-                      activities=store.activities()):
+    async with Worker(
+        temporal_env.client,
+        task_queue=queue,
+        workflows=[PrebuildFetchMPacks],
+        activities=store.activities(),
+    ):
         yield temporal_env.client, store
 
 
-async def run(client: Client, store: FakeStore, tips: list[str], force: bool = False) -> PrebuildResult:
+async def run(
+    client: Client, store: FakeStore, tips: list[str], force: bool = False
+) -> PrebuildResult:
     return await client.execute_workflow(
         PrebuildFetchMPacks.run,
-        PrebuildInput(repo_id="r1", repo_name="alice/song",
-                      pending=PrebuildRequest(tips, force), idle_seconds=0.1),
-        id=f"prebuild-unit/{uuid.uuid4()}", task_queue=store.queue,
+        PrebuildInput(
+            repo_id="r1",
+            repo_name="alice/song",
+            pending=PrebuildRequest(tips, force),
+            idle_seconds=0.1,
+        ),
+        id=f"prebuild-unit/{uuid.uuid4()}",
+        task_queue=store.queue,
     )
 
 
@@ -123,7 +136,9 @@ def test_targets_are_each_tip_and_the_head_set() -> None:
     assert build_targets([A]) == [[A]]
 
 
-async def test_writes_a_row_per_tip_and_head_set_and_skips_fresh(fake: tuple[Client, FakeStore]) -> None:
+async def test_writes_a_row_per_tip_and_head_set_and_skips_fresh(
+    fake: tuple[Client, FakeStore],
+) -> None:
     client, store = fake
     store.fresh.add((B,))
     result = await run(client, store, [A, B, C])

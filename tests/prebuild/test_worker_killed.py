@@ -25,7 +25,9 @@ VECTOR = load_vector()
 MAIN = VECTOR_HEADS["main"]
 
 
-def start_slow_worker(hub: Hub, env: WorkflowEnvironment, queue: str, log: Path) -> subprocess.Popen[bytes]:
+def start_slow_worker(
+    hub: Hub, env: WorkflowEnvironment, queue: str, log: Path
+) -> subprocess.Popen[bytes]:
     """A real worker process whose blob reads take 1.5 s each, one at a time."""
     environment = dict(
         os.environ,
@@ -37,12 +39,16 @@ def start_slow_worker(hub: Hub, env: WorkflowEnvironment, queue: str, log: Path)
         MUSEHUB_STORAGE_READ_DELAY_MS="1500",
         MUSEHUB_STORAGE_READ_CONCURRENCY="1",
     )
-    return subprocess.Popen([sys.executable, "-m", "worker"], env=environment,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker"],
+        env=environment,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
 
 
-async def wait_until(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(predicate: object, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if predicate():  # type: ignore[operator]
             return
@@ -54,9 +60,19 @@ async def test_build_survives_its_worker_being_killed(
     hub: Hub, temporal_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     owner, slug, token = await hub.create_repo()
-    decode(await push_records(hub.client, owner, slug, token, branch="main", tip=MAIN,
-                              commits=VECTOR["commits"], snapshots=VECTOR["snapshots"],
-                              objects=VECTOR["objects"]))
+    decode(
+        await push_records(
+            hub.client,
+            owner,
+            slug,
+            token,
+            branch="main",
+            tip=MAIN,
+            commits=VECTOR["commits"],
+            snapshots=VECTOR["snapshots"],
+            objects=VECTOR["objects"],
+        )
+    )
     repo_id = decode(await call(hub.client, owner, slug, "refs"))["repo_id"]
     settings = settings_with_fresh_queue(hub.settings)
     settings.temporal.worker_loss_seconds = 3.0
@@ -67,19 +83,27 @@ async def test_build_survives_its_worker_being_killed(
     doomed = start_slow_worker(hub, temporal_env, settings.temporal.prebuild_task_queue, log)
     try:
         await wait_until(lambda: b"worker polling" in log.read_bytes(), 30, "the worker to poll")
-        await request_prebuild(temporal_env.client, settings, repo_id=repo_id,
-                               repo_name=f"{owner}/{slug}", tips=[MAIN])
-        await wait_until(lambda: staging_root.exists() and set(staging_root.iterdir()) - before,
-                         30, "the doomed worker to start loading blobs")
+        await request_prebuild(
+            temporal_env.client, settings, repo_id=repo_id, repo_name=f"{owner}/{slug}", tips=[MAIN]
+        )
+        await wait_until(
+            lambda: staging_root.exists() and set(staging_root.iterdir()) - before,
+            30,
+            "the doomed worker to start loading blobs",
+        )
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(10)
     finally:
         if doomed.poll() is None:
             doomed.kill()
 
-    async with running_workers(temporal_env.client, settings, storage=hub.storage,
-                               database_url=hub.engine.url.render_as_string(False)):
-        rows = await wait_for_rows(hub, repo_id, 1, timeout=60)
+    async with running_workers(
+        temporal_env.client,
+        settings,
+        storage=hub.storage,
+        database_url=hub.engine.url.render_as_string(False),
+    ):
+        rows = await wait_for_rows(hub, repo_id, 1, within=60)
     assert len(rows) == 1
     packs = [info async for info in hub.storage.list(f"mpacks/{repo_id}/")]
     assert [p.key for p in packs] == [rows[0].mpack_id]

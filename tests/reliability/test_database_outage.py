@@ -33,14 +33,20 @@ async def own_database(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
 async def test_api_answers_503_while_postgres_is_down_and_recovers(
     own_database: EmbeddedPostgres, hub_settings: Settings, tmp_path: Path
 ) -> None:
-    engine = create_async_engine(own_database.url, pool_pre_ping=True, pool_timeout=5,
-                                 connect_args={"timeout": 3})
+    engine = create_async_engine(
+        own_database.url, pool_pre_ping=True, pool_timeout=5, connect_args={"timeout": 3}
+    )
     storage = LocalStorage(tmp_path / "blobs", signing_key=b"k" * 32, public_base_url="http://t")
-    app = create_app(hub_settings, engine=engine, object_storage=storage,
-                     temporal=LazyTemporalClient.disabled(hub_settings))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t"
-    ) as client:
+    app = create_app(
+        hub_settings,
+        engine=engine,
+        object_storage=storage,
+        temporal=LazyTemporalClient.disabled(hub_settings),
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
         assert (await client.get("/health")).status_code == 200
         assert (await client.get("/nobody/nothing/refs")).status_code == 404
 

@@ -21,26 +21,53 @@ from musehub.settings import Settings
 from tests.storage.http_server import serving
 
 OPS = ["refs", "filter-objects", "presign", "push/objects", "push", "negotiate", "fetch"]
-FIELDS = ["want", "have", "object_ids", "objects", "bundle", "branch", "force", "capabilities",
-          "direction", "commits", "snapshots", "object_id", "content", "manifest"]
+FIELDS = [
+    "want",
+    "have",
+    "object_ids",
+    "objects",
+    "bundle",
+    "branch",
+    "force",
+    "capabilities",
+    "direction",
+    "commits",
+    "snapshots",
+    "object_id",
+    "content",
+    "manifest",
+]
 ID = "a" * 64
 
-leaves = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
-          | st.text(max_size=70) | st.binary(max_size=70) | st.sampled_from([ID, "A" * 64]))
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=70)
+    | st.binary(max_size=70)
+    | st.sampled_from([ID, "A" * 64])
+)
 values = st.recursive(
     leaves,
-    lambda inner: st.lists(inner, max_size=5)
-    | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), inner, max_size=5)
+    ),
     max_leaves=20,
 )
 shaped = st.dictionaries(st.sampled_from(FIELDS), values, max_size=5)
-bodies = (st.binary(max_size=300)
-          | values.map(lambda v: msgpack.packb(v, use_bin_type=True))
-          | shaped.map(lambda v: msgpack.packb(v, use_bin_type=True)))
+bodies = (
+    st.binary(max_size=300)
+    | values.map(lambda v: msgpack.packb(v, use_bin_type=True))
+    | shaped.map(lambda v: msgpack.packb(v, use_bin_type=True))
+)
 
 
 @pytest.fixture(scope="module")
-def live_hub(hub_settings: Settings, postgres_server_url: str, db_engine: Any) -> Iterator[tuple[str, str]]:
+def live_hub(
+    hub_settings: Settings, postgres_server_url: str, db_engine: Any
+) -> Iterator[tuple[str, str]]:
     async def owner_and_token() -> tuple[str, str]:
         engine = create_async_engine(postgres_server_url)
         async with AsyncSession(engine) as session:
@@ -51,7 +78,8 @@ def live_hub(hub_settings: Settings, postgres_server_url: str, db_engine: Any) -
         return "fuzzer/target", token
 
     settings = hub_settings.model_copy(
-        update={"database": hub_settings.database.model_copy(update={"url": postgres_server_url})})
+        update={"database": hub_settings.database.model_copy(update={"url": postgres_server_url})}
+    )
     repo, token = asyncio.run(owner_and_token())
     with serving(create_app(settings), lifespan="on") as base_url:
         yield f"{base_url}/{repo}", token
@@ -59,7 +87,9 @@ def live_hub(hub_settings: Settings, postgres_server_url: str, db_engine: Any) -
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(op=st.sampled_from(OPS), body=bodies, with_token=st.booleans())
-def test_no_body_makes_a_500(live_hub: tuple[str, str], op: str, body: bytes, with_token: bool) -> None:
+def test_no_body_makes_a_500(
+    live_hub: tuple[str, str], op: str, body: bytes, with_token: bool
+) -> None:
     url, token = live_hub
     headers = {"Content-Type": "application/x-msgpack"}
     if with_token:

@@ -56,8 +56,14 @@ class Ledger:
 
 
 class SoakClient:
-    def __init__(self, number: int, http: httpx.AsyncClient, repos: list[tuple[str, str]],
-                 ledger: Ledger, rng: random.Random) -> None:
+    def __init__(
+        self,
+        number: int,
+        http: httpx.AsyncClient,
+        repos: list[tuple[str, str]],
+        ledger: Ledger,
+        rng: random.Random,
+    ) -> None:
         self.number = number
         self.http = http
         self.repos = repos
@@ -67,8 +73,9 @@ class SoakClient:
 
     async def post(self, path: str, body: Any, token: str | None = None) -> httpx.Response:
         headers = dict(HEADERS, **({"Authorization": f"Bearer {token}"} if token else {}))
-        response = await self.http.post(path, content=msgpack.packb(body, use_bin_type=True),
-                                         headers=headers)
+        response = await self.http.post(
+            path, content=msgpack.packb(body, use_bin_type=True), headers=headers
+        )
         self.ledger.statuses[(path.rsplit("/", 1)[-1], response.status_code)] += 1
         return response
 
@@ -89,13 +96,18 @@ class SoakClient:
         files = dict(branch.files)
         files[f"c{self.number}/{len(files) % 3}.bin"] = obj["object_id"]
         snapshot = make_snapshot(files)
-        commit = make_commit(snapshot["snapshot_id"], f"c{self.number} {time.monotonic_ns()}",
-                             (branch.head, None), branch=f"c{self.number}")
+        commit = make_commit(
+            snapshot["snapshot_id"],
+            f"c{self.number} {time.monotonic_ns()}",
+            (branch.head, None),
+            branch=f"c{self.number}",
+        )
         stored = await self.post(f"/{repo}/push/objects", {"objects": [obj]}, token)
         assert stored.status_code == 200, stored.text
         bundle = {"commits": [commit], "snapshots": [snapshot], "objects": []}
-        pushed = await self.post(f"/{repo}/push", {"bundle": bundle, "branch": f"c{self.number}"},
-                                 token)
+        pushed = await self.post(
+            f"/{repo}/push", {"bundle": bundle, "branch": f"c{self.number}"}, token
+        )
         assert pushed.status_code == 200, pushed.text
         branch.parent, branch.head, branch.files = branch.head, commit["commit_id"], files
         self.ledger.commits.setdefault(repo, set()).add(commit["commit_id"])
@@ -107,8 +119,9 @@ class SoakClient:
         heads = sorted(set(msgpack.unpackb(refs.content)["branch_heads"].values()))
         if not heads:
             return
-        answer = await self.post(f"/{repo}/fetch",
-                                 {"want": heads, "have": [], "capabilities": ["mpack-url"]})
+        answer = await self.post(
+            f"/{repo}/fetch", {"want": heads, "have": [], "capabilities": ["mpack-url"]}
+        )
         assert answer.status_code == 200, answer.text
         url_form = msgpack.unpackb(answer.content)
         pack = await self.http.get(url_form["mpack_url"])
@@ -130,13 +143,17 @@ class SoakClient:
 def live_url(hub: Hub, temporal_env: WorkflowEnvironment) -> Iterator[tuple[str, Any]]:
     port = free_port()
     settings = settings_with_fresh_queue(hub.settings)
-    settings = settings.model_copy(update={
-        "api": settings.api.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"}),
-        "database": settings.database.model_copy(
-            update={"url": hub.engine.url.render_as_string(hide_password=False)}),
-        "temporal": settings.temporal.model_copy(
-            update={"address": temporal_env.client.service_client.config.target_host}),
-    })
+    settings = settings.model_copy(
+        update={
+            "api": settings.api.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"}),
+            "database": settings.database.model_copy(
+                update={"url": hub.engine.url.render_as_string(hide_password=False)}
+            ),
+            "temporal": settings.temporal.model_copy(
+                update={"address": temporal_env.client.service_client.config.target_host}
+            ),
+        }
+    )
     with serving(create_app(settings), lifespan="on", port=port) as base_url:
         yield base_url, settings
 
@@ -145,13 +162,18 @@ async def test_soak_has_no_5xx_and_loses_nothing(
     hub: Hub, temporal_env: WorkflowEnvironment, live_url: tuple[str, Any]
 ) -> None:
     base_url, settings = live_url
-    repos = [(f"{owner}/{slug}", token)
-             for owner, slug, token in [await hub.create_repo() for _ in range(REPOS)]]
+    repos = [
+        (f"{owner}/{slug}", token)
+        for owner, slug, token in [await hub.create_repo() for _ in range(REPOS)]
+    ]
     ledger = Ledger()
     limits = httpx.Limits(max_connections=CLIENTS * 2)
-    async with running_workers(temporal_env.client, settings, storage=hub.storage,
-                               database_url=settings.database.url), \
-            httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http:
+    async with (
+        running_workers(
+            temporal_env.client, settings, storage=hub.storage, database_url=settings.database.url
+        ),
+        httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http,
+    ):
         deadline = time.monotonic() + SOAK_SECONDS
         clients = [SoakClient(n, http, repos, ledger, random.Random(n)) for n in range(CLIENTS)]
         await asyncio.gather(*(c.run(deadline) for c in clients))
@@ -171,8 +193,9 @@ async def verify_everything_fetchable(http: httpx.AsyncClient, repo: str, ledger
     if not heads:
         assert repo not in ledger.commits
         return
-    answer = await http.post(f"/{repo}/fetch", headers=HEADERS,
-                             content=msgpack.packb({"want": heads, "have": []}))
+    answer = await http.post(
+        f"/{repo}/fetch", headers=HEADERS, content=msgpack.packb({"want": heads, "have": []})
+    )
     assert answer.status_code == 200
     pack = read_mpack(io.BytesIO(answer.content))
     assert {c["commit_id"] for c in pack.commits} >= ledger.commits.get(repo, set())

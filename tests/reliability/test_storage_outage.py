@@ -21,23 +21,43 @@ MAIN = VECTOR_HEADS["main"]
 
 async def test_fetch_miss_with_failing_storage_is_a_clean_503(hub: Hub) -> None:
     owner, slug, token = await hub.create_repo()
-    decode(await push_records(hub.client, owner, slug, token, branch="main", tip=MAIN,
-                              commits=VECTOR["commits"], snapshots=VECTOR["snapshots"],
-                              objects=VECTOR["objects"]))
+    decode(
+        await push_records(
+            hub.client,
+            owner,
+            slug,
+            token,
+            branch="main",
+            tip=MAIN,
+            commits=VECTOR["commits"],
+            snapshots=VECTOR["snapshots"],
+            objects=VECTOR["objects"],
+        )
+    )
     repo_id = decode(await call(hub.client, owner, slug, "refs"))["repo_id"]
     failing = FaultyStorage(hub.storage, fail_reads=10_000)
-    app = create_app(hub.settings, engine=hub.engine, object_storage=failing,
-                     temporal=LazyTemporalClient.disabled(hub.settings))
+    app = create_app(
+        hub.settings,
+        engine=hub.engine,
+        object_storage=failing,
+        temporal=LazyTemporalClient.disabled(hub.settings),
+    )
     body = {"want": [MAIN], "have": []}
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://hub.test"
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://hub.test"
+        ) as client,
+    ):
         response = await call(client, owner, slug, "fetch", body)
         assert response.status_code == 503
         assert "object storage is failing" in response.text
         async with AsyncSession(hub.engine) as session:
-            rows = await session.scalar(select(func.count()).select_from(FetchMPackCache)
-                                        .where(FetchMPackCache.repo_id == repo_id))
+            rows = await session.scalar(
+                select(func.count())
+                .select_from(FetchMPackCache)
+                .where(FetchMPackCache.repo_id == repo_id)
+            )
         assert rows == 0
 
         failing.fail_reads = 0

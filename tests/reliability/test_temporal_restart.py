@@ -30,9 +30,19 @@ async def test_prebuild_finishes_across_a_temporal_restart(hub: Hub, tmp_path: P
     try:
         client = await Client.connect(server.address)
         owner, slug, token = await hub.create_repo()
-        decode(await push_records(hub.client, owner, slug, token, branch="main", tip=MAIN,
-                                  commits=VECTOR["commits"], snapshots=VECTOR["snapshots"],
-                                  objects=VECTOR["objects"]))
+        decode(
+            await push_records(
+                hub.client,
+                owner,
+                slug,
+                token,
+                branch="main",
+                tip=MAIN,
+                commits=VECTOR["commits"],
+                snapshots=VECTOR["snapshots"],
+                objects=VECTOR["objects"],
+            )
+        )
         repo_id = decode(await call(hub.client, owner, slug, "refs"))["repo_id"]
         settings = settings_with_fresh_queue(hub.settings)
         settings.temporal.worker_loss_seconds = 3.0
@@ -41,10 +51,12 @@ async def test_prebuild_finishes_across_a_temporal_restart(hub: Hub, tmp_path: P
         staging = settings.work_dir / "prebuild"
         before = set(staging.iterdir()) if staging.exists() else set()
 
-        async with running_workers(client, settings, storage=slow,
-                                   database_url=hub.engine.url.render_as_string(False)):
-            await request_prebuild(client, settings, repo_id=repo_id, repo_name=f"{owner}/{slug}",
-                                   tips=[MAIN])
+        async with running_workers(
+            client, settings, storage=slow, database_url=hub.engine.url.render_as_string(False)
+        ):
+            await request_prebuild(
+                client, settings, repo_id=repo_id, repo_name=f"{owner}/{slug}", tips=[MAIN]
+            )
             deadline = time.monotonic() + 30
             while not (staging.exists() and set(staging.iterdir()) - before):
                 assert time.monotonic() < deadline, "the build never started"
@@ -52,7 +64,7 @@ async def test_prebuild_finishes_across_a_temporal_restart(hub: Hub, tmp_path: P
             server.stop()
             await asyncio.sleep(1)
             server.start()
-            rows = await wait_for_rows(hub, repo_id, 1, timeout=90)
+            rows = await wait_for_rows(hub, repo_id, 1, within=90)
         assert rows[0].tip_commit_id == MAIN
         assert await hub.storage.size(rows[0].mpack_id) == rows[0].size_bytes
     finally:

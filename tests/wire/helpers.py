@@ -8,12 +8,20 @@ from typing import Any
 import httpx
 import msgpack
 
-HEADERS = {"Accept": "application/x-msgpack, application/json", "Content-Type": "application/x-msgpack"}
+HEADERS = {
+    "Accept": "application/x-msgpack, application/json",
+    "Content-Type": "application/x-msgpack",
+}
 
 
 async def call(
-    client: httpx.AsyncClient, owner: str, slug: str, op: str, body: Any = None,
-    token: str | None = None, raw: bytes | None = None,
+    client: httpx.AsyncClient,
+    owner: str,
+    slug: str,
+    op: str,
+    body: Any = None,
+    token: str | None = None,
+    raw: bytes | None = None,
 ) -> httpx.Response:
     headers = dict(HEADERS)
     if token:
@@ -45,8 +53,16 @@ def closure(commits: Iterable[Mapping[str, Any]], tips: Iterable[str]) -> set[st
 
 
 async def push_records(
-    client: httpx.AsyncClient, owner: str, slug: str, token: str, *, branch: str, tip: str,
-    commits: list[dict[str, Any]], snapshots: list[dict[str, Any]], objects: list[dict[str, Any]],
+    client: httpx.AsyncClient,
+    owner: str,
+    slug: str,
+    token: str,
+    *,
+    branch: str,
+    tip: str,
+    commits: list[dict[str, Any]],
+    snapshots: list[dict[str, Any]],
+    objects: list[dict[str, Any]],
     force: bool = False,
 ) -> httpx.Response:
     """Push the history reaching `tip` the way muse does: objects first, then the bundle."""
@@ -55,12 +71,22 @@ async def push_records(
     snapshot_ids = {c["snapshot_id"] for c in bundle_commits}
     bundle_snapshots = [s for s in snapshots if s["snapshot_id"] in snapshot_ids]
     needed = {oid for s in bundle_snapshots for oid in s["manifest"].values()}
-    missing = decode(await call(client, owner, slug, "filter-objects",
-                                {"object_ids": sorted(needed)}, token))["missing"]
+    missing = decode(
+        await call(client, owner, slug, "filter-objects", {"object_ids": sorted(needed)}, token)
+    )["missing"]
     to_send = [o for o in objects if o["object_id"] in set(missing)]
     for start in range(0, len(to_send), 400):
-        decode(await call(client, owner, slug, "push/objects",
-                          {"objects": to_send[start : start + 400]}, token))
+        decode(
+            await call(
+                client,
+                owner,
+                slug,
+                "push/objects",
+                {"objects": to_send[start : start + 400]},
+                token,
+            )
+        )
     bundle = {"commits": bundle_commits[::-1], "snapshots": bundle_snapshots, "objects": []}
-    return await call(client, owner, slug, "push",
-                      {"bundle": bundle, "branch": branch, "force": force}, token)
+    return await call(
+        client, owner, slug, "push", {"bundle": bundle, "branch": branch, "force": force}, token
+    )

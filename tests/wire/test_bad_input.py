@@ -20,13 +20,16 @@ async def _refs(hub: Hub, owner: str, slug: str) -> dict[str, Any]:
     return decode(await call(hub.client, owner, slug, "refs"))
 
 
-@pytest.mark.parametrize("raw, fragment", [
-    (b"\xc1", "not valid msgpack"),
-    (b"", "empty"),
-    (msgpack.packb([1, 2]), "must be a msgpack map"),
-    (msgpack.packb({"want": [MAIN]}) + b"\x00", "msgpack"),
-    (b'{"want": []}', "msgpack"),
-])
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        (b"\xc1", "not valid msgpack"),
+        (b"", "empty"),
+        (msgpack.packb([1, 2]), "must be a msgpack map"),
+        (msgpack.packb({"want": [MAIN]}) + b"\x00", "msgpack"),
+        (b'{"want": []}', "msgpack"),
+    ],
+)
 async def test_malformed_bodies_are_400(hub: Hub, raw: bytes, fragment: str) -> None:
     owner, slug, _ = await hub.create_repo()
     response = await call(hub.client, owner, slug, "fetch", raw=raw)
@@ -34,16 +37,21 @@ async def test_malformed_bodies_are_400(hub: Hub, raw: bytes, fragment: str) -> 
     assert fragment in response.text
 
 
-@pytest.mark.parametrize("body, fragment", [
-    ({"want": "abc"}, "'want' must be a list"),
-    ({"want": []}, "must not be empty"),
-    ({"want": ["sha256:" + "a" * 64]}, "not a 64-character lowercase hex id"),
-    ({"want": ["A" * 64]}, "not a 64-character lowercase hex id"),
-    ({"want": [7]}, "not a 64-character lowercase hex id"),
-    ({"want": [MAIN], "have": {"x": 1}}, "'have' must be a list"),
-    ({"want": [MAIN], "capabilities": "mpack-url"}, "'capabilities' must be a list"),
-])
-async def test_wrong_types_and_bad_ids_are_400(hub: Hub, body: dict[str, Any], fragment: str) -> None:
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"want": "abc"}, "'want' must be a list"),
+        ({"want": []}, "must not be empty"),
+        ({"want": ["sha256:" + "a" * 64]}, "not a 64-character lowercase hex id"),
+        ({"want": ["A" * 64]}, "not a 64-character lowercase hex id"),
+        ({"want": [7]}, "not a 64-character lowercase hex id"),
+        ({"want": [MAIN], "have": {"x": 1}}, "'have' must be a list"),
+        ({"want": [MAIN], "capabilities": "mpack-url"}, "'capabilities' must be a list"),
+    ],
+)
+async def test_wrong_types_and_bad_ids_are_400(
+    hub: Hub, body: dict[str, Any], fragment: str
+) -> None:
     owner, slug, _ = await hub.create_repo()
     response = await call(hub.client, owner, slug, "fetch", body)
     assert response.status_code == 400, response.text
@@ -66,16 +74,27 @@ async def test_object_whose_bytes_do_not_hash_to_its_id_is_refused(hub: Hub) -> 
     response = await call(hub.client, owner, slug, "push/objects", {"objects": [bad]}, token)
     assert response.status_code == 400
     assert "hash" in response.text
-    missing = decode(await call(hub.client, owner, slug, "filter-objects",
-                                {"object_ids": [bad["object_id"]]}, token))["missing"]
+    missing = decode(
+        await call(
+            hub.client, owner, slug, "filter-objects", {"object_ids": [bad["object_id"]]}, token
+        )
+    )["missing"]
     assert missing == [bad["object_id"]]
 
 
 async def test_push_naming_objects_never_uploaded_changes_nothing(hub: Hub) -> None:
     owner, slug, token = await hub.create_repo()
     response = await push_records(
-        hub.client, owner, slug, token, branch="main", tip=MAIN, commits=VECTOR["commits"],
-        snapshots=VECTOR["snapshots"], objects=[])
+        hub.client,
+        owner,
+        slug,
+        token,
+        branch="main",
+        tip=MAIN,
+        commits=VECTOR["commits"],
+        snapshots=VECTOR["snapshots"],
+        objects=[],
+    )
     assert response.status_code == 400
     assert "never uploaded" in response.text
     assert (await _refs(hub, owner, slug))["branch_heads"] == {}
@@ -85,11 +104,15 @@ async def test_push_naming_objects_never_uploaded_changes_nothing(hub: Hub) -> N
 
 async def test_push_with_a_parent_missing_is_refused(hub: Hub) -> None:
     owner, slug, token = await hub.create_repo()
-    decode(await call(hub.client, owner, slug, "push/objects", {"objects": VECTOR["objects"]}, token))
+    decode(
+        await call(hub.client, owner, slug, "push/objects", {"objects": VECTOR["objects"]}, token)
+    )
     head = next(c for c in VECTOR["commits"] if c["commit_id"] == MAIN)
     snapshot = next(s for s in VECTOR["snapshots"] if s["snapshot_id"] == head["snapshot_id"])
     bundle = {"commits": [head], "snapshots": [snapshot], "objects": []}
-    response = await call(hub.client, owner, slug, "push", {"bundle": bundle, "branch": "main"}, token)
+    response = await call(
+        hub.client, owner, slug, "push", {"bundle": bundle, "branch": "main"}, token
+    )
     assert response.status_code == 400
     assert "push the full history" in response.text
     assert (await _refs(hub, owner, slug))["branch_heads"] == {}
@@ -102,8 +125,16 @@ async def test_tampered_commit_record_is_refused(hub: Hub) -> None:
         if c["commit_id"] == MAIN:
             c["message"] = "rewritten history"
     response = await push_records(
-        hub.client, owner, slug, token, branch="main", tip=MAIN, commits=commits,
-        snapshots=VECTOR["snapshots"], objects=VECTOR["objects"])
+        hub.client,
+        owner,
+        slug,
+        token,
+        branch="main",
+        tip=MAIN,
+        commits=commits,
+        snapshots=VECTOR["snapshots"],
+        objects=VECTOR["objects"],
+    )
     assert response.status_code == 400
     assert "commit_id" in response.text
 
@@ -112,7 +143,9 @@ async def test_tampered_commit_record_is_refused(hub: Hub) -> None:
 async def test_bad_branch_names_are_400(hub: Hub, branch: object) -> None:
     owner, slug, token = await hub.create_repo()
     bundle = {"commits": [], "snapshots": [], "objects": []}
-    response = await call(hub.client, owner, slug, "push", {"bundle": bundle, "branch": branch}, token)
+    response = await call(
+        hub.client, owner, slug, "push", {"bundle": bundle, "branch": branch}, token
+    )
     assert response.status_code == 400
     assert "branch" in response.text
 
@@ -133,8 +166,14 @@ async def test_oversized_body_is_413(hub: Hub) -> None:
     limit = hub.settings.api.max_body_bytes
     hub.settings.api.max_body_bytes = 2048
     try:
-        response = await call(hub.client, owner, slug, "push/objects",
-                              {"objects": [{"object_id": "a" * 64, "content": b"x" * 4096}]}, token)
+        response = await call(
+            hub.client,
+            owner,
+            slug,
+            "push/objects",
+            {"objects": [{"object_id": "a" * 64, "content": b"x" * 4096}]},
+            token,
+        )
     finally:
         hub.settings.api.max_body_bytes = limit
     assert response.status_code == 413

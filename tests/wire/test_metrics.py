@@ -20,17 +20,28 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 async def test_fetches_are_counted_by_cache_outcome(hub: Hub) -> None:
     owner, slug, token = await hub.create_repo()
-    decode(await push_records(hub.client, owner, slug, token, branch="main", tip=MAIN,
-                              commits=VECTOR["commits"], snapshots=VECTOR["snapshots"],
-                              objects=VECTOR["objects"]))
+    decode(
+        await push_records(
+            hub.client,
+            owner,
+            slug,
+            token,
+            branch="main",
+            tip=MAIN,
+            commits=VECTOR["commits"],
+            snapshots=VECTOR["snapshots"],
+            objects=VECTOR["objects"],
+        )
+    )
     before = (await hub.client.get("/metrics")).text
     body = {"want": [MAIN], "have": [], "capabilities": ["mpack-url"]}
     decode(await call(hub.client, owner, slug, "fetch", body))
     decode(await call(hub.client, owner, slug, "fetch", body))
     after = (await hub.client.get("/metrics")).text
     for cache in ("MISS", "HIT"):
-        delta = (sample(after, "musehub_fetch_total", cache=cache, form="url")
-                 - sample(before, "musehub_fetch_total", cache=cache, form="url"))
+        delta = sample(after, "musehub_fetch_total", cache=cache, form="url") - sample(
+            before, "musehub_fetch_total", cache=cache, form="url"
+        )
         assert delta == 1, cache
     assert sample(after, "musehub_fetch_seconds_count", cache="HIT") >= 1
     assert "musehub_mpack_build_seconds_bucket" in after

@@ -21,9 +21,19 @@ MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
 async def pushed_repo(hub: Hub, **kwargs: Any) -> tuple[str, str, str]:
     owner, slug, token = await hub.create_repo(**kwargs)
     for branch, tip in (("main", MAIN), ("chorus", CHORUS)):
-        answer = decode(await push_records(
-            hub.client, owner, slug, token, branch=branch, tip=tip, commits=VECTOR["commits"],
-            snapshots=VECTOR["snapshots"], objects=VECTOR["objects"]))
+        answer = decode(
+            await push_records(
+                hub.client,
+                owner,
+                slug,
+                token,
+                branch=branch,
+                tip=tip,
+                commits=VECTOR["commits"],
+                snapshots=VECTOR["snapshots"],
+                objects=VECTOR["objects"],
+            )
+        )
         assert answer["ok"] is True
     return owner, slug, token
 
@@ -38,8 +48,15 @@ async def test_refs_after_push_name_both_branches(hub: Hub) -> None:
 
 async def test_clone_by_url_returns_every_record_unchanged(hub: Hub) -> None:
     owner, slug, _ = await pushed_repo(hub)
-    answer = decode(await call(hub.client, owner, slug, "fetch", {
-        "want": [MAIN, CHORUS, MAIN], "have": [], "capabilities": ["mpack-url"]}))
+    answer = decode(
+        await call(
+            hub.client,
+            owner,
+            slug,
+            "fetch",
+            {"want": [MAIN, CHORUS, MAIN], "have": [], "capabilities": ["mpack-url"]},
+        )
+    )
     assert answer["branch_heads"] == {"main": MAIN, "chorus": CHORUS}
     download = await hub.client.get(answer["mpack_url"])
     assert download.status_code == 200
@@ -49,9 +66,11 @@ async def test_clone_by_url_returns_every_record_unchanged(hub: Hub) -> None:
     key = lambda r: r["commit_id"]  # noqa: E731
     assert sorted(pack.commits, key=key) == sorted(VECTOR["commits"], key=key)
     assert {s["snapshot_id"]: s for s in pack.snapshots} == {
-        s["snapshot_id"]: s for s in VECTOR["snapshots"]}
+        s["snapshot_id"]: s for s in VECTOR["snapshots"]
+    }
     assert {o["object_id"]: o["content"] for o in pack.objects} == {
-        o["object_id"]: o["content"] for o in VECTOR["objects"]}
+        o["object_id"]: o["content"] for o in VECTOR["objects"]
+    }
 
 
 async def test_legacy_inline_answer_is_what_an_old_client_reads(hub: Hub) -> None:
@@ -91,8 +110,16 @@ async def test_same_fetch_twice_gives_the_same_pack(hub: Hub) -> None:
 async def test_non_fast_forward_is_refused_and_changes_nothing(hub: Hub) -> None:
     owner, slug, token = await pushed_repo(hub)
     response = await push_records(
-        hub.client, owner, slug, token, branch="main", tip=CHORUS, commits=VECTOR["commits"],
-        snapshots=VECTOR["snapshots"], objects=VECTOR["objects"])
+        hub.client,
+        owner,
+        slug,
+        token,
+        branch="main",
+        tip=CHORUS,
+        commits=VECTOR["commits"],
+        snapshots=VECTOR["snapshots"],
+        objects=VECTOR["objects"],
+    )
     assert response.status_code == 409
     assert "non-fast-forward" in response.text
     refs = decode(await call(hub.client, owner, slug, "refs"))
@@ -101,17 +128,31 @@ async def test_non_fast_forward_is_refused_and_changes_nothing(hub: Hub) -> None
 
 async def test_force_push_moves_the_branch_back(hub: Hub) -> None:
     owner, slug, token = await pushed_repo(hub)
-    answer = decode(await push_records(
-        hub.client, owner, slug, token, branch="main", tip=CHORUS, commits=VECTOR["commits"],
-        snapshots=VECTOR["snapshots"], objects=VECTOR["objects"], force=True))
+    answer = decode(
+        await push_records(
+            hub.client,
+            owner,
+            slug,
+            token,
+            branch="main",
+            tip=CHORUS,
+            commits=VECTOR["commits"],
+            snapshots=VECTOR["snapshots"],
+            objects=VECTOR["objects"],
+            force=True,
+        )
+    )
     assert answer["branch_heads"]["main"] == CHORUS
 
 
 async def test_negotiate_acknowledges_known_commits(hub: Hub) -> None:
     owner, slug, _ = await pushed_repo(hub)
     unknown = "f" * 64
-    answer = decode(await call(hub.client, owner, slug, "negotiate",
-                               {"want": [MAIN], "have": [unknown, CHORUS]}))
+    answer = decode(
+        await call(
+            hub.client, owner, slug, "negotiate", {"want": [MAIN], "have": [unknown, CHORUS]}
+        )
+    )
     assert answer == {"ack": [CHORUS], "common_base": CHORUS, "ready": True}
 
 

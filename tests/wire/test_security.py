@@ -16,9 +16,19 @@ CLONE = {"want": [MAIN], "have": [], "capabilities": ["mpack-url"]}
 
 
 async def push_main(hub: Hub, owner: str, slug: str, token: str) -> None:
-    decode(await push_records(hub.client, owner, slug, token, branch="main", tip=MAIN,
-                              commits=VECTOR["commits"], snapshots=VECTOR["snapshots"],
-                              objects=VECTOR["objects"]))
+    decode(
+        await push_records(
+            hub.client,
+            owner,
+            slug,
+            token,
+            branch="main",
+            tip=MAIN,
+            commits=VECTOR["commits"],
+            snapshots=VECTOR["snapshots"],
+            objects=VECTOR["objects"],
+        )
+    )
 
 
 async def test_a_cached_private_pack_is_not_served_to_a_stranger(hub: Hub) -> None:
@@ -26,7 +36,9 @@ async def test_a_cached_private_pack_is_not_served_to_a_stranger(hub: Hub) -> No
     await push_main(hub, owner, slug, token)
     warm = await call(hub.client, owner, slug, "fetch", CLONE, token)
     assert warm.status_code == 200  # the owner's clone fills the cache
-    assert (await call(hub.client, owner, slug, "fetch", CLONE, token)).headers["x-musehub-cache"] == "HIT"
+    assert (await call(hub.client, owner, slug, "fetch", CLONE, token)).headers[
+        "x-musehub-cache"
+    ] == "HIT"
     _, _, stranger = await hub.create_repo()
     for who in (None, stranger):
         denied = await call(hub.client, owner, slug, "fetch", CLONE, who)
@@ -38,21 +50,37 @@ async def test_a_push_cannot_borrow_another_repos_objects(hub: Hub) -> None:
     owner, slug, token = await hub.create_repo(private=True)
     await push_main(hub, owner, slug, token)
     thief, thief_slug, thief_token = await hub.create_repo()
-    missing = decode(await call(hub.client, thief, thief_slug, "filter-objects",
-                                {"object_ids": [o["object_id"] for o in VECTOR["objects"]]},
-                                thief_token))["missing"]
+    missing = decode(
+        await call(
+            hub.client,
+            thief,
+            thief_slug,
+            "filter-objects",
+            {"object_ids": [o["object_id"] for o in VECTOR["objects"]]},
+            thief_token,
+        )
+    )["missing"]
     assert len(missing) == len(VECTOR["objects"])  # nothing of the private repo shows through
-    response = await push_records(hub.client, thief, thief_slug, thief_token, branch="main",
-                                  tip=MAIN, commits=VECTOR["commits"], snapshots=VECTOR["snapshots"],
-                                  objects=[])
+    response = await push_records(
+        hub.client,
+        thief,
+        thief_slug,
+        thief_token,
+        branch="main",
+        tip=MAIN,
+        commits=VECTOR["commits"],
+        snapshots=VECTOR["snapshots"],
+        objects=[],
+    )
     assert response.status_code == 400
     assert "never uploaded" in response.text
 
 
 async def test_presigned_upload_urls_only_for_the_owner(hub: Hub) -> None:
     owner, slug, _ = await hub.create_repo()
-    response = await call(hub.client, owner, slug, "presign",
-                          {"object_ids": ["a" * 64], "direction": "put"})
+    response = await call(
+        hub.client, owner, slug, "presign", {"object_ids": ["a" * 64], "direction": "put"}
+    )
     assert response.status_code == 401
 
 
