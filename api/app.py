@@ -13,6 +13,7 @@ from api.routes import admin, health, metrics, rebuild, storage, wire
 from api.wire_io import install_error_handlers
 from musehub.db.engine import create_engine, session_factory
 from musehub.logs import configure_logging
+from musehub.services.warm_answers import WarmAnswers
 from musehub.settings import Settings, get_settings
 from musehub.storage import ObjectStorage, build_storage
 from musehub.temporal import LazyTemporalClient
@@ -40,6 +41,7 @@ def create_app(
         app.state.session_factory = session_factory(app_engine)
         app.state.storage = object_storage or build_storage(settings)
         app.state.temporal = temporal or LazyTemporalClient(settings)
+        app.state.warm_answers = WarmAnswers(settings.api.warm_answer_ttl_seconds)
         try:
             yield
         finally:

@@ -89,6 +89,10 @@ class ApiSettings(BaseModel):
     public_base_url: str | None = None
     # Largest request body accepted, in bytes (muse sends <= 400 objects per /push/objects).
     max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # How long a process reuses a warm clone answer (0 = never): see services/warm_answers.py.
+    warm_answer_ttl_seconds: float = Field(default=1.0, ge=0, le=60)
+    # API processes `musehub dev` runs (uvicorn --workers); in production run N replicas instead.
+    workers: int = Field(default=2, ge=1, le=64)
     # Bearer token for the operator API (/api/...); unset keeps that API switched off.
     admin_token: SecretStr | None = None
 

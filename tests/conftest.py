@@ -15,11 +15,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from musehub.db import migrate
+from musehub.db.engine import create_engine
 from musehub.devstack.ports import free_port
 from musehub.devstack.postgres import EmbeddedPostgres
 from musehub.devstack.temporal import temporal_binary
@@ -46,7 +47,7 @@ def postgres_server_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def db_engine(postgres_server_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(postgres_server_url, pool_size=5, max_overflow=20)
+    engine = create_engine(postgres_server_url, pool_size=10)
     await migrate.upgrade(engine, "head")
     yield engine
     await engine.dispose()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import UserDep
 from api.deps import SessionDep, SettingsDep, StorageDep
@@ -13,10 +15,22 @@ from api.wire_io import MSGPACK, id_list, msgpack_response, read_msgpack_body
 from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, FETCH_SECONDS, FETCHES, PUSHES
 from musehub.mpack.inline import ainline_answer, branch_heads_trailer
 from musehub.services import history, push
+from musehub.services.clone_lookup import lookup_clone
 from musehub.services.errors import BadRequest, NotFound
-from musehub.services.fetch import FetchMPack, wire_fetch_mpack
+from musehub.services.fetch import (
+    FetchMPack,
+    log_fetch_outcome,
+    serve_warm_clone,
+    wire_fetch_mpack,
+)
 from musehub.services.prebuild_trigger import prebuild_after_push
-from musehub.services.repos import branch_heads, repo_for_push, repo_for_read
+from musehub.services.repos import (
+    branch_heads,
+    is_readable,
+    not_found,
+    repo_for_push,
+    repo_for_read,
+)
 
 router = APIRouter(prefix="/{owner}/{slug}")
 
@@ -122,6 +136,7 @@ async def push_bundle(
             tips=list(outcome.branch_heads.values()),
         )
         PUSHES.labels(prebuild_enqueued=str(enqueued).lower()).inc()
+        request.app.state.warm_answers.forget_repo(owner, slug)
     return msgpack_response(
         {"ok": True, "message": outcome.message, "branch_heads": outcome.branch_heads}
     )
@@ -159,7 +174,6 @@ async def fetch(
     settings: SettingsDep,
     storage: StorageDep,
 ) -> Response:
-    repo = await repo_for_read(session, owner, slug, user)
     body = await read_msgpack_body(request, settings.api.max_body_bytes)
     want = sorted(set(id_list(body, "want", max_items=MAX_WANT)))
     have = id_list(body, "have", max_items=MAX_HAVE, required=False)
@@ -167,10 +181,15 @@ async def fetch(
     if not isinstance(capabilities, list):
         raise BadRequest("'capabilities' must be a list of strings")
     started = time.perf_counter()
-    pack = await wire_fetch_mpack(
-        session, repo.repo_id, want, have, storage=storage, settings=settings
-    )
-    heads = await branch_heads(session, repo.repo_id)
+    if have:
+        repo = await repo_for_read(session, owner, slug, user)
+        repo_id = repo.repo_id
+        pack = await wire_fetch_mpack(
+            session, repo_id, want, have, storage=storage, settings=settings
+        )
+        heads = await branch_heads(session, repo_id)
+    else:
+        pack, heads = await _clone_answer(request, session, owner, slug, want, user)
     _observe_fetch(pack, "url" if "mpack-url" in capabilities else "inline", started)
     if "mpack-url" in capabilities:
         return msgpack_response(
@@ -190,6 +209,36 @@ async def fetch(
         media_type=MSGPACK,
         headers={"Content-Length": str(length), CACHE_HEADER: pack.cache},
     )
+
+
+async def _clone_answer(
+    request: Request,
+    session: AsyncSession,
+    owner: str,
+    slug: str,
+    want: list[str],
+    user: str | None,
+) -> tuple[FetchMPack, dict[str, str]]:
+    """A clone: answered from this process's recent answers, else from one database round
+    trip (repo, prebuilt pack, heads), else built."""
+    started = time.perf_counter()
+    state = request.app.state
+    recent = state.warm_answers.get(owner, slug, want)
+    found = recent.found if recent else await lookup_clone(state.engine, owner, slug, want)
+    if found is None or not is_readable(found.owner, found.visibility, user):
+        raise not_found(owner, slug)
+    if recent is not None:
+        log_fetch_outcome("HIT", found.repo_id, want, started)
+        return recent.pack, found.branch_heads
+    settings, storage = state.settings, state.storage
+    pack = await serve_warm_clone(
+        found, want, sessions=state.session_factory, storage=storage, settings=settings
+    ) or await wire_fetch_mpack(
+        session, found.repo_id, want, [], storage=storage, settings=settings
+    )
+    # Whether just built or found, a live pack now answers this want set: repeats are hits.
+    state.warm_answers.put(owner, slug, want, found, replace(pack, cache="HIT"))
+    return pack, found.branch_heads
 
 
 def _observe_fetch(pack: FetchMPack, form: str, started: float) -> None:

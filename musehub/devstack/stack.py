@@ -106,6 +106,8 @@ class DevStack:
             self.settings.api.host,
             "--port",
             str(self.settings.api.port),
+            "--workers",
+            str(self.settings.api.workers),
             "--no-access-log",
             "--log-level",
             "warning",

@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from musehub.mpack.writer import PackDigest
 from musehub.services import mpack_cache
+from musehub.services.clone_lookup import CloneLookup
 from musehub.services.keys import mpack_key
 from musehub.services.mpack_build import (
     FetchPlan,
@@ -60,7 +61,7 @@ async def wire_fetch_mpack(
         key, digest, _ = await build_and_upload(
             session, repo_id, want, have, storage=storage, settings=settings
         )
-        _log_outcome("UNCACHED", repo_id, want, started)
+        log_fetch_outcome("UNCACHED", repo_id, want, started)
         return await _answer(storage, settings, key, digest.size, digest.sha256, "UNCACHED")
 
     entry = await _live_entry(session, repo_id, want, settings)
@@ -69,7 +70,7 @@ async def wire_fetch_mpack(
         entry = await _live_entry(session, repo_id, want, settings)  # built while we waited?
     if entry is not None:
         await session.commit()  # ends the lock's transaction
-        _log_outcome("HIT", repo_id, want, started)
+        log_fetch_outcome("HIT", repo_id, want, started)
         return await _answer(
             storage, settings, entry.mpack_id, entry.size_bytes, entry.sha256, "HIT"
         )
@@ -89,7 +90,7 @@ async def wire_fetch_mpack(
         ttl=settings.mpack_cache_ttl,
     )
     await session.commit()
-    _log_outcome("MISS", repo_id, want, started)
+    log_fetch_outcome("MISS", repo_id, want, started)
     return await _answer(storage, settings, key, digest.size, digest.sha256, "MISS")
 
 
@@ -122,6 +123,29 @@ async def build_and_upload(
     return key, digest, plan
 
 
+async def serve_warm_clone(
+    found: CloneLookup,
+    want: list[str],
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    storage: ObjectStorage,
+    settings: Settings,
+) -> FetchMPack | None:
+    """The answer to a clone whose pack `lookup_clone` found: one presign, no commit walk, no
+    blob read, and (outside the throttled expiry slide) no further database work. None when
+    there is no live pack, so the caller builds one."""
+    started = time.perf_counter()
+    if found.entry is None:
+        return None
+    async with sessions() as session:
+        entry = await _slide_expiry(session, found.entry, settings)
+        await session.commit()
+    if entry is None:
+        return None  # collected since the lookup: build it again
+    log_fetch_outcome("HIT", found.repo_id, want, started)
+    return await _answer(storage, settings, entry.mpack_id, entry.size_bytes, entry.sha256, "HIT")
+
+
 async def _live_entry(
     session: AsyncSession, repo_id: str, want: list[str], settings: Settings
 ) -> mpack_cache.CacheEntry | None:
@@ -129,6 +153,13 @@ async def _live_entry(
     entry = await mpack_cache.lookup(session, repo_id, want)
     if entry is None:
         return None
+    return await _slide_expiry(session, entry, settings)
+
+
+async def _slide_expiry(
+    session: AsyncSession, entry: mpack_cache.CacheEntry, settings: Settings
+) -> mpack_cache.CacheEntry | None:
+    """Throttled: usually no write at all (see mpack_cache.extend_on_hit)."""
     return await mpack_cache.extend_on_hit(
         session,
         entry,
@@ -152,7 +183,7 @@ async def _answer(
     return FetchMPack(key, size, sha256, url, expires_at, cache)
 
 
-def _log_outcome(cache: CacheOutcome, repo_id: str, want: list[str], started: float) -> None:
+def log_fetch_outcome(cache: CacheOutcome, repo_id: str, want: list[str], started: float) -> None:
     tips = ",".join(w[:12] for w in mpack_cache.normalise_want(want))
     log.info(
         "[wire_fetch_mpack] cache=%s repo=%s tip=%s t=%.1fms",

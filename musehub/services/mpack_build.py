@@ -78,18 +78,23 @@ async def plan_fetch(
 
 # Commits on the boundary: parents of the closure that are not in it (the client has them).
 _BOUNDARY = """
-boundary AS (
+closure AS MATERIALIZED (
+    SELECT unnest(CAST(:ids AS text[])) AS commit_id
+), closure_commits AS (
+    SELECT c.commit_id, c.snapshot_id, c.parent_commit_id, c.parent2_commit_id
+    FROM musehub_commits c JOIN closure x ON c.repo_id = :repo_id AND c.commit_id = x.commit_id
+), boundary AS (
+    -- an anti-join (hashable), not `<> ALL(array)`, which is quadratic on big closures
     SELECT DISTINCT p.parent_id AS commit_id
-    FROM musehub_commits c
+    FROM closure_commits c
     CROSS JOIN LATERAL (VALUES (c.parent_commit_id), (c.parent2_commit_id)) AS p(parent_id)
-    WHERE c.repo_id = :repo_id AND c.commit_id = ANY(CAST(:ids AS text[]))
-      AND p.parent_id IS NOT NULL AND p.parent_id <> ALL(CAST(:ids AS text[]))
+    WHERE p.parent_id IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM closure x WHERE x.commit_id = p.parent_id)
 ), boundary_snapshots AS (
     SELECT c.snapshot_id FROM musehub_commits c JOIN boundary b
       ON c.repo_id = :repo_id AND c.commit_id = b.commit_id
 ), closure_snapshots AS (
-    SELECT DISTINCT c.snapshot_id FROM musehub_commits c
-    WHERE c.repo_id = :repo_id AND c.commit_id = ANY(CAST(:ids AS text[]))
+    SELECT DISTINCT snapshot_id FROM closure_commits
 )
 """
 

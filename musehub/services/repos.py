@@ -51,16 +51,25 @@ async def find_repo(session: AsyncSession, owner: str, slug: str) -> Repo | None
 
 
 def can_read(repo: Repo, user: str | None) -> bool:
-    return repo.visibility == "public" or (user is not None and user == repo.owner)
+    return is_readable(repo.owner, repo.visibility, user)
+
+
+def is_readable(owner: str, visibility: str, user: str | None) -> bool:
+    return visibility == "public" or (user is not None and user == owner)
+
+
+def not_found(owner: str, slug: str) -> NotFound:
+    """A private repo looks exactly like a missing one."""
+    return NotFound(
+        f"repository {owner}/{slug} not found (check the URL, or your token if it is private)"
+    )
 
 
 async def repo_for_read(session: AsyncSession, owner: str, slug: str, user: str | None) -> Repo:
     """The repo if `user` may read it. A private repo looks exactly like a missing one."""
     repo = await find_repo(session, owner, slug)
     if repo is None or not can_read(repo, user):
-        raise NotFound(
-            f"repository {owner}/{slug} not found (check the URL, or your token if it is private)"
-        )
+        raise not_found(owner, slug)
     return repo
 
 
