@@ -19,12 +19,15 @@ from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, PREBUILD_QUEUE_DELAY
 from musehub.mpack.writer import PackDigest
 from musehub.services import history, mpack_cache
 from musehub.services.errors import NotFound
+from musehub.services.keys import mpack_key
 from musehub.services.mpack_build import (
     BlobMissing,
     FetchPlan,
     PackObject,
     assemble_mpack,
     plan_fetch,
+    plan_from_json,
+    plan_to_json,
     upload_mpack,
 )
 from musehub.settings import Settings
@@ -48,6 +51,7 @@ from workflows.types import (
 T = TypeVar("T")
 HEARTBEAT_EVERY_SECONDS = 1.0
 PACK_FILE = "pack.mpack"
+PLAN_FILE = "plan.json"
 
 
 def business_error(message: str, kind: str) -> ApplicationError:
@@ -110,7 +114,7 @@ class PrebuildActivities:
                 session, request.repo_id, request.want
             ):
                 return CheckCacheResult("fresh", "a live pack already answers this want set")
-        return CheckCacheResult("build")
+        return CheckCacheResult("build", task_queue=self._worker_task_queue)
 
     @activity.defn(name="claim_build_worker")
     async def claim_worker(self, request: ClaimWorkerInput) -> ClaimWorkerResult:
@@ -152,14 +156,13 @@ class PrebuildActivities:
         PREBUILD_QUEUE_DELAY.observe(
             (info.started_time - info.current_attempt_scheduled_time).total_seconds()
         )
-        plan = await self._plan(request)
-        staging = self._staging(request.build_id) / "objects"
-        staging.mkdir(parents=True, exist_ok=True)
-        todo = [o for o in plan.objects if not _staged(staging, o)]
-        limit = asyncio.Semaphore(self._settings.storage.read_concurrency)
-        done = len(plan.objects) - len(todo)
-
         async with Heartbeat() as heartbeat:
+            plan = await self._plan(request)
+            staging = self._staging(request.build_id) / "objects"
+            staging.mkdir(parents=True, exist_ok=True)
+            todo = [o for o in plan.objects if not _staged(staging, o)]
+            limit = asyncio.Semaphore(self._settings.storage.read_concurrency)
+            done = len(plan.objects) - len(todo)
 
             async def fetch(obj: PackObject) -> None:
                 nonlocal done
@@ -174,7 +177,6 @@ class PrebuildActivities:
     @activity.defn(name="assemble_fetch_mpack")
     async def assemble(self, request: BuildStepInput) -> AssembleResult:
         started = time.perf_counter()
-        plan = await self._plan(request)
         folder = self._staging(request.build_id)
         objects = folder / "objects"
 
@@ -189,6 +191,7 @@ class PrebuildActivities:
 
         partial = folder / (PACK_FILE + ".partial")
         async with self._sessions() as session, Heartbeat() as heartbeat:
+            plan = await self._plan(request)
             with partial.open("wb") as out:
                 digest = await _as_business_error(
                     assemble_mpack(
@@ -209,8 +212,14 @@ class PrebuildActivities:
 
     @activity.defn(name="upload_fetch_mpack")
     async def upload(self, request: UploadInput) -> UploadResult:
-        path = self._staging(request.build_id) / PACK_FILE
+        """Upload the pack, then remove this build's staging folder (so a successful build needs
+        no discard step)."""
+        folder = self._staging(request.build_id)
+        path = folder / PACK_FILE
         if not path.exists() or path.stat().st_size != request.size:
+            key = mpack_key(request.repo_id, request.sha256)
+            if await self._storage.size(key) == request.size:
+                return UploadResult(key)  # an earlier attempt uploaded it, then lost the answer
             raise ApplicationError(
                 "the assembled pack is not on this worker any more",
                 type="StagingLost",
@@ -220,6 +229,7 @@ class PrebuildActivities:
             key = await upload_mpack(
                 self._storage, request.repo_id, path, PackDigest(request.size, request.sha256)
             )
+        await asyncio.to_thread(shutil.rmtree, folder, True)
         return UploadResult(key)
 
     @activity.defn(name="discard_fetch_mpack_build")
@@ -232,13 +242,23 @@ class PrebuildActivities:
     # -- helpers ------------------------------------------------------------------------------
 
     async def _plan(self, request: BuildStepInput) -> FetchPlan:
+        """Planned once per build: the load step keeps the plan beside the staged blobs for the
+        assemble step (a clone's plan never changes: commits are immutable)."""
+        saved = self._staging(request.build_id) / PLAN_FILE
+        if saved.exists():
+            return plan_from_json(await asyncio.to_thread(saved.read_text))
         async with self._sessions() as session:
             try:
-                return await _as_business_error(
+                plan = await _as_business_error(
                     plan_fetch(session, request.repo_id, request.want, [])
                 )
             except NotFound as exc:
                 raise business_error(exc.message, "TipGone") from None
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        partial = saved.with_suffix(".partial")
+        await asyncio.to_thread(partial.write_text, plan_to_json(plan))
+        partial.replace(saved)
+        return plan
 
     def _staging(self, build_id: str) -> Path:
         if not build_id.replace("-", "").isalnum():

@@ -4,6 +4,7 @@ into one run that builds the newest tips. Deterministic code only: every effect 
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
@@ -46,17 +47,17 @@ MAX_BUILD_ATTEMPTS = 3
 # uploaded pack before its row was recorded.
 RESTART_BUILD_ERRORS = ("StagingLost", "PackGone")
 LONG_STEP = timedelta(minutes=30)
+# Packs built at once per repo: builds wait on storage and the database as much as on CPU.
+PARALLEL_BUILDS = 2
 StepIn = TypeVar("StepIn")
 StepOut = TypeVar("StepOut")
 
 
 def build_targets(tips: list[str]) -> list[list[str]]:
-    """One want set per distinct tip, plus the whole head set (what `muse clone` asks for)."""
+    """The whole head set first (what `muse clone` asks for), then one want set per tip."""
     distinct = sorted(set(tips))
     targets = [[tip] for tip in distinct]
-    if len(distinct) > 1:
-        targets.append(distinct)
-    return targets
+    return [distinct, *targets] if len(distinct) > 1 else targets
 
 
 @workflow.defn(name="PrebuildFetchMPacks")
@@ -91,12 +92,13 @@ class PrebuildFetchMPacks:
             assert request is not None
             queue = build_targets(request.tip_commit_ids)
             self._status.pending = len(queue)
-            for want in queue:
+            for start in range(0, len(queue), PARALLEL_BUILDS):
                 if self._pending is not None:
                     break  # newer tips arrived: start over with them (fresh packs are skipped)
-                targets += 1
-                await self._prebuild(params, want, request.force)
-                self._status.pending -= 1
+                wave = queue[start : start + PARALLEL_BUILDS]
+                targets += len(wave)
+                await asyncio.gather(*(self._prebuild(params, w, request.force) for w in wave))
+                self._status.pending -= len(wave)
             if workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(
                     PrebuildInput(
@@ -152,14 +154,22 @@ class PrebuildFetchMPacks:
             )
             self._status.skipped += 1
         else:
-            await self._build(repo_id, want, timedelta(seconds=params.worker_loss_seconds))
+            loss = timedelta(seconds=params.worker_loss_seconds)
+            await self._build(repo_id, want, loss, check.task_queue)
         self._status.done += 1
         self._status.current_target = None
 
-    async def _build(self, repo_id: str, want: list[str], worker_loss: timedelta) -> None:
+    async def _build(
+        self, repo_id: str, want: list[str], worker_loss: timedelta, claimed_queue: str
+    ) -> None:
+        """The worker that checked the cache builds; a build that lost its worker starts over on
+        whichever worker claims it next."""
         for attempt in range(1, MAX_BUILD_ATTEMPTS + 1):
             try:
-                await self._build_once(repo_id, want, worker_loss)
+                queue = claimed_queue
+                if attempt > 1 or not queue:
+                    queue = await self._claim(repo_id)
+                await self._build_once(repo_id, want, worker_loss, queue)
                 self._status.built += 1
                 return
             except ActivityError as err:
@@ -175,26 +185,32 @@ class PrebuildFetchMPacks:
                     return
                 workflow.logger.info("prebuild attempt %d lost its worker, starting over", attempt)
 
-    async def _build_once(self, repo_id: str, want: list[str], worker_loss: timedelta) -> None:
+    async def _claim(self, repo_id: str) -> str:
         claim = await workflow.execute_activity_method(
             PrebuildActivities.claim_worker,
             ClaimWorkerInput(repo_id),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=QUICK_RETRY,
         )
+        return claim.task_queue
+
+    async def _build_once(
+        self, repo_id: str, want: list[str], worker_loss: timedelta, queue: str
+    ) -> None:
         step = BuildStepInput(repo_id, want, str(workflow.uuid4()))
-        queue = claim.task_queue
         try:
             await _on_worker(PrebuildActivities.load_blobs, step, queue, worker_loss)
             built = await _on_worker(PrebuildActivities.assemble, step, queue, worker_loss)
+            # A successful upload removes the staging folder itself: one activity fewer.
             uploaded = await _on_worker(
                 PrebuildActivities.upload,
                 UploadInput(repo_id, step.build_id, built.size, built.sha256),
                 queue,
                 worker_loss,
             )
-        finally:
-            await self._discard(claim.task_queue, step.build_id, worker_loss)
+        except ActivityError:
+            await self._discard(queue, step.build_id, worker_loss)
+            raise
         await workflow.execute_activity_method(
             PrebuildActivities.record_cache,
             RecordCacheInput(

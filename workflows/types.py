@@ -67,6 +67,8 @@ class CheckCacheResult:
     # "fresh": a live entry exists; "build": go on; "gone": a tip is no longer in the repo.
     verdict: str
     reason: str = ""
+    # With "build": the queue only the checking worker polls, where the build steps run.
+    task_queue: str = ""
 
 
 @dataclass
