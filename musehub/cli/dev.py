@@ -4,29 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from musehub.settings import load_settings
-
-
-def register(commands: Any) -> None:
-    dev = commands.add_parser(
-        "dev", help="run the whole stack on embedded defaults, in the foreground (Ctrl-C stops)"
-    )
-    dev.add_argument("--port", type=int, help="API port (default 8000, MUSEHUB_API_PORT)")
-    dev.add_argument(
-        "--state-dir",
-        type=Path,
-        help="where Postgres data, Temporal state and local blobs live "
-        "(default ./.musehub, MUSEHUB_STATE_DIR)",
-    )
-    dev.set_defaults(handler=run_dev)
-
-    migrate = commands.add_parser(
-        "migrate", help="migrate MUSEHUB_DATABASE_URL to the newest schema"
-    )
-    migrate.set_defaults(handler=run_migrate)
 
 
 def _settings_from(args: argparse.Namespace) -> Any:

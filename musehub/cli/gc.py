@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowFailureError
@@ -24,16 +23,6 @@ from musehub.storage import build_storage
 from workflows.types import GcResult
 
 LABEL = 36  # width of the dry run's first column
-
-
-def register(commands: Any) -> None:
-    parser = commands.add_parser("gc", help="garbage-collect expired prebuilt packs now")
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print what would be deleted and reconciled; change nothing",
-    )
-    parser.set_defaults(handler=run_gc)
 
 
 def run_gc(args: argparse.Namespace) -> int:

@@ -1,31 +1,27 @@
-"""The `musehub` command: one subcommand per module in this package."""
+"""The `musehub` command: parse (musehub/cli/parser.py), then load and run one handler."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from musehub.cli import client, dev, gc, rebuild, repos, schedules
+from musehub.cli.parser import build_parser
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="musehub", description="MuseHub: a muse hosting service with prebuilt clone packs."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (dev, repos, rebuild, gc, schedules, client):
-        module.register(commands)
-    return parser
+def load_handler(name: str) -> Handler:
+    module, _, function = name.partition(":")
+    handler: Handler = getattr(importlib.import_module(module), function)
+    return handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler: Handler = args.handler
     try:
-        return handler(args)
+        return load_handler(args.handler)(args)
     except KeyboardInterrupt:
         return 130
     except RuntimeError as exc:

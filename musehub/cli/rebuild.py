@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,15 +13,6 @@ from musehub.services.errors import WireError
 from musehub.services.rebuild import RebuildStarted, rebuild_packs
 from musehub.services.repos import find_repo
 from musehub.settings import Settings, load_settings
-
-
-def register(commands: Any) -> None:
-    rebuild = commands.add_parser("rebuild", help="rebuild a repository's prebuilt clone packs")
-    rebuild.add_argument("name", metavar="OWNER/SLUG")
-    rebuild.add_argument(
-        "--force", action="store_true", help="rebuild packs that are still fresh too"
-    )
-    rebuild.set_defaults(handler=run_rebuild)
 
 
 async def _rebuild(settings: Settings, owner: str, slug: str, force: bool) -> RebuildStarted:

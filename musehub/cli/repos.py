@@ -11,32 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.db.engine import create_engine
 from musehub.services.errors import WireError
-from musehub.services.repos import DOMAINS, create_repo
+from musehub.services.repos import create_repo
 from musehub.services.tokens import check_user_name, create_token, revoke_token, token_id_of
 from musehub.settings import load_settings
-
-
-def register(commands: Any) -> None:
-    repo = commands.add_parser("repo", help="manage repositories").add_subparsers(
-        dest="repo_command", required=True, metavar="ACTION"
-    )
-    create = repo.add_parser("create", help="create a repository: musehub repo create OWNER/SLUG")
-    create.add_argument("name", metavar="OWNER/SLUG")
-    create.add_argument(
-        "--private", action="store_true", help="readable only with the owner's token"
-    )
-    create.add_argument("--domain", choices=DOMAINS, default="code")
-    create.set_defaults(handler=run_repo_create)
-
-    token = commands.add_parser("token", help="manage access tokens").add_subparsers(
-        dest="token_command", required=True, metavar="ACTION"
-    )
-    make = token.add_parser("create", help="create a token for USER (shown once)")
-    make.add_argument("user")
-    make.set_defaults(handler=run_token_create)
-    revoke = token.add_parser("revoke", help="revoke a token (give the token or its id)")
-    revoke.add_argument("token", metavar="TOKEN_OR_ID")
-    revoke.set_defaults(handler=run_token_revoke)
 
 
 def split_repo_name(name: str) -> tuple[str, str]:

@@ -4,18 +4,10 @@ or bring them up to date with the settings. Every worker does this at start too.
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from musehub.cli.temporal_client import connect_or_explain, run_then_exit
 from musehub.services.schedules import apply_gc_schedule
 from musehub.settings import load_settings
-
-
-def register(commands: Any) -> None:
-    schedules = commands.add_parser("schedules", help="manage the hub's Temporal Schedules")
-    actions = schedules.add_subparsers(dest="schedules_command", required=True, metavar="ACTION")
-    apply = actions.add_parser("apply", help="create or update the GC schedule from the settings")
-    apply.set_defaults(handler=run_apply)
 
 
 def run_apply(args: argparse.Namespace) -> int:

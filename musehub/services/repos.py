@@ -10,11 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.db.models import Branch, Repo
+from musehub.domains import DOMAINS
 from musehub.services.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from musehub.services.tokens import check_user_name
 
 SLUG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-DOMAINS = ("code", "midi", "scaffold")
 
 
 async def create_repo(

@@ -1,0 +1,120 @@
+"""Every `musehub` subcommand and its options. Handlers are named, not imported: a command
+loads only its own modules, so `musehub clone` starts without the server's stack."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from musehub.domains import DOMAINS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="musehub", description="MuseHub: a muse hosting service with prebuilt clone packs."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_dev, _repos, _rebuild, _gc, _schedules, _client):
+        add(commands)
+    return parser
+
+
+def _dev(commands: Any) -> None:
+    dev = commands.add_parser(
+        "dev", help="run the whole stack on embedded defaults, in the foreground (Ctrl-C stops)"
+    )
+    dev.add_argument("--port", type=int, help="API port (default 8000, MUSEHUB_API_PORT)")
+    dev.add_argument(
+        "--state-dir",
+        type=Path,
+        help="where Postgres data, Temporal state and local blobs live "
+        "(default ./.musehub, MUSEHUB_STATE_DIR)",
+    )
+    dev.set_defaults(handler="musehub.cli.dev:run_dev")
+    migrate = commands.add_parser(
+        "migrate", help="migrate MUSEHUB_DATABASE_URL to the newest schema"
+    )
+    migrate.set_defaults(handler="musehub.cli.dev:run_migrate")
+
+
+def _repos(commands: Any) -> None:
+    repo = commands.add_parser("repo", help="manage repositories").add_subparsers(
+        dest="repo_command", required=True, metavar="ACTION"
+    )
+    create = repo.add_parser("create", help="create a repository: musehub repo create OWNER/SLUG")
+    create.add_argument("name", metavar="OWNER/SLUG")
+    create.add_argument(
+        "--private", action="store_true", help="readable only with the owner's token"
+    )
+    create.add_argument("--domain", choices=DOMAINS, default="code")
+    create.set_defaults(handler="musehub.cli.repos:run_repo_create")
+
+    token = commands.add_parser("token", help="manage access tokens").add_subparsers(
+        dest="token_command", required=True, metavar="ACTION"
+    )
+    make = token.add_parser("create", help="create a token for USER (shown once)")
+    make.add_argument("user")
+    make.set_defaults(handler="musehub.cli.repos:run_token_create")
+    revoke = token.add_parser("revoke", help="revoke a token (give the token or its id)")
+    revoke.add_argument("token", metavar="TOKEN_OR_ID")
+    revoke.set_defaults(handler="musehub.cli.repos:run_token_revoke")
+
+
+def _rebuild(commands: Any) -> None:
+    rebuild = commands.add_parser("rebuild", help="rebuild a repository's prebuilt clone packs")
+    rebuild.add_argument("name", metavar="OWNER/SLUG")
+    rebuild.add_argument(
+        "--force", action="store_true", help="rebuild packs that are still fresh too"
+    )
+    rebuild.set_defaults(handler="musehub.cli.rebuild:run_rebuild")
+
+
+def _gc(commands: Any) -> None:
+    parser = commands.add_parser("gc", help="garbage-collect expired prebuilt packs now")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be deleted and reconciled; change nothing",
+    )
+    parser.set_defaults(handler="musehub.cli.gc:run_gc")
+
+
+def _schedules(commands: Any) -> None:
+    schedules = commands.add_parser("schedules", help="manage the hub's Temporal Schedules")
+    actions = schedules.add_subparsers(dest="schedules_command", required=True, metavar="ACTION")
+    apply = actions.add_parser("apply", help="create or update the GC schedule from the settings")
+    apply.set_defaults(handler="musehub.cli.schedules:run_apply")
+
+
+def _client(commands: Any) -> None:
+    clone = commands.add_parser("clone", help="clone a repository: musehub clone URL [DIR]")
+    clone.add_argument("url", help="remote URL, e.g. http://127.0.0.1:8000/alice/song")
+    clone.add_argument(
+        "dest", nargs="?", type=Path, help="folder to create (default: the repo name)"
+    )
+    clone.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    clone.set_defaults(handler="musehub.cli.client:run_clone")
+
+    synth = commands.add_parser(
+        "synth", help="generate a deterministic synthetic repository and push it to URL"
+    )
+    synth.add_argument("url", help="remote URL of an existing (empty) repository")
+    synth.add_argument(
+        "--token",
+        default=os.environ.get("MUSEHUB_TOKEN"),
+        help="push token of the repo's owner (default: $MUSEHUB_TOKEN)",
+    )
+    synth.add_argument(
+        "--preset", default="gabriel-muse", help="gabriel-muse (default) or gabriel-muse-10x"
+    )
+    synth.add_argument("--commits", type=int)
+    synth.add_argument("--files", type=int)
+    synth.add_argument("--file-size", type=int, help="mean file size in bytes")
+    synth.add_argument("--branches", type=int)
+    synth.add_argument("--blobs", type=int, help="distinct blobs over the whole history")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--scale", type=int, default=1, help="multiply history and blob bytes")
+    synth.add_argument("-q", "--quiet", action="store_true")
+    synth.set_defaults(handler="musehub.cli.client:run_synth")
