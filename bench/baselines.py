@@ -21,7 +21,7 @@ import msgpack
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.devstack.ports import free_port, wait_for_port
-from musehub.services.mpack_build import plan_fetch, _stored_records
+from musehub.services.mpack_build import _stored_records, plan_fetch
 from musehub.storage import ObjectStorage
 from musehub.synth import SynthRepo
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgpack
+import psutil
 from sqlalchemy import text
 
 from bench.stack import Stack
@@ -108,7 +109,8 @@ class Hub:
             return set(rows.scalars())
 
     async def wait_warm(self, repo: PushedRepo, targets: Sequence[Sequence[str]] | None = None,
-                        *, timeout: float = 900.0, poll: float = 0.05) -> float | None:
+                        *, timeout: float = 900.0,  # noqa: ASYNC109 - a deadline, not a cancel
+                        poll: float = 0.05) -> float | None:
         """Poll until every target has a pack; the monotonic time it was seen, or None."""
         targets = targets if targets is not None else repo.targets
         deadline = time.monotonic() + timeout
@@ -127,6 +129,28 @@ class Hub:
             await session.commit()
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
+    async def quiesce(self, *, below_percent: float = 15.0, sample: float = 0.5,
+                      timeout: float = 180.0) -> float:  # noqa: ASYNC109
+        """Wait until the stack's processes (API, worker, PostgreSQL, Temporal) use less than
+        `below_percent` of one core for two samples running, so leftover background work (a
+        prebuild, a vacuum) does not leak into a measurement. Returns the seconds waited."""
+        began = time.monotonic()
+        quiet = 0
+        while time.monotonic() - began < timeout and quiet < 2:
+            busy = await asyncio.to_thread(self._stack_cpu, sample)
+            quiet = quiet + 1 if busy < below_percent else 0
+        return time.monotonic() - began
+
+    def _stack_cpu(self, interval: float) -> float:
+        try:
+            parts = psutil.Process(self.stack.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return 0.0
+        before = {p.pid: _cpu_seconds(p) for p in parts}
+        time.sleep(interval)
+        used = sum(_cpu_seconds(p) - before[p.pid] for p in parts)
+        return 100.0 * used / interval
+
     def fetch_outcomes_logged(self) -> dict[str, int]:
         """How many fetches the API has logged per cache outcome so far."""
         counts = {"HIT": 0, "MISS": 0, "UNCACHED": 0}
@@ -137,3 +161,11 @@ class Hub:
                         outcome = line.split("cache=", 1)[1].split(" ", 1)[0]
                         counts[outcome] = counts.get(outcome, 0) + 1
         return counts
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)

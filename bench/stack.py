@@ -77,7 +77,7 @@ def start_stack(state_dir: Path, log_path: Path) -> Stack:
     command = [sys.executable, "-m", "musehub.cli.main", "dev", "--state-dir", str(state_dir),
                "--port", str(api_port)]
     process = subprocess.Popen(command, env=env, cwd=state_dir.parent, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
+                               stderr=subprocess.STDOUT, preexec_fn=_default_sigint)
     stack = Stack(state_dir.resolve(), api_port, process, env)
     ready = threading.Event()
     threading.Thread(target=_read_output, args=(stack, log_path, ready), daemon=True).start()
@@ -87,6 +87,12 @@ def start_stack(state_dir: Path, log_path: Path) -> Stack:
         stack.stop()
         raise
     return stack
+
+
+def _default_sigint() -> None:
+    """A shell's background job ignores SIGINT, and a child inherits that; `musehub dev` must
+    not, or `stop()` could not stop it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _read_output(stack: Stack, log_path: Path, ready: threading.Event) -> None:

@@ -12,7 +12,7 @@ import datetime
 import uuid
 
 from musehub.mpack.ids import commit_id, snapshot_id
-from musehub.synth import SynthParams, SynthRepo
+from musehub.synth import SynthRepo
 from musehub.synth.blobs import BlobFactory
 from musehub.synth.repo import Record
 
@@ -48,12 +48,29 @@ def long_history(commits: int, *, files: int = 4, blob_size: int = 96, seed: int
     return SynthRepo(repo_id, "code", "main", records, snapshots, heads, blobs)
 
 
-def big_blobs(pack_bytes: int, *, blob_size: int = 1 << 20, seed: int = 11) -> SynthRepo:
-    """A few commits carrying about `pack_bytes` of ~`blob_size` blobs: for memory vs pack size."""
-    count = max(4, pack_bytes // blob_size)
-    params = SynthParams(commits=8, files=min(4, count), file_size=blob_size, branches=1,
-                         blobs=count, seed=seed, size_sigma=0.4)
-    return params.generate()
+def big_blobs(pack_bytes: int, *, blob_size: int = 1 << 20, commits: int = 8,
+              seed: int = 11) -> SynthRepo:
+    """About `pack_bytes` of ~`blob_size` blobs over a few commits, each adding new files, so
+    every blob is in the head's tree and in the clone pack: for memory vs pack size."""
+    count = max(commits, pack_bytes // blob_size)
+    blobs = BlobFactory(count, blob_size, seed, sigma=0.4)
+    repo_id = str(uuid.UUID(int=seed, version=4))
+    tree: dict[str, str] = {}
+    records: list[Record] = []
+    snapshots: dict[str, Record] = {}
+    parent: str | None = None
+    for n in range(commits):
+        tree = dict(tree)
+        for i in range(n * count // commits, (n + 1) * count // commits):
+            tree[f"assets/blob_{i}.bin"] = blobs.ids[i]
+        when = (_START + datetime.timedelta(hours=n)).isoformat(timespec="microseconds")
+        sid = snapshot_id(tree)
+        snapshots[sid] = {"snapshot_id": sid, "manifest": tree, "created_at": when}
+        cid = commit_id([parent] if parent else [], sid, f"add assets {n}", when)
+        records.append(_commit(cid, repo_id, "main", sid, f"add assets {n}", when, parent))
+        parent = cid
+    assert parent is not None
+    return SynthRepo(repo_id, "code", "main", records, snapshots, {"main": parent}, blobs)
 
 
 def _commit(cid: str, repo_id: str, branch: str, sid: str, message: str, when: str,

@@ -1,0 +1,1 @@
+"""MuseHub benchmark scripts (not tests): `python -m bench --help`."""

@@ -1,0 +1,63 @@
+"""One pack build in a process of its own, so its peak RSS is the build's and nothing else's.
+
+    python -m bench.build_child '{"mode": "hub"|"serial", "state_dir": ..., "database_url": ...,
+                                  "api_port": ..., "repo_id": ..., "want": [...]}'
+
+Prints one JSON line: peak RSS (VmHWM) before and after the build (KiB), seconds, pack bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.baselines import serial_build
+from musehub.db.engine import create_engine, session_factory
+from musehub.services.fetch import build_and_upload
+from musehub.settings import ApiSettings, DatabaseSettings, Settings
+from musehub.storage import build_storage
+
+
+def peak_rss_kib() -> int:
+    """VmHWM: this process image's peak RSS. Not `ru_maxrss`, which Linux carries over from the
+    parent across fork + exec, so a child of a big parent would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+async def build(job: dict[str, Any]) -> dict[str, Any]:
+    settings = Settings(state_dir=Path(job["state_dir"]),
+                        database=DatabaseSettings(url=job["database_url"]),
+                        api=ApiSettings(port=job["api_port"]))
+    engine = create_engine(settings.database_url, pool_size=1)
+    storage = build_storage(settings)
+    try:
+        async with session_factory(engine)() as session:
+            await session.execute(text("SELECT 1"))  # connected before the baseline reading
+            before = peak_rss_kib()
+            began = time.perf_counter()
+            if job["mode"] == "serial":
+                serial = await serial_build(session, storage, job["repo_id"], job["want"])
+                size = serial.pack_bytes
+            else:
+                _, digest, _ = await build_and_upload(session, job["repo_id"], job["want"], [],
+                                                      storage=storage, settings=settings)
+                size = digest.size
+            seconds = time.perf_counter() - began
+    finally:
+        await storage.aclose()
+        await engine.dispose()
+    return {"rss_before_kib": before, "rss_peak_kib": peak_rss_kib(), "seconds": seconds,
+            "pack_bytes": size}
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(build(json.loads(sys.argv[1])))))

@@ -1,0 +1,21 @@
+"""One module per scenario, each `async def run(bench) -> ScenarioResult`, in the order they run:
+the pushes of push_to_warm give the later scenarios their gabriel/muse-sized repo."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from bench.context import Bench
+from bench.result import ScenarioResult
+from bench.scenarios import clone_vs_git, cold_build, herd, memory, push_to_warm, warm_fetch
+
+Scenario = Callable[[Bench], Awaitable[ScenarioResult]]
+
+SCENARIOS: dict[str, Scenario] = {
+    "push_to_warm": push_to_warm.run,
+    "cold_build": cold_build.run,
+    "herd": herd.run,
+    "clone_vs_git": clone_vs_git.run,
+    "warm_fetch": warm_fetch.run,
+    "memory": memory.run,
+}
