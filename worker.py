@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
+from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -113,6 +114,8 @@ async def main() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await _apply_schedules(client, settings)
+    if settings.temporal.worker_metrics_port:
+        start_http_server(settings.temporal.worker_metrics_port, addr="127.0.0.1")
     async with running_workers(client, settings):
         log.info(
             "worker polling %s and %s (namespace %s)",

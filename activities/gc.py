@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.prebuild import Heartbeat
+from musehub.metrics import GC_DELETED
 from musehub.services import gc
 from musehub.services.mpack_cache import EXPIRY_SLACK
 from musehub.services.reconcile import reconcile_prebuilds
@@ -45,6 +46,7 @@ class GcActivities:
     async def delete_expired_rows(self, request: DeleteExpiredRowsInput) -> DeleteExpiredRowsResult:
         async with self._sessions() as session:
             expired = await gc.delete_expired_rows(session, limit=request.batch_size)
+        GC_DELETED.labels(kind="rows").inc(expired.rows_deleted)
         return DeleteExpiredRowsResult(expired.rows_deleted, expired.mpack_ids)
 
     @activity.defn(name="delete_unnamed_fetch_mpacks")
@@ -58,6 +60,8 @@ class GcActivities:
                 if size is not None:
                     deleted, freed = deleted + 1, freed + size
                 heartbeat(done, len(request.mpack_ids))
+        GC_DELETED.labels(kind="objects").inc(deleted)
+        GC_DELETED.labels(kind="bytes").inc(freed)
         return DeleteMPacksResult(deleted, freed)
 
     @activity.defn(name="sweep_orphan_fetch_mpacks")
@@ -70,6 +74,7 @@ class GcActivities:
                 grace=self._grace(request),
                 on_progress=lambda scanned: heartbeat(scanned, 0),
             )
+        GC_DELETED.labels(kind="orphans").inc(outcome.deleted)
         return SweepResult(outcome.scanned, outcome.deleted, outcome.bytes_freed)
 
     @activity.defn(name="sweep_stale_uploads")
@@ -80,6 +85,7 @@ class GcActivities:
             grace=self._grace(request),
             on_progress=lambda scanned: heartbeat(scanned, 0),
         )
+        GC_DELETED.labels(kind="uploads").inc(outcome.deleted)
         return SweepResult(outcome.scanned, outcome.deleted, outcome.bytes_freed)
 
     @activity.defn(name="reconcile_prebuilds")

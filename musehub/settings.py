@@ -76,6 +76,8 @@ class TemporalSettings(BaseModel):
     task_queue: str = "musehub"
     # Prebuilds get their own queue so other work cannot starve them.
     prebuild_task_queue: str = "musehub-prebuild"
+    # The worker serves its Prometheus metrics (builds, queue delay, GC) on this port; None: off.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # A prebuild step silent this long (worker killed) is given up and the build starts over.
     worker_loss_seconds: float = Field(default=30.0, ge=3.0)
     # Tag prebuild runs with MusehubRepo / MusehubRepoId (a cluster must have them registered).
