@@ -93,6 +93,8 @@ class BuildStepInput:
 
 @dataclass
 class LoadBlobsResult:
+    """The blobs staged on the worker (the large ones; see activities/prebuild.py)."""
+
     objects: int
     bytes: int
     reused: int

@@ -11,7 +11,7 @@ from musehub.services.reconcile import repos_missing_packs
 from tests.conftest import Hub
 from tests.gc.helpers import cache_row, put_pack
 from tests.mpack.helpers import VECTOR_HEADS
-from tests.prebuild.test_fetch_cache import pushed
+from tests.wire.helpers import push_vector
 
 MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
 
@@ -23,7 +23,9 @@ async def missing_for(hub: Hub, repo_id: str) -> int | None:
 
 
 async def test_every_tip_and_the_head_set_without_a_live_pack_is_found(hub: Hub) -> None:
-    repo_id = await pushed(hub)  # two branches: main and chorus, no prebuild ran
+    repo_id = (
+        await push_vector(hub, branches=("main", "chorus"))
+    ).repo_id  # two branches: main and chorus, no prebuild ran
     assert await missing_for(hub, repo_id) == 3
 
     key = await put_pack(hub.storage, repo_id, b"a pack for main")

@@ -19,8 +19,8 @@ from tests.conftest import Hub
 from tests.faults import FaultyStorage
 from tests.gc.helpers import DAY, age, cache_row, new_repo_id, put_pack
 from tests.prebuild.conftest import settings_with_fresh_queue
-from tests.prebuild.test_fetch_cache import pushed
 from tests.prebuild.test_prebuild_integration import wait_for_rows
+from tests.wire.helpers import push_vector
 from worker import running_workers
 from workflows.gc import GarbageCollectFetchMPacks
 from workflows.types import GcInput, GcResult, prebuild_workflow_id
@@ -63,7 +63,9 @@ async def test_schedule_is_applied_idempotently_and_a_trigger_runs_gc(
         await cache_row(hub, repo_id, expired, expires_in=-timedelta(minutes=1))
         orphan = await put_pack(hub.storage, repo_id, b"orphan pack")
         age(hub.storage, orphan, 2 * DAY)
-        unbuilt = await pushed(hub)  # pushed while "Temporal was down": no packs
+        unbuilt = (
+            await push_vector(hub, branches=("main", "chorus"))
+        ).repo_id  # pushed while "Temporal was down": no packs
         await make_oldest_push(hub, unbuilt)
 
         async with running_workers(

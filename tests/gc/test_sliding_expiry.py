@@ -15,7 +15,7 @@ from musehub.services.fetch import FetchMPack, wire_fetch_mpack
 from tests.conftest import Hub
 from tests.gc.helpers import DAY, row, set_expiry
 from tests.mpack.helpers import VECTOR_HEADS
-from tests.prebuild.test_fetch_cache import pushed
+from tests.wire.helpers import push_vector
 
 MAIN = VECTOR_HEADS["main"]
 
@@ -32,7 +32,7 @@ def cache_id(repo_id: str) -> str:
 
 
 async def test_a_hit_extends_the_expiry_at_most_once_per_throttle_period(hub: Hub) -> None:
-    repo_id = await pushed(hub)
+    repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
     assert (await clone(hub, repo_id)).cache == "MISS"
     await set_expiry(hub, cache_id(repo_id), 2 * DAY)
 
@@ -50,7 +50,7 @@ async def test_a_hit_extends_the_expiry_at_most_once_per_throttle_period(hub: Hu
 
 
 async def test_a_hit_near_expiry_always_outlives_its_presigned_url(hub: Hub) -> None:
-    repo_id = await pushed(hub)
+    repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
     await clone(hub, repo_id)
     await clone(hub, repo_id)  # sets last_hit_at: the next hit is inside the throttle period
     await set_expiry(hub, cache_id(repo_id), timedelta(minutes=2))  # < the 15 min presign TTL
@@ -61,7 +61,7 @@ async def test_a_hit_near_expiry_always_outlives_its_presigned_url(hub: Hub) -> 
 
 
 async def test_an_entry_collected_after_lookup_is_served_as_a_miss(hub: Hub) -> None:
-    repo_id = await pushed(hub)
+    repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
     await clone(hub, repo_id)
     async with AsyncSession(hub.engine) as session:
         entry = await mpack_cache.lookup(session, repo_id, [MAIN])

@@ -14,33 +14,14 @@ from musehub.services.fetch import wire_fetch_mpack
 from tests.conftest import Hub
 from tests.faults import FaultyStorage
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
-from tests.wire.helpers import call, decode, push_records
+from tests.wire.helpers import push_vector
 
 VECTOR = load_vector()
 MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
 
 
-async def pushed(hub: Hub) -> str:
-    owner, slug, token = await hub.create_repo()
-    for branch, tip in (("main", MAIN), ("chorus", CHORUS)):
-        decode(
-            await push_records(
-                hub.client,
-                owner,
-                slug,
-                token,
-                branch=branch,
-                tip=tip,
-                commits=VECTOR["commits"],
-                snapshots=VECTOR["snapshots"],
-                objects=VECTOR["objects"],
-            )
-        )
-    return str(decode(await call(hub.client, owner, slug, "refs"))["repo_id"])
-
-
 async def test_miss_builds_and_writes_the_row_then_hit_reads_no_blob(hub: Hub) -> None:
-    repo_id = await pushed(hub)
+    repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
     storage = FaultyStorage(hub.storage)
     async with AsyncSession(hub.engine) as session:
         miss = await wire_fetch_mpack(
@@ -63,7 +44,7 @@ async def test_miss_builds_and_writes_the_row_then_hit_reads_no_blob(hub: Hub) -
 
 
 async def test_fetch_with_have_never_touches_the_cache(hub: Hub) -> None:
-    repo_id = await pushed(hub)
+    repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
     async with AsyncSession(hub.engine) as session:
         answer = await wire_fetch_mpack(
             session, repo_id, [MAIN], [CHORUS], storage=hub.storage, settings=hub.settings
@@ -78,7 +59,7 @@ async def test_fetch_with_have_never_touches_the_cache(hub: Hub) -> None:
 
 
 async def test_concurrent_cold_clones_build_once(hub: Hub) -> None:
-    repo_id = await pushed(hub)
+    repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
     storage = FaultyStorage(hub.storage)
 
     async def clone() -> str:

@@ -18,32 +18,13 @@ from tests.conftest import Hub
 from tests.faults import FaultyStorage
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
 from tests.prebuild.conftest import PrebuildHub, settings_with_fresh_queue
-from tests.wire.helpers import call, decode, push_records
+from tests.wire.helpers import call, decode, push_records, push_vector
 from worker import running_workers
 from workflows.types import PrebuildStatus, prebuild_workflow_id
 
 VECTOR = load_vector()
 MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
-
-
-async def push_vector(hub: PrebuildHub) -> tuple[str, str, str, str]:
-    owner, slug, token = await hub.create_repo()
-    for branch, tip in (("main", MAIN), ("chorus", CHORUS)):
-        decode(
-            await push_records(
-                hub.client,
-                owner,
-                slug,
-                token,
-                branch=branch,
-                tip=tip,
-                commits=VECTOR["commits"],
-                snapshots=VECTOR["snapshots"],
-                objects=VECTOR["objects"],
-            )
-        )
-    repo_id = decode(await call(hub.client, owner, slug, "refs"))["repo_id"]
-    return owner, slug, token, repo_id
+BOTH = ("main", "chorus")
 
 
 async def cache_rows(hub: Hub, repo_id: str) -> list[FetchMPackCache]:
@@ -71,7 +52,7 @@ async def wait_for_rows(
 async def test_push_prebuilds_every_tip_and_the_head_set_then_clone_hits(
     prebuild_hub: PrebuildHub,
 ) -> None:
-    owner, slug, _, repo_id = await push_vector(prebuild_hub)
+    owner, slug, _, repo_id = await push_vector(prebuild_hub, branches=BOTH)
     rows = await wait_for_rows(prebuild_hub, repo_id, 3)
     assert {tuple(r.want_commit_ids) for r in rows} == {
         (MAIN,),
@@ -96,7 +77,7 @@ async def test_push_prebuilds_every_tip_and_the_head_set_then_clone_hits(
 
 
 async def test_rebuild_signal_with_force_rebuilds_fresh_packs(prebuild_hub: PrebuildHub) -> None:
-    _, _, _, repo_id = await push_vector(prebuild_hub)
+    _, _, _, repo_id = await push_vector(prebuild_hub, branches=BOTH)
     before = {r.cache_id: r.created_at for r in await wait_for_rows(prebuild_hub, repo_id, 3)}
     assert prebuild_hub.temporal is not None
     await request_prebuild(
@@ -153,25 +134,7 @@ async def test_storage_fault_on_first_attempt_is_retried_to_success(
     """The worker's blob reads fail at first; the activity retries and the pack still lands."""
     settings = settings_with_fresh_queue(hub.settings)
     flaky = FaultyStorage(hub.storage, fail_reads=2)
-    (
-        owner,
-        slug,
-        token,
-    ) = await hub.create_repo()  # this hub enqueues nothing: only our worker builds
-    decode(
-        await push_records(
-            hub.client,
-            owner,
-            slug,
-            token,
-            branch="main",
-            tip=MAIN,
-            commits=VECTOR["commits"],
-            snapshots=VECTOR["snapshots"],
-            objects=VECTOR["objects"],
-        )
-    )
-    repo_id = decode(await call(hub.client, owner, slug, "refs"))["repo_id"]
+    owner, slug, _token, repo_id = await push_vector(hub)
     async with running_workers(
         temporal_env.client,
         settings,

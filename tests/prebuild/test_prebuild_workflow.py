@@ -5,8 +5,9 @@ not retried forever."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from temporalio import activity
@@ -51,7 +52,7 @@ class FakeStore:
     loads: list[tuple[str, ...]] = field(default_factory=list)
     discarded: int = 0
 
-    def activities(self) -> list[object]:
+    def activities(self) -> list[Callable[..., Any]]:
         store = self
 
         @activity.defn(name="check_fetch_mpack_cache")

@@ -18,7 +18,7 @@ from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
 from tests.prebuild.conftest import settings_with_fresh_queue
 from tests.prebuild.test_prebuild_integration import wait_for_rows
-from tests.wire.helpers import call, decode, push_records
+from tests.wire.helpers import push_vector
 from worker import running_workers
 
 VECTOR = load_vector()
@@ -59,21 +59,7 @@ async def wait_until(predicate: object, within: float, what: str) -> None:
 async def test_build_survives_its_worker_being_killed(
     hub: Hub, temporal_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    owner, slug, token = await hub.create_repo()
-    decode(
-        await push_records(
-            hub.client,
-            owner,
-            slug,
-            token,
-            branch="main",
-            tip=MAIN,
-            commits=VECTOR["commits"],
-            snapshots=VECTOR["snapshots"],
-            objects=VECTOR["objects"],
-        )
-    )
-    repo_id = decode(await call(hub.client, owner, slug, "refs"))["repo_id"]
+    owner, slug, _token, repo_id = await push_vector(hub)
     settings = settings_with_fresh_queue(hub.settings)
     settings.temporal.worker_loss_seconds = 3.0
     staging_root = settings.work_dir / "prebuild"

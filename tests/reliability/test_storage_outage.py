@@ -13,28 +13,14 @@ from musehub.temporal import LazyTemporalClient
 from tests.conftest import Hub
 from tests.faults import FaultyStorage
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
-from tests.wire.helpers import call, decode, push_records
+from tests.wire.helpers import call, push_vector
 
 VECTOR = load_vector()
 MAIN = VECTOR_HEADS["main"]
 
 
 async def test_fetch_miss_with_failing_storage_is_a_clean_503(hub: Hub) -> None:
-    owner, slug, token = await hub.create_repo()
-    decode(
-        await push_records(
-            hub.client,
-            owner,
-            slug,
-            token,
-            branch="main",
-            tip=MAIN,
-            commits=VECTOR["commits"],
-            snapshots=VECTOR["snapshots"],
-            objects=VECTOR["objects"],
-        )
-    )
-    repo_id = decode(await call(hub.client, owner, slug, "refs"))["repo_id"]
+    owner, slug, _token, repo_id = await push_vector(hub)
     failing = FaultyStorage(hub.storage, fail_reads=10_000)
     app = create_app(
         hub.settings,

@@ -7,13 +7,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
 
 @contextmanager
-def serving(app: Any, *, lifespan: str = "off", port: int = 0) -> Iterator[str]:
+def serving(
+    app: Any, *, lifespan: Literal["auto", "on", "off"] = "off", port: int = 0
+) -> Iterator[str]:
     """Yield the base URL (http://127.0.0.1:PORT) while `app` is served; stop it afterwards."""
     # Bind first so the port is known and taken before uvicorn starts.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

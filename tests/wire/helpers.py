@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import httpx
 import msgpack
+
+from tests.conftest import Hub
+from tests.mpack.helpers import VECTOR_HEADS, load_vector
 
 HEADERS = {
     "Accept": "application/x-msgpack, application/json",
@@ -90,3 +93,34 @@ async def push_records(
     return await call(
         client, owner, slug, "push", {"bundle": bundle, "branch": branch, "force": force}, token
     )
+
+
+class PushedRepo(NamedTuple):
+    owner: str
+    slug: str
+    token: str
+    repo_id: str
+
+
+async def push_vector(
+    hub: Hub, *, branches: Sequence[str] = ("main",), private: bool = False
+) -> PushedRepo:
+    """A new repo holding the real client's vector, its `branches` pushed the way muse does."""
+    vector = load_vector()
+    owner, slug, token = await hub.create_repo(private=private)
+    for branch in branches:
+        decode(
+            await push_records(
+                hub.client,
+                owner,
+                slug,
+                token,
+                branch=branch,
+                tip=VECTOR_HEADS[branch],
+                commits=vector["commits"],
+                snapshots=vector["snapshots"],
+                objects=vector["objects"],
+            )
+        )
+    repo_id = decode(await call(hub.client, owner, slug, "refs", token=token))["repo_id"]
+    return PushedRepo(owner, slug, token, repo_id)

@@ -142,7 +142,7 @@ async def test_tampered_commit_record_is_refused(hub: Hub) -> None:
 @pytest.mark.parametrize("branch", ["", "../x", "a b", "x\x00y", 5, "a" * 300])
 async def test_bad_branch_names_are_400(hub: Hub, branch: object) -> None:
     owner, slug, token = await hub.create_repo()
-    bundle = {"commits": [], "snapshots": [], "objects": []}
+    bundle: dict[str, list[Any]] = {"commits": [], "snapshots": [], "objects": []}
     response = await call(
         hub.client, owner, slug, "push", {"bundle": bundle, "branch": branch}, token
     )
@@ -152,7 +152,7 @@ async def test_bad_branch_names_are_400(hub: Hub, branch: object) -> None:
 
 async def test_push_needs_the_owners_token(hub: Hub) -> None:
     owner, slug, _ = await hub.create_repo()
-    body = {"object_ids": []}
+    body: dict[str, list[str]] = {"object_ids": []}
     assert (await call(hub.client, owner, slug, "filter-objects", body)).status_code == 401
     _, _, stranger = await hub.create_repo()
     response = await call(hub.client, owner, slug, "filter-objects", body, stranger)

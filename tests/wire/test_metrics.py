@@ -6,7 +6,7 @@ import re
 
 from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
-from tests.wire.helpers import call, decode, push_records
+from tests.wire.helpers import call, decode, push_vector
 
 VECTOR = load_vector()
 MAIN = VECTOR_HEADS["main"]
@@ -19,20 +19,7 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 
 async def test_fetches_are_counted_by_cache_outcome(hub: Hub) -> None:
-    owner, slug, token = await hub.create_repo()
-    decode(
-        await push_records(
-            hub.client,
-            owner,
-            slug,
-            token,
-            branch="main",
-            tip=MAIN,
-            commits=VECTOR["commits"],
-            snapshots=VECTOR["snapshots"],
-            objects=VECTOR["objects"],
-        )
-    )
+    owner, slug, _token, _repo_id = await push_vector(hub)
     before = (await hub.client.get("/metrics")).text
     body = {"want": [MAIN], "have": [], "capabilities": ["mpack-url"]}
     decode(await call(hub.client, owner, slug, "fetch", body))

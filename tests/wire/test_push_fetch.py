@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import Any
 
 import msgpack
 import pytest
@@ -12,34 +11,15 @@ import pytest
 from musehub.mpack.reader import read_mpack
 from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
-from tests.wire.helpers import call, closure, decode, push_records
+from tests.wire.helpers import call, closure, decode, push_records, push_vector
 
 VECTOR = load_vector()
 MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
-
-
-async def pushed_repo(hub: Hub, **kwargs: Any) -> tuple[str, str, str]:
-    owner, slug, token = await hub.create_repo(**kwargs)
-    for branch, tip in (("main", MAIN), ("chorus", CHORUS)):
-        answer = decode(
-            await push_records(
-                hub.client,
-                owner,
-                slug,
-                token,
-                branch=branch,
-                tip=tip,
-                commits=VECTOR["commits"],
-                snapshots=VECTOR["snapshots"],
-                objects=VECTOR["objects"],
-            )
-        )
-        assert answer["ok"] is True
-    return owner, slug, token
+BOTH = ("main", "chorus")
 
 
 async def test_refs_after_push_name_both_branches(hub: Hub) -> None:
-    owner, slug, _ = await pushed_repo(hub)
+    owner, slug, _, _ = await push_vector(hub, branches=BOTH)
     refs = decode(await call(hub.client, owner, slug, "refs"))
     assert refs["branch_heads"] == {"main": MAIN, "chorus": CHORUS}
     assert refs["default_branch"] == "main"
@@ -47,7 +27,7 @@ async def test_refs_after_push_name_both_branches(hub: Hub) -> None:
 
 
 async def test_clone_by_url_returns_every_record_unchanged(hub: Hub) -> None:
-    owner, slug, _ = await pushed_repo(hub)
+    owner, slug, _, _ = await push_vector(hub, branches=BOTH)
     answer = decode(
         await call(
             hub.client,
@@ -74,7 +54,7 @@ async def test_clone_by_url_returns_every_record_unchanged(hub: Hub) -> None:
 
 
 async def test_legacy_inline_answer_is_what_an_old_client_reads(hub: Hub) -> None:
-    owner, slug, _ = await pushed_repo(hub)
+    owner, slug, _, _ = await push_vector(hub, branches=BOTH)
     response = await call(hub.client, owner, slug, "fetch", {"want": [MAIN, CHORUS], "have": []})
     assert response.headers["content-type"] == "application/x-msgpack"
     answer = msgpack.unpackb(response.content, raw=False)
@@ -89,7 +69,7 @@ async def test_legacy_inline_answer_is_what_an_old_client_reads(hub: Hub) -> Non
 
 
 async def test_fetch_with_have_returns_exactly_the_missing_closure(hub: Hub) -> None:
-    owner, slug, _ = await pushed_repo(hub)
+    owner, slug, _, _ = await push_vector(hub, branches=BOTH)
     by_id = {c["commit_id"]: c for c in VECTOR["commits"]}
     have = [by_id[MAIN]["parent_commit_id"]]
     answer = decode(await call(hub.client, owner, slug, "fetch", {"want": [MAIN], "have": have}))
@@ -100,7 +80,7 @@ async def test_fetch_with_have_returns_exactly_the_missing_closure(hub: Hub) -> 
 
 
 async def test_same_fetch_twice_gives_the_same_pack(hub: Hub) -> None:
-    owner, slug, _ = await pushed_repo(hub)
+    owner, slug, _, _ = await push_vector(hub, branches=BOTH)
     body = {"want": [MAIN], "have": [], "capabilities": ["mpack-url"]}
     first = decode(await call(hub.client, owner, slug, "fetch", body))
     second = decode(await call(hub.client, owner, slug, "fetch", body))
@@ -108,7 +88,7 @@ async def test_same_fetch_twice_gives_the_same_pack(hub: Hub) -> None:
 
 
 async def test_non_fast_forward_is_refused_and_changes_nothing(hub: Hub) -> None:
-    owner, slug, token = await pushed_repo(hub)
+    owner, slug, token, _ = await push_vector(hub, branches=BOTH)
     response = await push_records(
         hub.client,
         owner,
@@ -127,7 +107,7 @@ async def test_non_fast_forward_is_refused_and_changes_nothing(hub: Hub) -> None
 
 
 async def test_force_push_moves_the_branch_back(hub: Hub) -> None:
-    owner, slug, token = await pushed_repo(hub)
+    owner, slug, token, _ = await push_vector(hub, branches=BOTH)
     answer = decode(
         await push_records(
             hub.client,
@@ -146,7 +126,7 @@ async def test_force_push_moves_the_branch_back(hub: Hub) -> None:
 
 
 async def test_negotiate_acknowledges_known_commits(hub: Hub) -> None:
-    owner, slug, _ = await pushed_repo(hub)
+    owner, slug, _, _ = await push_vector(hub, branches=BOTH)
     unknown = "f" * 64
     answer = decode(
         await call(
@@ -158,7 +138,7 @@ async def test_negotiate_acknowledges_known_commits(hub: Hub) -> None:
 
 @pytest.mark.parametrize("private", [True])
 async def test_private_repo_is_invisible_without_its_owners_token(hub: Hub, private: bool) -> None:
-    owner, slug, token = await pushed_repo(hub, private=private)
+    owner, slug, token, _ = await push_vector(hub, branches=BOTH, private=private)
     assert (await call(hub.client, owner, slug, "refs")).status_code == 404
     body = {"want": [MAIN], "have": [], "capabilities": ["mpack-url"]}
     assert (await call(hub.client, owner, slug, "fetch", body)).status_code == 404

@@ -8,32 +8,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from musehub.services.tokens import revoke_token, token_id_of
 from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
-from tests.wire.helpers import call, decode, push_records
+from tests.wire.helpers import call, decode, push_records, push_vector
 
 VECTOR = load_vector()
 MAIN = VECTOR_HEADS["main"]
 CLONE = {"want": [MAIN], "have": [], "capabilities": ["mpack-url"]}
 
 
-async def push_main(hub: Hub, owner: str, slug: str, token: str) -> None:
-    decode(
-        await push_records(
-            hub.client,
-            owner,
-            slug,
-            token,
-            branch="main",
-            tip=MAIN,
-            commits=VECTOR["commits"],
-            snapshots=VECTOR["snapshots"],
-            objects=VECTOR["objects"],
-        )
-    )
-
-
 async def test_a_cached_private_pack_is_not_served_to_a_stranger(hub: Hub) -> None:
-    owner, slug, token = await hub.create_repo(private=True)
-    await push_main(hub, owner, slug, token)
+    owner, slug, token, _ = await push_vector(hub, private=True)
     warm = await call(hub.client, owner, slug, "fetch", CLONE, token)
     assert warm.status_code == 200  # the owner's clone fills the cache
     assert (await call(hub.client, owner, slug, "fetch", CLONE, token)).headers[
@@ -47,8 +30,7 @@ async def test_a_cached_private_pack_is_not_served_to_a_stranger(hub: Hub) -> No
 
 
 async def test_a_push_cannot_borrow_another_repos_objects(hub: Hub) -> None:
-    owner, slug, token = await hub.create_repo(private=True)
-    await push_main(hub, owner, slug, token)
+    await push_vector(hub, private=True)
     thief, thief_slug, thief_token = await hub.create_repo()
     missing = decode(
         await call(
