@@ -28,8 +28,6 @@ from musehub.storage import ObjectNotFound, ObjectStorage
 
 BRANCH_PATTERN = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)[^\x00-\x1f\x7f ~^:?*\[\\]{1,255}(?<!/)$")
 STORE_CONCURRENCY = 16
-# The muse client presigns only objects over 64 KiB; smaller ones go inline.
-PRESIGN_THRESHOLD = 64 * 1024
 
 
 @dataclass(frozen=True)
