@@ -12,11 +12,12 @@ from musehub.settings import Settings
 from musehub.storage import ObjectStorage
 
 
-def get_settings_dep(request: Request) -> Settings:
+# async: FastAPI runs a plain `def` dependency in its thread pool, a hop per request.
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_storage(request: Request) -> ObjectStorage:
+async def get_storage(request: Request) -> ObjectStorage:
     return request.app.state.storage  # type: ignore[no-any-return]
 
 

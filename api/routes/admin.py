@@ -14,7 +14,7 @@ from musehub.services.repos import create_repo
 from musehub.services.tokens import check_user_name, create_token
 
 
-def require_operator(request: Request, settings: SettingsDep) -> None:
+async def require_operator(request: Request, settings: SettingsDep) -> None:
     expected = settings.api.admin_token
     if expected is None:
         raise Forbidden("the operator API is off: set MUSEHUB_API_ADMIN_TOKEN to switch it on")

@@ -8,14 +8,15 @@ from dataclasses import replace
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import State
 
-from api.auth import UserDep
+from api.auth import UserDep, current_user
 from api.deps import SessionDep, SettingsDep, StorageDep
 from api.wire_io import MSGPACK, id_list, msgpack_response, read_msgpack_body
 from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, FETCH_SECONDS, FETCHES, PUSHES
 from musehub.mpack.inline import ainline_answer, branch_heads_trailer
 from musehub.services import history, push
-from musehub.services.clone_lookup import lookup_clone
+from musehub.services.clone_lookup import CloneLookup, lookup_clone
 from musehub.services.errors import BadRequest, NotFound
 from musehub.services.fetch import (
     FetchMPack,
@@ -165,15 +166,11 @@ async def negotiate(
 
 
 @router.post("/fetch")
-async def fetch(
-    owner: str,
-    slug: str,
-    request: Request,
-    session: SessionDep,
-    user: UserDep,
-    settings: SettingsDep,
-    storage: StorageDep,
-) -> Response:
+async def fetch(owner: str, slug: str, request: Request) -> Response:
+    """The hottest endpoint, so it takes no FastAPI dependencies (resolving them cost more than
+    a warm answer's own work) and its session connects only if the answer needs the database."""
+    state = request.app.state
+    settings, storage = state.settings, state.storage
     body = await read_msgpack_body(request, settings.api.max_body_bytes)
     want = sorted(set(id_list(body, "want", max_items=MAX_WANT)))
     have = id_list(body, "have", max_items=MAX_HAVE, required=False)
@@ -181,15 +178,16 @@ async def fetch(
     if not isinstance(capabilities, list):
         raise BadRequest("'capabilities' must be a list of strings")
     started = time.perf_counter()
-    if have:
-        repo = await repo_for_read(session, owner, slug, user)
-        repo_id = repo.repo_id
-        pack = await wire_fetch_mpack(
-            session, repo_id, want, have, storage=storage, settings=settings
-        )
-        heads = await branch_heads(session, repo_id)
-    else:
-        pack, heads = await _clone_answer(request, session, owner, slug, want, user)
+    async with state.session_factory() as session:
+        user = await current_user(request, session)
+        if have:
+            repo = await repo_for_read(session, owner, slug, user)
+            pack = await wire_fetch_mpack(
+                session, repo.repo_id, want, have, storage=storage, settings=settings
+            )
+            heads = await branch_heads(session, repo.repo_id)
+        else:
+            pack, heads = await _clone_answer(request, session, owner, slug, want, user)
     _observe_fetch(pack, "url" if "mpack-url" in capabilities else "inline", started)
     if "mpack-url" in capabilities:
         return msgpack_response(
@@ -220,25 +218,35 @@ async def _clone_answer(
     user: str | None,
 ) -> tuple[FetchMPack, dict[str, str]]:
     """A clone: answered from this process's recent answers, else from one database round
-    trip (repo, prebuilt pack, heads), else built."""
+    trip (repo, prebuilt pack, heads) shared by the requests that arrive meanwhile, else built."""
     started = time.perf_counter()
     state = request.app.state
-    recent = state.warm_answers.get(owner, slug, want)
-    found = recent.found if recent else await lookup_clone(state.engine, owner, slug, want)
+    found, pack = await state.warm_answers.get_or_look_up(
+        owner, slug, want, lambda: _look_up_warm(state, owner, slug, want)
+    )
     if found is None or not is_readable(found.owner, found.visibility, user):
         raise not_found(owner, slug)
-    if recent is not None:
+    if pack is not None:
         log_fetch_outcome("HIT", found.repo_id, want, started)
-        return recent.pack, found.branch_heads
-    settings, storage = state.settings, state.storage
-    pack = await serve_warm_clone(
-        found, want, sessions=state.session_factory, storage=storage, settings=settings
-    ) or await wire_fetch_mpack(
-        session, found.repo_id, want, [], storage=storage, settings=settings
+        return pack, found.branch_heads
+    pack = await wire_fetch_mpack(
+        session, found.repo_id, want, [], storage=state.storage, settings=state.settings
     )
-    # Whether just built or found, a live pack now answers this want set: repeats are hits.
+    # Just built (or found by a racing build): a live pack now answers this want set.
     state.warm_answers.put(owner, slug, want, found, replace(pack, cache="HIT"))
     return pack, found.branch_heads
+
+
+async def _look_up_warm(
+    state: State, owner: str, slug: str, want: list[str]
+) -> tuple[CloneLookup | None, FetchMPack | None]:
+    found = await lookup_clone(state.engine, owner, slug, want)
+    if found is None:
+        return None, None
+    pack = await serve_warm_clone(
+        found, sessions=state.session_factory, storage=state.storage, settings=state.settings
+    )
+    return found, pack
 
 
 def _observe_fetch(pack: FetchMPack, form: str, started: float) -> None:

@@ -125,7 +125,6 @@ async def build_and_upload(
 
 async def serve_warm_clone(
     found: CloneLookup,
-    want: list[str],
     *,
     sessions: async_sessionmaker[AsyncSession],
     storage: ObjectStorage,
@@ -133,8 +132,8 @@ async def serve_warm_clone(
 ) -> FetchMPack | None:
     """The answer to a clone whose pack `lookup_clone` found: one presign, no commit walk, no
     blob read, and (outside the throttled expiry slide) no further database work. None when
-    there is no live pack, so the caller builds one."""
-    started = time.perf_counter()
+    there is no live pack, so the caller builds one. The caller logs the outcome: this answer
+    may serve several requests."""
     if found.entry is None:
         return None
     async with sessions() as session:
@@ -142,7 +141,6 @@ async def serve_warm_clone(
         await session.commit()
     if entry is None:
         return None  # collected since the lookup: build it again
-    log_fetch_outcome("HIT", found.repo_id, want, started)
     return await _answer(storage, settings, entry.mpack_id, entry.size_bytes, entry.sha256, "HIT")
 
 

@@ -4,16 +4,27 @@ A popular repo's clone is the same answer many times a second: the pack is conte
 (its key never changes for a want set) and the presigned URL stays valid for minutes. Serving
 repeats from memory takes the database off the hottest path entirely. What may be stale, for at
 most `ttl`, is the `branch_heads` echo and a visibility change; the muse client sets its refs
-from `/refs`, not from this echo, and a push through this process forgets its repo at once."""
+from `/refs`, not from this echo, and a push through this process forgets its repo at once.
+
+When an answer expires under load, every request in flight for it would look it up at once: a
+burst of lookups that empties the connection pool and opens new connections, once a second, and
+that burst was the 64-connection tail. So one lookup per key runs at a time, and the requests
+that arrive meanwhile wait for its result."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from musehub.services.clone_lookup import CloneLookup
 from musehub.services.fetch import FetchMPack
+
+Key = tuple[str, str, tuple[str, ...]]
+# What a lookup found: the repo (None: no such repo) and its live pack (None: not prebuilt).
+Lookup = tuple[CloneLookup | None, FetchMPack | None]
 
 
 @dataclass(frozen=True)
@@ -27,7 +38,8 @@ class WarmAnswers:
     def __init__(self, ttl_seconds: float, max_entries: int = 10_000) -> None:
         self._ttl = ttl_seconds
         self._max = max_entries
-        self._answers: OrderedDict[tuple[str, str, tuple[str, ...]], WarmAnswer] = OrderedDict()
+        self._answers: OrderedDict[Key, WarmAnswer] = OrderedDict()
+        self._lookups: dict[Key, asyncio.Task[Lookup]] = {}
 
     def get(self, owner: str, slug: str, want: list[str]) -> WarmAnswer | None:
         if self._ttl <= 0:
@@ -41,17 +53,54 @@ class WarmAnswers:
             return None
         return answer
 
+    async def get_or_look_up(
+        self, owner: str, slug: str, want: list[str], look_up: Callable[[], Awaitable[Lookup]]
+    ) -> Lookup:
+        """The recent answer, else the result of `look_up`, run once however many requests
+        ask for this key meanwhile; a found pack is kept for the next `ttl` seconds."""
+        recent = self.get(owner, slug, want)
+        if recent is not None:
+            return recent.found, recent.pack
+        if self._ttl <= 0:
+            return await look_up()
+        key = (owner, slug, tuple(want))
+        task = self._lookups.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._look_up_and_keep(key, look_up))
+            self._lookups[key] = task
+            task.add_done_callback(lambda done: self._finished(key, done))
+        # Shielded: a client that hangs up must not cancel the lookup the others wait for.
+        return await asyncio.shield(task)
+
     def put(
         self, owner: str, slug: str, want: list[str], found: CloneLookup, pack: FetchMPack
     ) -> None:
         if self._ttl <= 0:
             return
-        key = (owner, slug, tuple(want))
+        self._keep((owner, slug, tuple(want)), found, pack)
+
+    def forget_repo(self, owner: str, slug: str) -> None:
+        """After a push: drop its answers, and let a lookup already running finish unkept."""
+        for key in [k for k in self._answers if k[0] == owner and k[1] == slug]:
+            del self._answers[key]
+        for key in [k for k in self._lookups if k[0] == owner and k[1] == slug]:
+            del self._lookups[key]
+
+    async def _look_up_and_keep(self, key: Key, look_up: Callable[[], Awaitable[Lookup]]) -> Lookup:
+        found, pack = await look_up()
+        still_current = self._lookups.get(key) is asyncio.current_task()
+        if found is not None and pack is not None and still_current:
+            self._keep(key, found, pack)
+        return found, pack
+
+    def _keep(self, key: Key, found: CloneLookup, pack: FetchMPack) -> None:
         self._answers[key] = WarmAnswer(found, pack, time.monotonic())
         self._answers.move_to_end(key)
         while len(self._answers) > self._max:
             self._answers.popitem(last=False)
 
-    def forget_repo(self, owner: str, slug: str) -> None:
-        for key in [k for k in self._answers if k[0] == owner and k[1] == slug]:
-            del self._answers[key]
+    def _finished(self, key: Key, task: asyncio.Task[Lookup]) -> None:
+        if self._lookups.get(key) is task:
+            del self._lookups[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here too, in case every waiter hung up
