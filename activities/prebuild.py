@@ -4,12 +4,13 @@ and object storage. Each step calls the same build code the synchronous fetch us
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -31,6 +32,7 @@ from musehub.services.mpack_build import (
     storage_blob_reader,
     upload_mpack,
 )
+from musehub.services.repos import branch_heads
 from musehub.settings import Settings
 from musehub.storage import ObjectNotFound, ObjectStorage
 from workflows.types import (
@@ -47,10 +49,12 @@ from workflows.types import (
     RecordCacheResult,
     UploadInput,
     UploadResult,
+    build_targets,
 )
 
 T = TypeVar("T")
 HEARTBEAT_EVERY_SECONDS = 1.0
+SUPERSEDED_CHECK_SECONDS = 0.1
 # Blobs this large are staged on the worker before assembling, so a retried build resumes
 # instead of reading them again; smaller ones cost more as files than as reads, so assemble
 # reads them straight from storage (64 at a time, like the synchronous build).
@@ -155,12 +159,19 @@ class PrebuildActivities:
 
     @activity.defn(name="load_fetch_mpack_blobs")
     async def load_blobs(self, request: BuildStepInput) -> LoadBlobsResult:
-        """Copy every blob the pack needs into this worker's staging folder. Blobs already there
-        from an earlier attempt are kept, so a retry resumes instead of starting over."""
         info = activity.info()
         PREBUILD_QUEUE_DELAY.observe(
             (info.started_time - info.current_attempt_scheduled_time).total_seconds()
         )
+        return await unless_superseded(self._sessions, request, self._load_blobs(request))
+
+    @activity.defn(name="assemble_fetch_mpack")
+    async def assemble(self, request: BuildStepInput) -> AssembleResult:
+        return await unless_superseded(self._sessions, request, self._assemble(request))
+
+    async def _load_blobs(self, request: BuildStepInput) -> LoadBlobsResult:
+        """Copy every large blob the pack needs into this worker's staging folder. Blobs already
+        there from an earlier attempt are kept, so a retry resumes instead of starting over."""
         async with Heartbeat() as heartbeat:
             plan = await self._plan(request)
             staging = self._staging(request.build_id) / "objects"
@@ -181,8 +192,7 @@ class PrebuildActivities:
         staged_bytes = sum(o.size for o in large)
         return LoadBlobsResult(len(large), staged_bytes, len(large) - len(todo))
 
-    @activity.defn(name="assemble_fetch_mpack")
-    async def assemble(self, request: BuildStepInput) -> AssembleResult:
+    async def _assemble(self, request: BuildStepInput) -> AssembleResult:
         started = time.perf_counter()
         folder = self._staging(request.build_id)
         objects = folder / "objects"
@@ -288,6 +298,41 @@ class PrebuildActivities:
                 f"object {obj.object_id} is missing from storage", "BlobMissing"
             ) from None
         partial.replace(staging / obj.object_id)
+
+
+async def unless_superseded(
+    sessions: async_sessionmaker[AsyncSession],
+    request: BuildStepInput,
+    step: Coroutine[Any, Any, T],
+) -> T:
+    """Run a long build step, and stop it once a newer push has replaced its tips: the pack of
+    tips that are no longer the repo's would answer no clone, and building it would delay the
+    pack of the new ones. Checked here, on the worker, every SUPERSEDED_CHECK_SECONDS, because a
+    cancel from the workflow reaches an activity only with its next heartbeat, and the SDK
+    throttles those to most of the heartbeat timeout."""
+    work = asyncio.ensure_future(step)
+    try:
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=SUPERSEDED_CHECK_SECONDS)
+            if done:
+                return work.result()
+            if await _superseded(sessions, request):
+                break
+    finally:
+        if not work.done():
+            work.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await work
+    raise business_error(
+        f"tips {request.want} were replaced by a newer push before their pack was built",
+        "Superseded",
+    )
+
+
+async def _superseded(sessions: async_sessionmaker[AsyncSession], request: BuildStepInput) -> bool:
+    async with sessions() as session:
+        heads = await branch_heads(session, request.repo_id)
+    return request.want not in build_targets(list(heads.values()))
 
 
 def _staged(staging: Path, obj: PackObject) -> bool:

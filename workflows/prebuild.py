@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         PrebuildStatus,
         RecordCacheInput,
         UploadInput,
+        build_targets,
     )
 
 QUICK_RETRY = RetryPolicy(
@@ -38,7 +39,7 @@ BUILD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=5,
-    non_retryable_error_types=["BlobMissing", "TipGone"],
+    non_retryable_error_types=["BlobMissing", "TipGone", "Superseded"],
 )
 # How often a whole build (claim a worker, load, assemble, upload) starts over after its worker
 # vanished or lost its staging folder.
@@ -53,18 +54,16 @@ StepIn = TypeVar("StepIn")
 StepOut = TypeVar("StepOut")
 
 
-def build_targets(tips: list[str]) -> list[list[str]]:
-    """The whole head set first (what `muse clone` asks for), then one want set per tip."""
-    distinct = sorted(set(tips))
-    targets = [[tip] for tip in distinct]
-    return [distinct, *targets] if len(distinct) > 1 else targets
-
-
 @workflow.defn(name="PrebuildFetchMPacks")
 class PrebuildFetchMPacks:
     def __init__(self) -> None:
         self._pending: PrebuildRequest | None = None
         self._status = PrebuildStatus(repo_id="")
+        # The newest request's targets not yet started, each with its force flag.
+        self._todo: list[tuple[list[str], bool]] = []
+        self._in_flight: list[list[str]] = []
+        self._started = 0
+        self._finished = 0
 
     @workflow.signal(name="tips_pushed")
     def tips_pushed(self, request: PrebuildRequest) -> None:
@@ -86,19 +85,8 @@ class PrebuildFetchMPacks:
         if params.pending is not None and self._pending is None:
             self._pending = params.pending
         started = workflow.now()
-        targets = 0
         while await self._wait_for_work(params.idle_seconds):
-            request, self._pending = self._pending, None
-            assert request is not None
-            queue = build_targets(request.tip_commit_ids)
-            self._status.pending = len(queue)
-            for start in range(0, len(queue), PARALLEL_BUILDS):
-                if self._pending is not None:
-                    break  # newer tips arrived: start over with them (fresh packs are skipped)
-                wave = queue[start : start + PARALLEL_BUILDS]
-                targets += len(wave)
-                await asyncio.gather(*(self._prebuild(params, w, request.force) for w in wave))
-                self._status.pending -= len(wave)
+            await asyncio.gather(*(self._build_slot(params) for _ in range(PARALLEL_BUILDS)))
             if workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(
                     PrebuildInput(
@@ -113,7 +101,7 @@ class PrebuildFetchMPacks:
         workflow.logger.info(
             "prebuild done repo=%s tips=%d hits=%d built=%d skipped=%d elapsed=%.1fs",
             params.repo_name or params.repo_id,
-            targets,
+            self._started,
             self._status.hits,
             self._status.built,
             self._status.skipped,
@@ -121,7 +109,7 @@ class PrebuildFetchMPacks:
         )
         return PrebuildResult(
             params.repo_id,
-            targets,
+            self._started,
             self._status.hits,
             self._status.built,
             self._status.skipped,
@@ -136,6 +124,52 @@ class PrebuildFetchMPacks:
         except builtins.TimeoutError:
             return self._pending is not None
         return True
+
+    async def _build_slot(self, params: PrebuildInput) -> None:
+        """One of PARALLEL_BUILDS slots: takes the next target of the newest request until none
+        is left. Newer tips replace the rest of the list at once (a build already running for
+        a replaced tip notices on the worker and stops, see activities/prebuild.py), and a slot
+        with nothing to do waits while another still builds, in case newer tips arrive.
+
+        The clone's pack (the whole head set) builds on its own: every clone asks for it, and
+        a second build beside it would take half its CPU on a small worker."""
+        while True:
+            if self._pending is not None:
+                self._take(self._pending)
+                self._pending = None
+            if not self._todo or self._building_head_set():
+                if not self._in_flight:
+                    return
+                await self._until_a_build_ends_or_tips_arrive()
+                continue
+            want, force = self._todo.pop(0)
+            self._in_flight.append(want)
+            self._started += 1
+            try:
+                await self._prebuild(params, want, force)
+            finally:
+                self._in_flight.remove(want)
+                self._finished += 1
+                self._status.pending = len(self._todo) + len(self._in_flight)
+
+    async def _until_a_build_ends_or_tips_arrive(self) -> None:
+        finished = self._finished
+        await workflow.wait_condition(
+            lambda: self._pending is not None or self._finished != finished
+        )
+
+    def _building_head_set(self) -> bool:
+        return any(len(want) > 1 for want in self._in_flight)
+
+    def _take(self, request: PrebuildRequest) -> None:
+        """The head set first (what a clone asks for), then each tip; a target already being
+        built for an earlier push is not started twice."""
+        self._todo = [
+            (want, request.force)
+            for want in build_targets(request.tip_commit_ids)
+            if want not in self._in_flight
+        ]
+        self._status.pending = len(self._todo) + len(self._in_flight)
 
     async def _prebuild(self, params: PrebuildInput, want: list[str], force: bool) -> None:
         repo_id = params.repo_id
@@ -173,6 +207,10 @@ class PrebuildFetchMPacks:
                 self._status.built += 1
                 return
             except ActivityError as err:
+                if _error_type(err) == "Superseded":
+                    workflow.logger.info("prebuild superseded repo=%s want=%s", repo_id, want)
+                    self._status.skipped += 1
+                    return
                 if _is_business_failure(err) or attempt == MAX_BUILD_ATTEMPTS:
                     self._status.last_error = f"{want}: {_describe(err)}"
                     self._status.skipped += 1
@@ -258,6 +296,10 @@ async def _on_worker(
         schedule_to_start_timeout=worker_loss,
         retry_policy=BUILD_RETRY,
     )
+
+
+def _error_type(err: ActivityError) -> str | None:
+    return err.cause.type if isinstance(err.cause, ApplicationError) else None
 
 
 def _is_business_failure(err: ActivityError) -> bool:

@@ -220,3 +220,11 @@ class ReconcileInput:
 class ReconcileResult:
     repos: int
     tips: int
+
+
+def build_targets(tips: list[str]) -> list[list[str]]:
+    """The want sets the prebuild keeps packed for these branch tips: the whole head set first
+    (what `muse clone` asks for), then one per tip."""
+    distinct = sorted(set(tips))
+    targets = [[tip] for tip in distinct]
+    return [distinct, *targets] if len(distinct) > 1 else targets

@@ -4,19 +4,21 @@ not retried forever."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from workflows.prebuild import PrebuildFetchMPacks, build_targets
+from workflows.prebuild import PrebuildFetchMPacks
 from workflows.types import (
     AssembleResult,
     BuildStepInput,
@@ -34,9 +36,10 @@ from workflows.types import (
     RecordCacheResult,
     UploadInput,
     UploadResult,
+    build_targets,
 )
 
-A, B, C = "a" * 64, "b" * 64, "c" * 64
+A, B, C, D = "a" * 64, "b" * 64, "c" * 64, "d" * 64
 
 
 @dataclass
@@ -48,6 +51,10 @@ class FakeStore:
     gone: set[str] = field(default_factory=set)
     missing_blob_for: set[tuple[str, ...]] = field(default_factory=set)
     lose_staging_once: set[tuple[str, ...]] = field(default_factory=set)
+    superseded: set[tuple[str, ...]] = field(default_factory=set)
+    # Assembling these waits until `release` is set (a slow build).
+    slow: set[tuple[str, ...]] = field(default_factory=set)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
     recorded: list[tuple[str, ...]] = field(default_factory=list)
     loads: list[tuple[str, ...]] = field(default_factory=list)
     discarded: int = 0
@@ -71,6 +78,8 @@ class FakeStore:
         async def load(request: BuildStepInput) -> LoadBlobsResult:
             want = tuple(request.want)
             store.loads.append(want)
+            if want in store.superseded:
+                raise ApplicationError("a newer push", type="Superseded", non_retryable=True)
             if want in store.missing_blob_for:
                 raise ApplicationError(
                     "object x is missing", type="BlobMissing", non_retryable=True
@@ -80,6 +89,8 @@ class FakeStore:
         @activity.defn(name="assemble_fetch_mpack")
         async def assemble(request: BuildStepInput) -> AssembleResult:
             want = tuple(request.want)
+            if want in store.slow:
+                await store.release.wait()
             if want in store.lose_staging_once:
                 store.lose_staging_once.discard(want)
                 raise ApplicationError("staging gone", type="StagingLost", non_retryable=True)
@@ -119,7 +130,14 @@ async def fake(temporal_env: WorkflowEnvironment) -> AsyncIterator[tuple[Client,
 async def run(
     client: Client, store: FakeStore, tips: list[str], force: bool = False
 ) -> PrebuildResult:
-    return await client.execute_workflow(
+    handle = await start(client, store, tips, force)
+    return await handle.result()
+
+
+async def start(
+    client: Client, store: FakeStore, tips: list[str], force: bool = False
+) -> WorkflowHandle[PrebuildFetchMPacks, PrebuildResult]:
+    return await client.start_workflow(
         PrebuildFetchMPacks.run,
         PrebuildInput(
             repo_id="r1",
@@ -129,6 +147,7 @@ async def run(
         ),
         id=f"prebuild-unit/{uuid.uuid4()}",
         task_queue=store.queue,
+        execution_timeout=timedelta(seconds=60),
     )
 
 
@@ -181,3 +200,66 @@ async def test_lost_staging_starts_the_build_over(fake: tuple[Client, FakeStore]
     assert store.recorded == [(A,)]
     assert result.built == 1
     assert store.discarded == 1  # the failed attempt's staging folder
+
+
+async def test_a_slow_build_does_not_hold_up_the_others(fake: tuple[Client, FakeStore]) -> None:
+    """Build slots, not waves: while one tip's pack assembles, the other slot builds the rest."""
+    client, store = fake
+    store.slow.add((A,))
+    handle = await start(client, store, [A, B, C])
+    await wait_until(lambda: len(store.recorded) == 3)
+    assert store.recorded == [(A, B, C), (B,), (C,)]
+    store.release.set()
+    result = await handle.result()
+    assert store.recorded[-1] == (A,)
+    assert result.built == 4
+
+
+async def test_the_clone_pack_builds_on_its_own(fake: tuple[Client, FakeStore]) -> None:
+    client, store = fake
+    store.slow.add((A, B))
+    handle = await start(client, store, [A, B])
+    await wait_until(lambda: len(store.loads) == 1)
+    await asyncio.sleep(0.5)
+    assert store.loads == [(A, B)]  # the tips wait for the head set
+    store.release.set()
+    await handle.result()
+    assert store.recorded[0] == (A, B)
+    assert sorted(store.recorded[1:]) == [(A,), (B,)]
+
+
+async def test_newer_tips_replace_the_targets_not_yet_started(
+    fake: tuple[Client, FakeStore],
+) -> None:
+    client, store = fake
+    store.slow.update({(A,), (B,)})  # both slots busy with the first push's tips
+    handle = await start(client, store, [A, B, C])
+    await wait_until(lambda: len(store.loads) == 3)  # the head set, then A and B
+    await handle.signal(PrebuildFetchMPacks.tips_pushed, PrebuildRequest([A, B, D]))
+    await asyncio.sleep(0.3)  # the signal is in before the slots free up
+    store.release.set()
+    await handle.result()
+    assert (C,) not in store.loads  # C was replaced by D before it started
+    assert sorted(store.recorded) == [(A,), (A, B, C), (A, B, D), (B,), (D,)]
+    assert store.loads.count((A,)) == 1  # already built for the first push: fresh, not redone
+
+
+async def test_a_superseded_build_is_skipped_without_error_or_retry(
+    fake: tuple[Client, FakeStore],
+) -> None:
+    client, store = fake
+    store.superseded.add((A,))
+    handle = await start(client, store, [A])
+    result = await handle.result()
+    assert store.loads == [(A,)]  # not started over like a lost worker
+    assert (result.built, result.skipped) == (0, 1)
+    assert store.discarded == 1
+    status = await handle.query(PrebuildFetchMPacks.status)
+    assert status.last_error is None  # a newer push is not a failure
+
+
+async def wait_until(condition: Callable[[], bool], within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
