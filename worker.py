@@ -60,6 +60,9 @@ async def running_workers(
     own_queue = worker_task_queue(settings)
     sessions = session_factory(engine)
     activities = PrebuildActivities(sessions, storage, settings, worker_task_queue=own_queue)
+    swept = await asyncio.to_thread(activities.sweep_stale_staging)
+    if swept:
+        log.info("worker removed %d stale prebuild staging folder(s)", swept)
     gc = GcActivities(sessions, storage, settings, client)
     shared = Worker(
         client,

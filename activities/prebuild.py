@@ -55,6 +55,9 @@ from workflows.types import (
 T = TypeVar("T")
 HEARTBEAT_EVERY_SECONDS = 1.0
 SUPERSEDED_CHECK_SECONDS = 0.1
+# A build step runs 30 minutes at most (LONG_STEP in workflows/prebuild.py), and writes its
+# staging folder as it goes: one untouched for twice that has no step left to come back.
+STALE_STAGING_SECONDS = 2 * 30 * 60
 # Blobs this large are staged on the worker before assembling, so a retried build resumes
 # instead of reading them again; smaller ones cost more as files than as reads, so assemble
 # reads them straight from storage (64 at a time, like the synchronous build).
@@ -260,6 +263,20 @@ class PrebuildActivities:
         await asyncio.to_thread(shutil.rmtree, folder, True)
         return DiscardBuildResult(existed)
 
+    def sweep_stale_staging(self) -> int:
+        """Remove the staging folders no build can come back for (a killed worker's): those
+        where nothing was written for STALE_STAGING_SECONDS. Run at worker start, off the
+        event loop. Returns how many were removed."""
+        root = self._settings.work_dir / "prebuild"
+        if not root.is_dir():
+            return 0
+        removed = 0
+        for folder in root.iterdir():
+            if time.time() - _last_written(folder) > STALE_STAGING_SECONDS:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
+
     # -- helpers ------------------------------------------------------------------------------
 
     async def _plan(self, request: BuildStepInput) -> FetchPlan:
@@ -333,6 +350,13 @@ async def _superseded(sessions: async_sessionmaker[AsyncSession], request: Build
     async with sessions() as session:
         heads = await branch_heads(session, request.repo_id)
     return request.want not in build_targets(list(heads.values()))
+
+
+def _last_written(folder: Path) -> float:
+    try:
+        return max(p.stat().st_mtime for p in [folder, *folder.rglob("*")])
+    except OSError:  # removed meanwhile: by its own build, which is done with it
+        return time.time()
 
 
 def _staged(staging: Path, obj: PackObject) -> bool:

@@ -7,13 +7,14 @@ records in the same order give the same bytes, so the sha256 can name the pack.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import msgpack
+
+from musehub.mpack.sink import PackSink
 
 SECTIONS: tuple[str, ...] = ("commits", "snapshots", "objects")
 
@@ -29,13 +30,12 @@ class PackDigest:
 
 
 class MPackWriter:
-    """Write a pack to `out` section by section; `finish()` returns its size and sha256."""
+    """Write a pack to `out` (or through `sink`) section by section; `finish()` returns its size
+    and sha256. A writer given a ThreadedPackSink must be finished or aborted."""
 
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
+    def __init__(self, out: BinaryIO, *, sink: PackSink | None = None) -> None:
+        self._sink = sink or PackSink(out)
         self._packer = msgpack.Packer(use_bin_type=True)
-        self._hash = hashlib.sha256()
-        self._size = 0
         self._section = -1
         self._declared = 0
         self._written = 0
@@ -94,7 +94,11 @@ class MPackWriter:
             missing = ", ".join(SECTIONS[self._section + 1 :])
             raise MPackWriteError(f"pack finished without section(s): {missing}")
         self._finished = True
-        return PackDigest(self._size, self._hash.hexdigest())
+        return PackDigest(self._sink.size, self._sink.close())
+
+    def abort(self) -> None:
+        """Give up on this pack (a failed build): release the sink."""
+        self._sink.abort()
 
     def _start_record(self, allowed: tuple[str, ...]) -> None:
         self._check_content_done()
@@ -120,9 +124,7 @@ class MPackWriter:
             raise MPackWriteError(f"object content is {self._content_left} bytes short")
 
     def _emit(self, data: bytes) -> None:
-        self._out.write(data)
-        self._hash.update(data)
-        self._size += len(data)
+        self._sink.write(data)
 
 
 def _bin_header(size: int) -> bytes:

@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from musehub.mpack.sink import ThreadedPackSink
 from musehub.mpack.writer import MPackWriter, PackDigest
 from musehub.services import history
 from musehub.services.errors import NotFound
@@ -157,23 +158,27 @@ async def assemble_mpack(
 ) -> PackDigest:
     """Stream the pack into `out`: commit and snapshot records as stored (no re-encoding), then
     every blob, read `concurrency` at a time and written in plan order as each arrives."""
-    writer = MPackWriter(out)
-    writer.begin_section("commits", len(plan.commit_ids))
-    async for record in _stored_records(session, "musehub_commits", "commit_id", plan):
-        writer.write_packed(record)
-    writer.begin_section("snapshots", len(plan.snapshot_ids))
-    async for record in _stored_records(session, "musehub_snapshots", "snapshot_id", plan):
-        writer.write_packed(record)
-    writer.begin_section("objects", len(plan.objects))
-    done = 0
-    async for obj, content in read_in_order(plan.objects, read_blob, concurrency=concurrency):
-        if hashlib.sha256(content).hexdigest() != obj.object_id:
-            raise BlobMissing(f"stored bytes of object {obj.object_id} do not hash to its id")
-        writer.write_object(obj.object_id, content)
-        done += 1
-        if on_progress is not None:
-            on_progress(done, len(plan.objects))
-    return writer.finish()
+    writer = MPackWriter(out, sink=ThreadedPackSink(out))
+    try:
+        writer.begin_section("commits", len(plan.commit_ids))
+        async for record in _stored_records(session, "musehub_commits", "commit_id", plan):
+            writer.write_packed(record)
+        writer.begin_section("snapshots", len(plan.snapshot_ids))
+        async for record in _stored_records(session, "musehub_snapshots", "snapshot_id", plan):
+            writer.write_packed(record)
+        writer.begin_section("objects", len(plan.objects))
+        done = 0
+        async for obj, content in read_in_order(plan.objects, read_blob, concurrency=concurrency):
+            if hashlib.sha256(content).hexdigest() != obj.object_id:
+                raise BlobMissing(f"stored bytes of object {obj.object_id} do not hash to its id")
+            writer.write_object(obj.object_id, content)
+            done += 1
+            if on_progress is not None:
+                on_progress(done, len(plan.objects))
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 async def _stored_records(

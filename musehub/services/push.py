@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.db.models import Branch, Commit, Repo, Snapshot, StoredObject
+from musehub.db.statistics import ANALYZE_AFTER_NEW_COMMITS, refresh_history_statistics
 from musehub.mpack.records import RecordError, validate_commit, validate_object, validate_snapshot
 from musehub.services import history
 from musehub.services.errors import BadRequest, Conflict
@@ -223,6 +224,8 @@ async def apply_push(
         {"key": f"push/{repo.repo_id}/{request.branch}"},
     )
     new_commits = await _insert_records(session, repo.repo_id, request)
+    if new_commits >= ANALYZE_AFTER_NEW_COMMITS:
+        await refresh_history_statistics(session)
     old_head = await session.scalar(
         select(Branch.head_commit_id).where(
             Branch.repo_id == repo.repo_id, Branch.name == request.branch

@@ -1,0 +1,46 @@
+"""A worker starting up removes the staging folders a killed worker left behind, and only
+those: a folder a live build still writes to stays."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from activities.prebuild import STALE_STAGING_SECONDS, PrebuildActivities
+from musehub.settings import Settings
+
+
+def sweeper(settings: Settings) -> PrebuildActivities:
+    """The sweep touches neither the database nor storage."""
+    return PrebuildActivities(None, None, settings, worker_task_queue="unused")  # type: ignore[arg-type]
+
+
+def staging_folder(root: Path, name: str, age_seconds: float) -> Path:
+    folder = root / name
+    (folder / "objects").mkdir(parents=True)
+    (folder / "objects" / "blob").write_bytes(b"x")
+    (folder / "plan.json").write_text("{}")
+    when = time.time() - age_seconds
+    for path in [folder, *folder.rglob("*")]:
+        os.utime(path, (when, when))
+    return folder
+
+
+def test_only_folders_untouched_for_long_are_removed(
+    hub_settings: Settings, tmp_path: Path
+) -> None:
+    settings = hub_settings.model_copy(update={"state_dir": tmp_path})
+    root = settings.work_dir / "prebuild"
+    abandoned = staging_folder(root, "abandoned", STALE_STAGING_SECONDS + 60)
+    live = staging_folder(root, "live", STALE_STAGING_SECONDS + 60)
+    (live / "pack.mpack.partial").write_bytes(b"being written now")
+    fresh = staging_folder(root, "fresh", 5)
+    assert sweeper(settings).sweep_stale_staging() == 1
+    assert not abandoned.exists()
+    assert live.exists() and fresh.exists()
+
+
+def test_no_staging_folder_yet_is_fine(hub_settings: Settings, tmp_path: Path) -> None:
+    settings = hub_settings.model_copy(update={"state_dir": tmp_path / "new"})
+    assert sweeper(settings).sweep_stale_staging() == 0
