@@ -163,11 +163,12 @@ class PrebuildFetchMPacks:
 
     def _take(self, request: PrebuildRequest) -> None:
         """The head set first (what a clone asks for), then each tip; a target already being
-        built for an earlier push is not started twice."""
+        built for an earlier push is not started twice, unless a forced rebuild asks for a
+        pack built after it."""
         self._todo = [
             (want, request.force)
             for want in build_targets(request.tip_commit_ids)
-            if want not in self._in_flight
+            if request.force or want not in self._in_flight
         ]
         self._status.pending = len(self._todo) + len(self._in_flight)
 

@@ -3,7 +3,7 @@
 A popular repo's clone is the same answer many times a second: the pack is content-addressed
 (its key never changes for a want set) and the presigned URL stays valid for minutes. Serving
 repeats from memory takes the database off the hottest path entirely. What may be stale, for at
-most `ttl`, is the `branch_heads` echo and a visibility change; the muse client sets its refs
+most twice `ttl`, is the `branch_heads` echo and a visibility change; the muse client sets its refs
 from `/refs`, not from this echo, and a push through this process forgets its repo at once.
 
 When an answer expires under load, every request in flight for it would look it up at once: a
@@ -42,14 +42,9 @@ class WarmAnswers:
         self._lookups: dict[Key, asyncio.Task[Lookup]] = {}
 
     def get(self, owner: str, slug: str, want: list[str]) -> WarmAnswer | None:
-        if self._ttl <= 0:
-            return None
-        key = (owner, slug, tuple(want))
-        answer = self._answers.get(key)
-        if answer is None:
-            return None
-        if time.monotonic() - answer.stored_at > self._ttl:
-            del self._answers[key]
+        """The answer kept for this want set, if it is at most `ttl` old."""
+        answer = self._answers.get((owner, slug, tuple(want)))
+        if answer is None or time.monotonic() - answer.stored_at > self._ttl:
             return None
         return answer
 
@@ -57,20 +52,23 @@ class WarmAnswers:
         self, owner: str, slug: str, want: list[str], look_up: Callable[[], Awaitable[Lookup]]
     ) -> Lookup:
         """The recent answer, else the result of `look_up`, run once however many requests
-        ask for this key meanwhile; a found pack is kept for the next `ttl` seconds."""
-        recent = self.get(owner, slug, want)
-        if recent is not None:
-            return recent.found, recent.pack
+        ask for this key meanwhile; a found pack is kept. An answer between `ttl` and twice
+        `ttl` old is still given while one lookup refreshes it in the background, so the hot
+        path does not wait on a slow database (a checkpoint, a vacuum) while it has a recent
+        answer; past that the caller waits for the lookup."""
         if self._ttl <= 0:
             return await look_up()
         key = (owner, slug, tuple(want))
-        task = self._lookups.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._look_up_and_keep(key, look_up))
-            self._lookups[key] = task
-            task.add_done_callback(lambda done: self._finished(key, done))
+        answer = self._answers.get(key)
+        if answer is not None:
+            age = time.monotonic() - answer.stored_at
+            if age <= self._ttl:
+                return answer.found, answer.pack
+            if age <= 2 * self._ttl:
+                self._lookup(key, look_up)  # refreshes it in the background
+                return answer.found, answer.pack
         # Shielded: a client that hangs up must not cancel the lookup the others wait for.
-        return await asyncio.shield(task)
+        return await asyncio.shield(self._lookup(key, look_up))
 
     def put(
         self, owner: str, slug: str, want: list[str], found: CloneLookup, pack: FetchMPack
@@ -85,6 +83,15 @@ class WarmAnswers:
             del self._answers[key]
         for key in [k for k in self._lookups if k[0] == owner and k[1] == slug]:
             del self._lookups[key]
+
+    def _lookup(self, key: Key, look_up: Callable[[], Awaitable[Lookup]]) -> asyncio.Task[Lookup]:
+        """The lookup running for this key, or a new one."""
+        task = self._lookups.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._look_up_and_keep(key, look_up))
+            self._lookups[key] = task
+            task.add_done_callback(lambda done: self._finished(key, done))
+        return task
 
     async def _look_up_and_keep(self, key: Key, look_up: Callable[[], Awaitable[Lookup]]) -> Lookup:
         found, pack = await look_up()

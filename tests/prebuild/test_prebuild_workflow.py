@@ -263,3 +263,18 @@ async def wait_until(condition: Callable[[], bool], within: float = 20.0) -> Non
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def test_a_forced_rebuild_builds_again_a_target_already_in_flight(
+    fake: tuple[Client, FakeStore],
+) -> None:
+    client, store = fake
+    store.slow.add((A,))
+    handle = await start(client, store, [A])
+    await wait_until(lambda: store.loads == [(A,)])
+    await handle.signal(PrebuildFetchMPacks.rebuild, PrebuildRequest([A], force=True))
+    await asyncio.sleep(0.3)
+    store.release.set()
+    result = await handle.result()
+    assert store.loads == [(A,), (A,)]  # the pack asked for is built after the request
+    assert result.built == 2

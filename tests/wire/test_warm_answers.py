@@ -99,3 +99,31 @@ async def test_ttl_zero_looks_up_every_time() -> None:
     for _ in range(3):
         await answers.get_or_look_up("ann", "song", WANT, look_up)
     assert look_up.calls == 3
+
+
+async def test_an_expiring_answer_is_given_while_one_lookup_refreshes_it() -> None:
+    answers, look_up = WarmAnswers(ttl_seconds=0.05), SlowLookup()
+    look_up.release.set()
+    await answers.get_or_look_up("ann", "song", WANT, look_up)
+    look_up.release.clear()  # the database is slow from now on
+    await asyncio.sleep(0.07)  # past the TTL, within twice the TTL
+    given = [await answers.get_or_look_up("ann", "song", WANT, look_up) for _ in range(5)]
+    assert given == [(FOUND, PACK)] * 5  # none of them waited for the database
+    await asyncio.sleep(0)  # let the background refresh start
+    assert look_up.calls == 2  # one refresh for all five
+    look_up.release.set()
+    await asyncio.sleep(0.01)
+    assert answers.get("ann", "song", WANT) is not None  # refreshed
+
+
+async def test_an_answer_older_than_twice_the_ttl_waits_for_the_lookup() -> None:
+    answers, look_up = WarmAnswers(ttl_seconds=0.05), SlowLookup()
+    look_up.release.set()
+    await answers.get_or_look_up("ann", "song", WANT, look_up)
+    look_up.release.clear()
+    await asyncio.sleep(0.12)
+    waiting = asyncio.create_task(answers.get_or_look_up("ann", "song", WANT, look_up))
+    await asyncio.sleep(0.02)
+    assert not waiting.done()
+    look_up.release.set()
+    assert await waiting == (FOUND, PACK)
