@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,8 +28,6 @@ from musehub.services.mpack_build import (
     PackObject,
     assemble_mpack,
     plan_fetch,
-    plan_from_json,
-    plan_to_json,
     storage_blob_reader,
     upload_mpack,
 )
@@ -63,7 +62,8 @@ STALE_STAGING_SECONDS = 2 * 30 * 60
 # reads them straight from storage (64 at a time, like the synchronous build).
 STAGE_MIN_BYTES = 1024 * 1024
 PACK_FILE = "pack.mpack"
-PLAN_FILE = "plan.json"
+# Plans kept for builds between their load and assemble steps (a plan is a few MB at most).
+KEPT_PLANS = 16
 
 
 def business_error(message: str, kind: str) -> ApplicationError:
@@ -112,6 +112,7 @@ class PrebuildActivities:
         self._storage = storage
         self._settings = settings
         self._worker_task_queue = worker_task_queue
+        self._plans: OrderedDict[str, FetchPlan] = OrderedDict()
 
     # -- on the shared prebuild queue ---------------------------------------------------------
 
@@ -254,6 +255,7 @@ class PrebuildActivities:
                 self._storage, request.repo_id, path, PackDigest(request.size, request.sha256)
             )
         await asyncio.to_thread(shutil.rmtree, folder, True)
+        self._forget(request.build_id)
         return UploadResult(key)
 
     @activity.defn(name="discard_fetch_mpack_build")
@@ -261,6 +263,7 @@ class PrebuildActivities:
         folder = self._staging(request.build_id)
         existed = folder.exists()
         await asyncio.to_thread(shutil.rmtree, folder, True)
+        self._forget(request.build_id)
         return DiscardBuildResult(existed)
 
     def sweep_stale_staging(self) -> int:
@@ -280,11 +283,13 @@ class PrebuildActivities:
     # -- helpers ------------------------------------------------------------------------------
 
     async def _plan(self, request: BuildStepInput) -> FetchPlan:
-        """Planned once per build: the load step keeps the plan beside the staged blobs for the
-        assemble step (a clone's plan never changes: commits are immutable)."""
-        saved = self._staging(request.build_id) / PLAN_FILE
-        if saved.exists():
-            return plan_from_json(await asyncio.to_thread(saved.read_text))
+        """Planned once per build: the load step keeps the plan in this worker's memory for the
+        assemble step, which runs here too (this worker's own queue); a clone's plan never
+        changes, commits being immutable. A worker that restarts gets a new queue, and the build
+        starts over with a new id, so the plan never needs to outlive the process."""
+        plan = self._plans.get(request.build_id)
+        if plan is not None:
+            return plan
         async with self._sessions() as session:
             try:
                 plan = await _as_business_error(
@@ -292,11 +297,13 @@ class PrebuildActivities:
                 )
             except NotFound as exc:
                 raise business_error(exc.message, "TipGone") from None
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        partial = saved.with_suffix(".partial")
-        await asyncio.to_thread(partial.write_text, plan_to_json(plan))
-        partial.replace(saved)
+        self._plans[request.build_id] = plan
+        while len(self._plans) > KEPT_PLANS:  # builds whose workflow never came back
+            self._plans.popitem(last=False)
         return plan
+
+    def _forget(self, build_id: str) -> None:
+        self._plans.pop(build_id, None)
 
     def _staging(self, build_id: str) -> Path:
         if not build_id.replace("-", "").isalnum():

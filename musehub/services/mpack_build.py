@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
@@ -46,23 +45,6 @@ class FetchPlan:
     @property
     def blob_bytes(self) -> int:
         return sum(o.size for o in self.objects)
-
-
-def plan_to_json(plan: FetchPlan) -> str:
-    return json.dumps(
-        {
-            "repo_id": plan.repo_id,
-            "commit_ids": plan.commit_ids,
-            "snapshot_ids": plan.snapshot_ids,
-            "objects": [[o.object_id, o.storage_key, o.size] for o in plan.objects],
-        }
-    )
-
-
-def plan_from_json(text: str) -> FetchPlan:
-    data = json.loads(text)
-    objects = [PackObject(oid, key, size) for oid, key, size in data["objects"]]
-    return FetchPlan(data["repo_id"], data["commit_ids"], data["snapshot_ids"], objects)
 
 
 class BlobMissing(Exception):
