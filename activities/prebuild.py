@@ -62,8 +62,9 @@ STALE_STAGING_SECONDS = 2 * 30 * 60
 # reads them straight from storage (64 at a time, like the synchronous build).
 STAGE_MIN_BYTES = 1024 * 1024
 PACK_FILE = "pack.mpack"
-# Plans kept for builds between their load and assemble steps (a plan is a few MB at most).
-KEPT_PLANS = 16
+# Plans kept for builds between their load and assemble steps. A long history's plan is large,
+# and losing one only costs its assemble step a second planning, so few are kept.
+KEPT_PLANS = 8
 
 
 def business_error(message: str, kind: str) -> ApplicationError:
