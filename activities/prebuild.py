@@ -252,8 +252,13 @@ class PrebuildActivities:
                 non_retryable=True,
             )
         async with Heartbeat():
+            # The staging folder goes next: the backend may take the file instead of a copy.
             key = await upload_mpack(
-                self._storage, request.repo_id, path, PackDigest(request.size, request.sha256)
+                self._storage,
+                request.repo_id,
+                path,
+                PackDigest(request.size, request.sha256),
+                move=True,
             )
         await asyncio.to_thread(shutil.rmtree, folder, True)
         self._forget(request.build_id)

@@ -224,12 +224,22 @@ def storage_blob_reader(storage: ObjectStorage) -> BlobReader:
 
 
 async def upload_mpack(
-    storage: ObjectStorage, repo_id: str, path: Path, digest: PackDigest, *, replace: bool = False
+    storage: ObjectStorage,
+    repo_id: str,
+    path: Path,
+    digest: PackDigest,
+    *,
+    replace: bool = False,
+    move: bool = False,
 ) -> str:
     """Upload under the pack's content address; an identical pack already there is kept, so a
     retried or repeated build never leaves a second copy. `replace` writes it anyway, which
-    restarts its age: a pack no cache row names is kept by GC only while it is young."""
+    restarts its age: a pack no cache row names is kept by GC only while it is young. `move`:
+    the caller is done with the file, so the backend may take it instead of copying it."""
     key = mpack_key(repo_id, digest.sha256)
     if replace or await storage.size(key) != digest.size:
-        await storage.put_file(key, path)
+        if move:
+            await storage.move_file(key, path)
+        else:
+            await storage.put_file(key, path)
     return key

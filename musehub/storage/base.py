@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -97,6 +98,13 @@ class ObjectStorage(ABC):
     @abstractmethod
     async def put_file(self, key: str, path: Path) -> None:
         """Stream the local file at `path` to `key`; a failed upload leaves `key` untouched."""
+
+    async def move_file(self, key: str, path: Path) -> None:
+        """Like put_file, for a file the caller is done with: it is gone afterwards. A backend
+        that can take the file as it is (a local folder on the same filesystem) does so
+        instead of copying it."""
+        await self.put_file(key, path)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
 
     @abstractmethod
     async def get(self, key: str) -> bytes:

@@ -132,6 +132,18 @@ async def test_put_file_small(storage: ObjectStorage, tmp_path: Path) -> None:
     assert await storage.get("files/small") == b"small file body"
 
 
+async def test_move_file_stores_the_file_and_takes_it(
+    storage: ObjectStorage, tmp_path: Path
+) -> None:
+    source = tmp_path / "done-with.bin"
+    source.write_bytes(b"a finished pack")
+
+    await storage.move_file("files/moved", source)
+
+    assert await storage.get("files/moved") == b"a finished pack"
+    assert not source.exists()
+
+
 async def test_put_file_large_round_trips(
     storage: ObjectStorage, big_file: Path, moto_s3: MotoS3
 ) -> None:
