@@ -164,14 +164,7 @@ class LocalStorage(ObjectStorage):
                 write(out)
                 out.flush()
                 os.fsync(out.fileno())
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, target)
-            except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
-                key = target.relative_to(self.root).as_posix()
-                raise StorageError(
-                    f"cannot store {key!r}: a part of the key is both an object and a folder"
-                ) from exc
+            self._move_into_place(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
 
