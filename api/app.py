@@ -9,12 +9,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import Receive, Scope, Send
 
+from api.deps import AppParts, parts_of
 from api.routes import admin, health, metrics, rebuild, storage, wire
+from api.routes.fetch import fetch_path_params, fetch_route, fetch_shortcut
 from api.wire_io import install_error_handlers
 from musehub.db.engine import create_engine, session_factory
 from musehub.logs import configure_logging
-from musehub.services.warm_answers import WarmAnswers
+from musehub.services.fetch import FetchMPacks
 from musehub.settings import Settings, get_settings
 from musehub.storage import ObjectStorage, build_storage
 from musehub.temporal import LazyTemporalClient
@@ -27,6 +30,23 @@ def _exempt_startup_objects_from_gc() -> None:
     22 ms once frozen). Collect the startup garbage, then freeze the rest out of the GC's walk."""
     gc.collect()
     gc.freeze()
+
+
+class MuseHubApp(FastAPI):
+    """FastAPI with one shortcut: `POST /{owner}/{slug}/fetch` goes straight to its endpoint,
+    past the middleware stack and the router, which cost a warm clone answer more than its
+    own work. The same endpoint is also an ordinary route, so the app behaves the same
+    without the shortcut; errors on it get the app's own handlers either way."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            params = fetch_path_params(scope["path"])
+            if params is not None:
+                scope["app"] = self
+                scope["path_params"] = params
+                await fetch_shortcut(scope, receive, send, self.exception_handlers)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -45,30 +65,34 @@ def create_app(
         app_engine = engine or create_engine(
             settings.database_url, pool_size=settings.database.pool_size
         )
-        own_storage = object_storage is None
-        app.state.settings = settings
-        app.state.engine = app_engine
-        app.state.session_factory = session_factory(app_engine)
-        app.state.storage = object_storage or build_storage(settings)
-        app.state.temporal = temporal or LazyTemporalClient(settings)
-        app.state.warm_answers = WarmAnswers(settings.api.warm_answer_ttl_seconds)
+        app_storage = object_storage or build_storage(settings)
+        app.state.parts = AppParts(
+            settings=settings,
+            engine=app_engine,
+            sessions=session_factory(app_engine),
+            storage=app_storage,
+            temporal=temporal or LazyTemporalClient(settings),
+            fetch=FetchMPacks(app_engine, app_storage, settings),
+        )
+        app.state.storage = app_storage  # the storage route's links are checked against it
         _exempt_startup_objects_from_gc()
         try:
             yield
         finally:
-            if own_storage:
-                await app.state.storage.aclose()
+            if object_storage is None:
+                await parts_of(app).storage.aclose()
             if own_engine:
                 await app_engine.dispose()
 
     otel = settings.api.opentelemetry
-    app = FastAPI(
+    app = MuseHubApp(
         title="MuseHub",
         lifespan=lifespan,
         redirect_slashes=False,
         telemetry={"tracing": otel, "metrics": otel, "logs": otel},
     )
     install_error_handlers(app)
+    app.router.routes.insert(0, fetch_route())  # the hottest path is matched first
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(storage.router)

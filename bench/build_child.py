@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from bench.baselines import serial_build
 from musehub.db.engine import create_engine, session_factory
-from musehub.services.fetch import build_and_upload
+from musehub.services.mpack_build import build_and_upload
 from musehub.settings import ApiSettings, DatabaseSettings, Settings
 from musehub.storage import build_storage
 
@@ -48,8 +48,11 @@ async def build(job: dict[str, Any]) -> dict[str, Any]:
                 serial = await serial_build(session, storage, job["repo_id"], job["want"])
                 size = serial.pack_bytes
             else:
-                _, digest, _ = await build_and_upload(session, job["repo_id"], job["want"], [],
-                                                      storage=storage, settings=settings)
+                built = await build_and_upload(
+                    session, job["repo_id"], job["want"], [], storage=storage,
+                    work_dir=settings.work_dir,
+                    read_concurrency=settings.storage.read_concurrency)
+                digest = built.digest
                 size = digest.size
             seconds = time.perf_counter() - began
     finally:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.auth import UserDep
-from api.deps import SessionDep, SettingsDep
+from api.deps import PushableRepo, SessionDep, SettingsDep, TemporalDep
 from musehub.services.errors import Unavailable
 from musehub.services.rebuild import rebuild_packs
-from musehub.services.repos import repo_for_push
 
 router = APIRouter(prefix="/api/repos")
 
@@ -22,16 +20,13 @@ class RebuildAnswer(BaseModel):
 
 @router.post("/{owner}/{slug}/rebuild", status_code=202)
 async def rebuild(
-    owner: str,
-    slug: str,
-    request: Request,
+    repo: PushableRepo,
     session: SessionDep,
-    user: UserDep,
     settings: SettingsDep,
+    temporal: TemporalDep,
     force: bool = False,
 ) -> RebuildAnswer:
-    repo = await repo_for_push(session, owner, slug, user)
-    client = await request.app.state.temporal.get()
+    client = await temporal.get()
     if client is None:
         raise Unavailable(
             "Temporal is unreachable right now, so no rebuild can start; try again soon"

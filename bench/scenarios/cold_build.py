@@ -11,7 +11,7 @@ from bench.baselines import serial_build
 from bench.context import Bench
 from bench.plots import bars
 from bench.result import Check, ScenarioResult, Table, mb, ratio, secs
-from musehub.services.fetch import build_and_upload
+from musehub.services.mpack_build import build_and_upload
 from musehub.storage import LatencyInjectingStorage
 
 TITLE = "1. Cold build vs storage latency"
@@ -33,8 +33,11 @@ async def run(bench: Bench) -> ScenarioResult:
         for _ in range(runs):
             async with hub.sessions() as session:
                 began = time.perf_counter()
-                _, digest, _ = await build_and_upload(session, repo.repo_id, repo.want, [],
-                                                         storage=storage, settings=hub.settings)
+                built = await build_and_upload(
+                    session, repo.repo_id, repo.want, [], storage=storage,
+                    work_dir=hub.settings.work_dir,
+                    read_concurrency=hub.settings.storage.read_concurrency)
+                digest = built.digest
                 times.append(time.perf_counter() - began)
         best = statistics.median(times)
         serial_s.append(serial.seconds)
@@ -66,7 +69,7 @@ async def run(bench: Bench) -> ScenarioResult:
         "`LatencyInjectingStorage` (a sleep before each `get`/`stream`, standing in for a distant "
         "R2/S3). Serial: one `await storage.get` at a time, all blobs in memory, one "
         "`msgpack.packb` (the original hub's loop). Hub: `build_and_upload` from "
-        "`musehub/services/fetch.py` (the synchronous miss path: plan, assemble with "
+        "`musehub/services/mpack_build.py` (the synchronous miss path: plan, assemble with "
         f"{concurrency} reads in flight, streamed to a file, upload). Both packs hold the same "
         "records; the serial one is re-encoded in memory and never written.",
         tables=[table], checks=checks, plots=[plot],

@@ -14,7 +14,7 @@ from bench.plots import bars
 from bench.result import Check, ScenarioResult, Table, mb, ms, secs
 from bench.scenarios.warm_fetch import MIN_ANSWERS_PER_S, P99_64_MS, P99_ONE_CLIENT_MS
 from musehub.services import mpack_cache
-from musehub.services.fetch import build_and_upload
+from musehub.services.mpack_build import build_and_upload
 
 TITLE = "4. Push → cache warm"
 OVERHEAD_S = 1.0
@@ -142,8 +142,11 @@ async def _build_each(bench: Bench, repo: PushedRepo) -> tuple[list[float], list
             if entry is not None:
                 await hub.storage.delete(entry.mpack_id)
             began = time.perf_counter()
-            _, digest, _ = await build_and_upload(session, repo.repo_id, want, [],
-                                                  storage=hub.storage, settings=hub.settings)
+            built = await build_and_upload(
+                session, repo.repo_id, want, [], storage=hub.storage,
+                work_dir=hub.settings.work_dir,
+                read_concurrency=hub.settings.storage.read_concurrency)
+            digest = built.digest
             times.append(time.perf_counter() - began)
             sizes.append(digest.size)
     return times, sizes

@@ -1,11 +1,14 @@
 """The one implementation of the fetch-mpack build, in steps an activity can call one by one:
 plan (which records), assemble (stream them into a file, blobs read with bounded concurrency),
-upload (under the pack's content address). `wire_fetch_mpack` runs them back to back."""
+upload (under the pack's content address). `build_and_upload`, the synchronous build a fetch
+falls back to, runs them back to back."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import tempfile
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from musehub.mpack.writer import MPackWriter, PackDigest
 from musehub.services import history
 from musehub.services.errors import NotFound
 from musehub.services.keys import mpack_key
+from musehub.services.mpack_cache import hold_mpack_object
 from musehub.storage import ObjectStorage
 
 RECORD_BATCH = 1000
@@ -45,6 +49,16 @@ class FetchPlan:
     @property
     def blob_bytes(self) -> int:
         return sum(o.size for o in self.objects)
+
+
+@dataclass(frozen=True)
+class BuiltMPack:
+    """A pack now in storage under `key`, and what a cache row records of it."""
+
+    key: str
+    digest: PackDigest
+    commit_count: int
+    object_count: int
 
 
 class BlobMissing(Exception):
@@ -243,3 +257,34 @@ async def upload_mpack(
         else:
             await storage.put_file(key, path)
     return key
+
+
+async def build_and_upload(
+    session: AsyncSession,
+    repo_id: str,
+    want: Sequence[str],
+    have: Sequence[str],
+    *,
+    storage: ObjectStorage,
+    work_dir: Path,
+    read_concurrency: int,
+) -> BuiltMPack:
+    """The synchronous build: plan, assemble with blobs read straight from storage, upload.
+
+    Before the upload it holds the pack's object lock (`mpack_cache.hold_mpack_object`) until
+    the caller's transaction ends, so GC cannot delete the pack between upload and the row that
+    names it. A pack no row will name (`have` given) is written again even if present: only its
+    fresh age keeps GC off it while it is served."""
+    plan = await plan_fetch(session, repo_id, want, have)
+    handle, name = tempfile.mkstemp(dir=work_dir, prefix="fetch-", suffix=".mpack")
+    path = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            digest = await assemble_mpack(
+                session, plan, out, storage_blob_reader(storage), concurrency=read_concurrency
+            )
+        await hold_mpack_object(session, mpack_key(repo_id, digest.sha256))
+        key = await upload_mpack(storage, repo_id, path, digest, replace=bool(have), move=True)
+    finally:
+        await asyncio.to_thread(path.unlink, missing_ok=True)  # gone if the upload moved it
+    return BuiltMPack(key, digest, len(plan.commit_ids), len(plan.objects))

@@ -1,4 +1,7 @@
-"""`musehub_fetch_mpack_cache`: which prebuilt pack answers a clone of (repo, want set)."""
+"""`musehub_fetch_mpack_cache`: which prebuilt pack answers a clone of (repo, want set).
+
+A row's key is `cache_id_for(repo_id, want set)`; `lookup_clone` finds the same row by the repo's
+name and the want set itself, with the repo and its branch heads, in one statement."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from musehub.db.models import FetchMPackCache
 
@@ -56,6 +59,61 @@ async def lookup(session: AsyncSession, repo_id: str, want: Iterable[str]) -> Ca
     )
     found = row.first()
     return CacheEntry(*found) if found else None
+
+
+# A warm clone must cost one round trip whatever the repo's size: an ORM session with
+# BEGIN/COMMIT and three queries costs several, so this is one Core statement outside any
+# transaction. The row is matched by its want set (stored normalised), as its key is made.
+_CLONE_LOOKUP = text(
+    """
+SELECT r.repo_id, r.owner, r.visibility,
+       c.cache_id, c.mpack_id, c.size_bytes, c.sha256, c.expires_at, c.last_hit_at,
+       coalesce((SELECT json_object_agg(b.name, b.head_commit_id ORDER BY b.name)
+                 FROM musehub_branches b WHERE b.repo_id = r.repo_id), '{}') AS heads
+FROM musehub_repos r
+LEFT JOIN musehub_fetch_mpack_cache c
+  ON c.repo_id = r.repo_id
+ AND c.want_commit_ids = CAST(:want AS varchar(64)[])
+ AND c.expires_at > now()
+WHERE r.owner = :owner AND r.slug = :slug
+"""
+)
+
+
+@dataclass(frozen=True)
+class CloneLookup:
+    """What a clone needs to know: who may read the repo, its heads, and its live pack."""
+
+    repo_id: str
+    owner: str
+    visibility: str
+    branch_heads: dict[str, str]
+    entry: CacheEntry | None  # None: no live pack answers this want set
+
+
+async def lookup_clone(
+    engine: AsyncEngine, owner: str, slug: str, want: Iterable[str]
+) -> CloneLookup | None:
+    """The repo, its live entry for this want set and its heads; None when no such repo."""
+    async with engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        result = await autocommit.execute(
+            _CLONE_LOOKUP, {"owner": owner, "slug": slug, "want": normalise_want(want)}
+        )
+        row = result.first()
+    if row is None:
+        return None
+    entry = None
+    if row.cache_id is not None:
+        entry = CacheEntry(
+            row.cache_id,
+            row.mpack_id,
+            row.size_bytes,
+            row.sha256,
+            row.expires_at,
+            last_hit_at=row.last_hit_at,
+        )
+    return CloneLookup(row.repo_id, row.owner, row.visibility, dict(row.heads), entry)
 
 
 async def lock_want_set(session: AsyncSession, repo_id: str, want: Iterable[str]) -> None:

@@ -18,46 +18,48 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from musehub.services.clone_lookup import CloneLookup
-from musehub.services.fetch import FetchMPack
+from musehub.services.mpack_cache import CloneLookup
 
 Key = tuple[str, str, tuple[str, ...]]
+Pack = TypeVar("Pack")
 # What a lookup found: the repo (None: no such repo) and its live pack (None: not prebuilt).
-Lookup = tuple[CloneLookup | None, FetchMPack | None]
+Lookup = tuple[CloneLookup | None, Pack | None]
+LookupFn = Callable[[], Awaitable[Lookup[Pack]]]
 
 
 @dataclass(frozen=True)
-class WarmAnswer:
+class WarmAnswer(Generic[Pack]):
     found: CloneLookup
-    pack: FetchMPack
+    pack: Pack
     stored_at: float
 
 
-class WarmAnswers:
+class WarmAnswers(Generic[Pack]):
     def __init__(self, ttl_seconds: float, max_entries: int = 10_000) -> None:
         self._ttl = ttl_seconds
         self._max = max_entries
-        self._answers: OrderedDict[Key, WarmAnswer] = OrderedDict()
-        self._lookups: dict[Key, asyncio.Task[Lookup]] = {}
+        self._answers: OrderedDict[Key, WarmAnswer[Pack]] = OrderedDict()
+        self._lookups: dict[Key, asyncio.Task[Lookup[Pack]]] = {}
 
-    def get(self, owner: str, slug: str, want: list[str]) -> WarmAnswer | None:
+    def get(self, owner: str, slug: str, want: list[str]) -> WarmAnswer[Pack] | None:
         """The answer kept for this want set, if it is at most `ttl` old."""
         answer = self._answers.get((owner, slug, tuple(want)))
         if answer is None or time.monotonic() - answer.stored_at > self._ttl:
             return None
         return answer
 
-    async def get_or_look_up(
-        self, owner: str, slug: str, want: list[str], look_up: Callable[[], Awaitable[Lookup]]
-    ) -> Lookup:
-        """The recent answer, else the result of `look_up`, run once however many requests
+    async def get_or_lookup(
+        self, owner: str, slug: str, want: list[str], lookup: LookupFn[Pack]
+    ) -> Lookup[Pack]:
+        """The recent answer, else the result of `lookup`, run once however many requests
         ask for this key meanwhile; a found pack is kept. An answer between `ttl` and twice
         `ttl` old is still given while one lookup refreshes it in the background, so the hot
         path does not wait on a slow database (a checkpoint, a vacuum) while it has a recent
         answer; past that the caller waits for the lookup."""
         if self._ttl <= 0:
-            return await look_up()
+            return await lookup()
         key = (owner, slug, tuple(want))
         answer = self._answers.get(key)
         if answer is not None:
@@ -65,14 +67,12 @@ class WarmAnswers:
             if age <= self._ttl:
                 return answer.found, answer.pack
             if age <= 2 * self._ttl:
-                self._lookup(key, look_up)  # refreshes it in the background
+                self._lookup(key, lookup)  # refreshes it in the background
                 return answer.found, answer.pack
         # Shielded: a client that hangs up must not cancel the lookup the others wait for.
-        return await asyncio.shield(self._lookup(key, look_up))
+        return await asyncio.shield(self._lookup(key, lookup))
 
-    def put(
-        self, owner: str, slug: str, want: list[str], found: CloneLookup, pack: FetchMPack
-    ) -> None:
+    def put(self, owner: str, slug: str, want: list[str], found: CloneLookup, pack: Pack) -> None:
         if self._ttl <= 0:
             return
         self._keep((owner, slug, tuple(want)), found, pack)
@@ -84,29 +84,29 @@ class WarmAnswers:
         for key in [k for k in self._lookups if k[0] == owner and k[1] == slug]:
             del self._lookups[key]
 
-    def _lookup(self, key: Key, look_up: Callable[[], Awaitable[Lookup]]) -> asyncio.Task[Lookup]:
+    def _lookup(self, key: Key, lookup: LookupFn[Pack]) -> asyncio.Task[Lookup[Pack]]:
         """The lookup running for this key, or a new one."""
         task = self._lookups.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._look_up_and_keep(key, look_up))
+            task = asyncio.ensure_future(self._lookup_and_keep(key, lookup))
             self._lookups[key] = task
             task.add_done_callback(lambda done: self._finished(key, done))
         return task
 
-    async def _look_up_and_keep(self, key: Key, look_up: Callable[[], Awaitable[Lookup]]) -> Lookup:
-        found, pack = await look_up()
+    async def _lookup_and_keep(self, key: Key, lookup: LookupFn[Pack]) -> Lookup[Pack]:
+        found, pack = await lookup()
         still_current = self._lookups.get(key) is asyncio.current_task()
         if found is not None and pack is not None and still_current:
             self._keep(key, found, pack)
         return found, pack
 
-    def _keep(self, key: Key, found: CloneLookup, pack: FetchMPack) -> None:
+    def _keep(self, key: Key, found: CloneLookup, pack: Pack) -> None:
         self._answers[key] = WarmAnswer(found, pack, time.monotonic())
         self._answers.move_to_end(key)
         while len(self._answers) > self._max:
             self._answers.popitem(last=False)
 
-    def _finished(self, key: Key, task: asyncio.Task[Lookup]) -> None:
+    def _finished(self, key: Key, task: asyncio.Task[Lookup[Pack]]) -> None:
         if self._lookups.get(key) is task:
             del self._lookups[key]
         if not task.cancelled():

@@ -11,20 +11,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.db.models import FetchMPackCache
 from musehub.services import mpack_cache
-from musehub.services.fetch import FetchMPack, wire_fetch_mpack
+from musehub.services.fetch import FetchMPack, FetchMPacks
 from tests.conftest import Hub
 from tests.gc.helpers import DAY, row, set_expiry
 from tests.mpack.helpers import VECTOR_HEADS
-from tests.wire.helpers import push_vector
+from tests.wire.helpers import PushedRepo, push_vector
 
 MAIN = VECTOR_HEADS["main"]
 
 
-async def clone(hub: Hub, repo_id: str) -> FetchMPack:
-    async with AsyncSession(hub.engine) as session:
-        return await wire_fetch_mpack(
-            session, repo_id, [MAIN], [], storage=hub.storage, settings=hub.settings
-        )
+async def clone(hub: Hub, repo: PushedRepo) -> FetchMPack:
+    """One clone answer from a fresh FetchMPacks (nothing kept in memory from an earlier one)."""
+    fetcher = FetchMPacks(hub.engine, hub.storage, hub.settings)
+    answer = await fetcher.answer(repo.owner, repo.slug, [MAIN], [], None, form="url")
+    return answer.pack
 
 
 def cache_id(repo_id: str) -> str:
@@ -32,37 +32,40 @@ def cache_id(repo_id: str) -> str:
 
 
 async def test_a_hit_extends_the_expiry_at_most_once_per_throttle_period(hub: Hub) -> None:
-    repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
-    assert (await clone(hub, repo_id)).cache == "MISS"
+    repo = await push_vector(hub, branches=("main", "chorus"))
+    repo_id = repo.repo_id
+    assert (await clone(hub, repo)).cache == "MISS"
     await set_expiry(hub, cache_id(repo_id), 2 * DAY)
 
-    assert (await clone(hub, repo_id)).cache == "HIT"
+    assert (await clone(hub, repo)).cache == "HIT"
     first = await row(hub, cache_id(repo_id))
     assert first.last_hit_at is not None
     slid_to = datetime.now(UTC) + hub.settings.mpack_cache_ttl
     assert first.expires_at > slid_to - timedelta(minutes=1)
 
     await set_expiry(hub, cache_id(repo_id), 2 * DAY)
-    assert (await clone(hub, repo_id)).cache == "HIT"
+    assert (await clone(hub, repo)).cache == "HIT"
     second = await row(hub, cache_id(repo_id))
     assert second.last_hit_at == first.last_hit_at  # throttled: no write
     assert second.expires_at < datetime.now(UTC) + 3 * DAY
 
 
 async def test_a_hit_near_expiry_always_outlives_its_presigned_url(hub: Hub) -> None:
-    repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
-    await clone(hub, repo_id)
-    await clone(hub, repo_id)  # sets last_hit_at: the next hit is inside the throttle period
+    repo = await push_vector(hub, branches=("main", "chorus"))
+    repo_id = repo.repo_id
+    await clone(hub, repo)
+    await clone(hub, repo)  # sets last_hit_at: the next hit is inside the throttle period
     await set_expiry(hub, cache_id(repo_id), timedelta(minutes=2))  # < the 15 min presign TTL
 
-    answer = await clone(hub, repo_id)
+    answer = await clone(hub, repo)
     assert answer.cache == "HIT"
     assert (await row(hub, cache_id(repo_id))).expires_at > answer.expires_at + DAY
 
 
 async def test_an_entry_collected_after_lookup_is_served_as_a_miss(hub: Hub) -> None:
-    repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
-    await clone(hub, repo_id)
+    repo = await push_vector(hub, branches=("main", "chorus"))
+    repo_id = repo.repo_id
+    await clone(hub, repo)
     async with AsyncSession(hub.engine) as session:
         entry = await mpack_cache.lookup(session, repo_id, [MAIN])
         assert entry is not None

@@ -10,23 +10,31 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.db.models import FetchMPackCache
 from musehub.services import mpack_cache
-from musehub.services.fetch import wire_fetch_mpack
+from musehub.services.fetch import FetchMPack, FetchMPacks
+from musehub.storage import ObjectStorage
 from tests.conftest import Hub
 from tests.faults import FaultyStorage
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
-from tests.wire.helpers import push_vector
+from tests.wire.helpers import PushedRepo, push_vector
 
 VECTOR = load_vector()
 MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
 
 
+async def fetch(
+    hub: Hub, repo: PushedRepo, want: list[str], have: list[str], storage: ObjectStorage
+) -> FetchMPack:
+    """One answer from a fresh FetchMPacks (no answers kept in memory from an earlier call)."""
+    fetcher = FetchMPacks(hub.engine, storage, hub.settings)
+    answer = await fetcher.answer(repo.owner, repo.slug, want, have, None, form="url")
+    return answer.pack
+
+
 async def test_miss_builds_and_writes_the_row_then_hit_reads_no_blob(hub: Hub) -> None:
-    repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
+    repo = await push_vector(hub, branches=("main", "chorus"))
+    repo_id = repo.repo_id
     storage = FaultyStorage(hub.storage)
-    async with AsyncSession(hub.engine) as session:
-        miss = await wire_fetch_mpack(
-            session, repo_id, [MAIN, CHORUS], [], storage=storage, settings=hub.settings
-        )
+    miss = await fetch(hub, repo, [MAIN, CHORUS], [], storage)
     assert miss.cache == "MISS"
     assert storage.reads == len(VECTOR["objects"])
     async with AsyncSession(hub.engine) as session:
@@ -34,40 +42,31 @@ async def test_miss_builds_and_writes_the_row_then_hit_reads_no_blob(hub: Hub) -
     assert entry is not None and entry.sha256 == miss.sha256
 
     storage.reads = 0
-    async with AsyncSession(hub.engine) as session:
-        hit = await wire_fetch_mpack(
-            session, repo_id, [CHORUS, MAIN, MAIN], [], storage=storage, settings=hub.settings
-        )
+    hit = await fetch(hub, repo, [CHORUS, MAIN, MAIN], [], storage)
     assert hit.cache == "HIT"
     assert storage.reads == 0
     assert (hit.mpack_key, hit.sha256, hit.size) == (miss.mpack_key, miss.sha256, miss.size)
 
 
 async def test_fetch_with_have_never_touches_the_cache(hub: Hub) -> None:
-    repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
+    repo = await push_vector(hub, branches=("main", "chorus"))
+    answer = await fetch(hub, repo, [MAIN], [CHORUS], hub.storage)
     async with AsyncSession(hub.engine) as session:
-        answer = await wire_fetch_mpack(
-            session, repo_id, [MAIN], [CHORUS], storage=hub.storage, settings=hub.settings
-        )
         rows = await session.scalar(
             select(func.count())
             .select_from(FetchMPackCache)
-            .where(FetchMPackCache.repo_id == repo_id)
+            .where(FetchMPackCache.repo_id == repo.repo_id)
         )
     assert answer.cache == "UNCACHED"
     assert rows == 0
 
 
 async def test_concurrent_cold_clones_build_once(hub: Hub) -> None:
-    repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
+    repo = await push_vector(hub, branches=("main", "chorus"))
     storage = FaultyStorage(hub.storage)
 
     async def clone() -> str:
-        async with AsyncSession(hub.engine) as session:
-            result = await wire_fetch_mpack(
-                session, repo_id, [MAIN], [], storage=storage, settings=hub.settings
-            )
-            return result.cache
+        return (await fetch(hub, repo, [MAIN], [], storage)).cache
 
     outcomes = await asyncio.gather(*(clone() for _ in range(8)))
     assert sorted(outcomes) == ["HIT"] * 7 + ["MISS"]

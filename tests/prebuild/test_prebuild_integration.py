@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.testing import WorkflowEnvironment
 
+from api.deps import parts_of
 from musehub.db.models import FetchMPackCache
 from musehub.services.prebuild_trigger import request_prebuild
 from musehub.settings import load_settings
@@ -105,7 +107,8 @@ async def test_rebuild_signal_with_force_rebuilds_fresh_packs(prebuild_hub: Preb
 
 async def test_push_succeeds_when_temporal_is_unreachable(prebuild_hub: PrebuildHub) -> None:
     settings = load_settings(temporal={"address": "127.0.0.1:1"})
-    prebuild_hub.app.state.temporal = LazyTemporalClient(settings, timeout=1.0)
+    unreachable = LazyTemporalClient(settings, timeout=1.0)
+    prebuild_hub.app.state.parts = replace(parts_of(prebuild_hub.app), temporal=unreachable)
     owner, slug, token = await prebuild_hub.create_repo()
     started = time.monotonic()
     answer = decode(

@@ -1,0 +1,136 @@
+"""`POST /{owner}/{slug}/fetch`: the hot path of every clone, as a plain ASGI endpoint.
+
+Every other wire route is a FastAPI route with layered dependencies. This one is not: a warm
+answer's own work is a dictionary lookup, and FastAPI's request machinery (dependency solving,
+the endpoint wrapper, the Response object) cost several times that. It takes the same steps by
+hand, in order: who is asking, the body, one call to `FetchMPacks.answer`, then one of the two
+answer forms. Errors are raised as everywhere else and answered by the app's error handlers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from api.deps import AppParts, parts_in, user_of
+from api.wire_io import MSGPACK, id_list, id_list_body_limit, read_msgpack_body
+from musehub.mpack.inline import ainline_answer, branch_heads_trailer
+from musehub.services.errors import BadRequest
+from musehub.services.fetch import FetchAnswer
+
+# Tells operators and benchmarks whether a fetch was answered from the prebuilt-pack cache.
+CACHE_HEADER = "X-Musehub-Cache"
+MAX_WANT = 10_000
+MAX_HAVE = 1_000_000  # muse fetch sends every local commit id
+FETCH_BODY_LIMIT = id_list_body_limit(MAX_WANT + MAX_HAVE)
+FETCH_PATH = "/{owner}/{slug}/fetch"
+_FETCH_PATH_RE = re.compile(r"/([^/]+)/([^/]+)/fetch")
+_MSGPACK_HEADER = (b"content-type", MSGPACK.encode())
+
+
+class FetchEndpoint:
+    """The endpoint as a plain ASGI app, for the router: errors reach the app's handlers
+    through the middleware stack."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        respond = await _answer(scope, receive)
+        await respond(send)
+
+
+async def fetch_shortcut(
+    scope: Scope, receive: Receive, send: Send, handlers: dict[Any, Any]
+) -> None:
+    """The endpoint for the app's shortcut past the middleware stack (`MuseHubApp`): errors are
+    answered here with the app's own `handlers`, as ExceptionMiddleware would."""
+    try:
+        respond = await _answer(scope, receive)
+    except Exception as exc:
+        handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
+        if handler is None:
+            raise  # uvicorn answers 500, as the middleware stack would
+        response = await handler(Request(scope, receive), exc)
+        await response(scope, receive, send)
+        return
+    await respond(send)  # nothing was sent before this point, so errors above are answered
+
+
+def fetch_route() -> Route:
+    return Route(FETCH_PATH, FetchEndpoint(), methods=["POST"])
+
+
+def fetch_path_params(path: str) -> dict[str, str] | None:
+    """{owner, slug} when `path` is a fetch, matched as the route's `{owner}/{slug}` are."""
+    match = _FETCH_PATH_RE.fullmatch(path)
+    return None if match is None else {"owner": match[1], "slug": match[2]}
+
+
+async def _answer(scope: Scope, receive: Receive) -> Callable[[Send], Awaitable[None]]:
+    """Everything up to the first byte of the answer; returns what sends it."""
+    parts = parts_in(scope)
+    params = scope["path_params"]
+    request = Request(scope, receive)
+    headers = _headers(scope, b"authorization", b"content-length")
+    user = await _caller(parts, headers[b"authorization"])
+    limit = min(FETCH_BODY_LIMIT, parts.settings.api.max_body_bytes)
+    body = await read_msgpack_body(request, limit, declared=headers[b"content-length"])
+    want = id_list(body, "want", max_items=MAX_WANT)
+    have = id_list(body, "have", max_items=MAX_HAVE, required=False)
+    url_form = "mpack-url" in _capabilities(body)
+    answer = await parts.fetch.answer(
+        params["owner"], params["slug"], want, have, user, form="url" if url_form else "inline"
+    )
+    if url_form:
+        return lambda send: _send_url_form(answer, send)
+    return lambda send: _inline_form(parts, answer)(scope, receive, send)
+
+
+def _headers(scope: Scope, *names: bytes) -> dict[bytes, str | None]:
+    """The named request headers in one pass over the raw list (Starlette's Headers raises and
+    catches a KeyError for each absent one)."""
+    found: dict[bytes, str | None] = dict.fromkeys(names)
+    for name, value in scope["headers"]:
+        if name in found:
+            found[name] = value.decode("latin-1")
+    return found
+
+
+async def _caller(parts: AppParts, header: str | None) -> str | None:
+    """The token's user; no database work at all for an anonymous clone."""
+    if not header:
+        return None
+    async with parts.sessions() as session:
+        return await user_of(header, session)
+
+
+def _capabilities(body: dict[str, Any]) -> list[Any]:
+    capabilities = body.get("capabilities") or []
+    if not isinstance(capabilities, list):
+        raise BadRequest("'capabilities' must be a list of strings")
+    return capabilities
+
+
+async def _send_url_form(answer: FetchAnswer, send: Send) -> None:
+    body = answer.url_form
+    headers = [
+        _MSGPACK_HEADER,
+        (b"content-length", str(len(body)).encode()),
+        (b"x-musehub-cache", answer.pack.cache.encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _inline_form(parts: AppParts, answer: FetchAnswer) -> StreamingResponse:
+    """A legacy client: the stored pack streamed as is, with fresh branch heads appended."""
+    pack, heads = answer.pack, answer.branch_heads
+    length = pack.size + len(branch_heads_trailer(heads))
+    return StreamingResponse(
+        ainline_answer(parts.storage.stream(pack.mpack_key), heads),
+        media_type=MSGPACK,
+        headers={"Content-Length": str(length), CACHE_HEADER: pack.cache},
+    )
