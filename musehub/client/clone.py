@@ -82,11 +82,6 @@ async def clone(
     )
 
 
-def clone_sync(url: str, dest: Path, *, progress: bool = True) -> CloneResult:
-    """``clone`` for callers without an event loop (the CLI)."""
-    return asyncio.run(clone(url, dest, progress=progress))
-
-
 def default_dest(url: str) -> Path:
     """The directory a clone goes to when none is given: the URL's last segment."""
     return Path(url.rstrip("/").rsplit("/", 1)[-1] or "muse-repo")

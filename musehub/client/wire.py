@@ -203,9 +203,6 @@ class MuseRemote:
         body = {"bundle": dict(bundle), "branch": branch, "force": force}
         return await self._call("POST", "push", body)
 
-    async def negotiate(self, want: Sequence[str], have: Sequence[str]) -> Record:
-        return await self._call("POST", "negotiate", {"want": list(want), "have": list(have)})
-
     async def fetch(
         self,
         want: Sequence[str],

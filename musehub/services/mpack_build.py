@@ -42,10 +42,6 @@ class FetchPlan:
     snapshot_ids: list[str]
     objects: list[PackObject]
 
-    @property
-    def blob_bytes(self) -> int:
-        return sum(o.size for o in self.objects)
-
 
 class BlobMissing(Exception):
     """A blob the plan names is not in storage or does not hash to its id: a business fact,
