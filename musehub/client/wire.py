@@ -1,4 +1,4 @@
-"""Async HTTP client for the muse wire protocol (/work/shared/wire-protocol.md).
+"""Async HTTP client for the muse wire protocol (docs/wire-protocol.md).
 
 It behaves like the muse 0.1.5 client where the protocol pins behaviour: msgpack bodies,
 ``Accept: application/x-msgpack, application/json`` on every request, every 2xx decoded as
