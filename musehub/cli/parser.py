@@ -95,7 +95,7 @@ def _client(commands: Any) -> None:
         "dest", nargs="?", type=Path, help="folder to create (default: the repo name)"
     )
     clone.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    clone.set_defaults(handler="musehub.cli.client:run_clone")
+    clone.set_defaults(handler="musehub.cli.clone:run_clone")
 
     synth = commands.add_parser(
         "synth", help="generate a deterministic synthetic repository and push it to URL"
@@ -117,4 +117,4 @@ def _client(commands: Any) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--scale", type=int, default=1, help="multiply history and blob bytes")
     synth.add_argument("-q", "--quiet", action="store_true")
-    synth.set_defaults(handler="musehub.cli.client:run_synth")
+    synth.set_defaults(handler="musehub.cli.synth:run_synth")

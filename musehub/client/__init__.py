@@ -1,8 +1,9 @@
 """The muse client side: the wire protocol client, push, clone and the ``.muse`` layout.
 
 ``wire`` talks HTTP, ``push`` and ``clone`` run the protocol's sequences, ``layout`` and
-``unpack`` write the on-disk repository, ``download`` fetches and checks a pack by URL,
-``commands`` holds the CLI entry points.
+``unpack`` write the on-disk repository, ``download`` fetches and checks a pack by URL. The
+``musehub clone`` command that drives it is in ``musehub/cli/clone.py``. This package imports
+nothing else of the hub but the mpack codec.
 """
 
 from musehub.client.clone import CloneResult, clone

@@ -1,6 +1,6 @@
 """``muse clone``: copy a remote repository into a fresh directory and check out its default branch.
 
-Sequence (wire-protocol.md): ``GET /refs`` → ``POST /fetch`` with ``want`` = every branch head
+Sequence (docs/wire-protocol.md): ``GET /refs`` → ``POST /fetch`` with ``want`` = every branch head
 (deduped, sorted), ``have = []``, ``capabilities: ["mpack-url"]`` → download the pack from the
 URL (size and sha256 checked) or take the inline answer → stream the pack into ``.muse``
 (every object's sha256 checked) → refs from the ``/refs`` answer → check out the working tree.
@@ -80,11 +80,6 @@ async def clone(
         via_url=via_url,
         skipped_paths=tuple(result.checkout.skipped_paths),
     )
-
-
-def clone_sync(url: str, dest: Path, *, progress: bool = True) -> CloneResult:
-    """``clone`` for callers without an event loop (the CLI)."""
-    return asyncio.run(clone(url, dest, progress=progress))
 
 
 def default_dest(url: str) -> Path:

@@ -104,13 +104,6 @@ class MuseDir:
         text = f'[remotes.{name}]\nurl = "{_toml_escape(url)}"\nbranch = "{_toml_escape(branch)}"\n'
         (self.muse / "config.toml").write_text(text)
 
-    def current_branch(self) -> str:
-        return (self.muse / "HEAD").read_text().strip().removeprefix("refs/heads/")
-
-    def repo_meta(self) -> dict[str, Any]:
-        meta: dict[str, Any] = json.loads((self.muse / "repo.json").read_text())
-        return meta
-
     # -- refs ----------------------------------------------------------------------------
 
     def set_branch(self, branch: str, commit_id: str) -> None:
@@ -119,10 +112,6 @@ class MuseDir:
         ref = self.muse / "refs" / "heads" / branch
         ref.parent.mkdir(parents=True, exist_ok=True)
         ref.write_text(commit_id)
-
-    def branch_head(self, branch: str) -> str | None:
-        ref = self.muse / "refs" / "heads" / branch
-        return (ref.read_text().strip() or None) if ref.is_file() else None
 
     def set_remote_head(self, remote: str, branch: str, commit_id: str) -> None:
         check_branch_name(branch)

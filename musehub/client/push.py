@@ -1,6 +1,6 @@
 """``muse push``: send a branch's commits, snapshots and objects to a remote.
 
-Sequence (wire-protocol.md): ``GET /refs`` → ``POST /filter-objects`` → ``POST /presign``
+Sequence (docs/wire-protocol.md): ``GET /refs`` → ``POST /filter-objects`` → ``POST /presign``
 (only for missing objects over 64 KiB; raw ``PUT`` to each URL) → ``POST /push/objects``
 chunks for the rest → ``POST /push`` with ``{bundle: {commits (tip-first), snapshots,
 objects: []}, branch, force}``. ``/filter-objects`` and ``/presign`` are optional: a 404 falls

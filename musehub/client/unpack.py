@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from musehub.client.layout import LayoutError, MuseDir, check_object_id
-from musehub.mpack.codec import MPackFormatError, MPackLimits, iter_mpack
+from musehub.mpack.codec import MPackFormatError, iter_mpack
 
 
 class PackError(ValueError):
@@ -19,31 +19,29 @@ class UnpackCounts:
     commits: int = 0
     snapshots: int = 0
     objects: int = 0
-    object_bytes: int = 0
-    branch_heads: dict[str, str] = field(default_factory=dict)
 
 
-def unpack_into(pack: Path, repo: MuseDir, *, limits: MPackLimits | None = None) -> UnpackCounts:
-    """Stream ``pack`` into ``repo``; memory holds one record at a time whatever the pack size."""
+def unpack_into(pack: Path, repo: MuseDir) -> UnpackCounts:
+    """Stream ``pack`` into ``repo``; memory holds one record at a time whatever the pack size.
+
+    A pack's own ``branch_heads`` are skipped: refs come from ``/refs``, as the muse client
+    takes them.
+    """
     counts = UnpackCounts()
-    options = {"limits": limits} if limits is not None else {}
     try:
         with pack.open("rb") as fp:
-            for item in iter_mpack(fp, **options):
+            for item in iter_mpack(fp):
                 if item.kind == "object":
                     content = item.value["content"]
                     _verify_object(str(item.value["object_id"]), content)
                     repo.write_object(str(item.value["object_id"]), content)
                     counts.objects += 1
-                    counts.object_bytes += len(content)
                 elif item.kind == "snapshot":
                     repo.write_snapshot(item.value)
                     counts.snapshots += 1
                 elif item.kind == "commit":
                     repo.write_commit(item.value)
                     counts.commits += 1
-                else:
-                    counts.branch_heads = {str(b): str(c) for b, c in item.value.items()}
     except (MPackFormatError, LayoutError) as exc:
         raise PackError(str(exc)) from exc
     return counts

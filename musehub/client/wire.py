@@ -1,4 +1,4 @@
-"""Async HTTP client for the muse wire protocol (/work/shared/wire-protocol.md).
+"""Async HTTP client for the muse wire protocol (docs/wire-protocol.md).
 
 It behaves like the muse 0.1.5 client where the protocol pins behaviour: msgpack bodies,
 ``Accept: application/x-msgpack, application/json`` on every request, every 2xx decoded as
@@ -202,9 +202,6 @@ class MuseRemote:
     async def push(self, bundle: Mapping[str, Any], branch: str, force: bool = False) -> Record:
         body = {"bundle": dict(bundle), "branch": branch, "force": force}
         return await self._call("POST", "push", body)
-
-    async def negotiate(self, want: Sequence[str], have: Sequence[str]) -> Record:
-        return await self._call("POST", "negotiate", {"want": list(want), "have": list(have)})
 
     async def fetch(
         self,

@@ -46,10 +46,6 @@ class FetchPlan:
     snapshot_ids: list[str]
     objects: list[PackObject]
 
-    @property
-    def blob_bytes(self) -> int:
-        return sum(o.size for o in self.objects)
-
 
 @dataclass(frozen=True)
 class BuiltMPack:

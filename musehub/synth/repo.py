@@ -38,17 +38,3 @@ class SynthRepo:
 
     def iter_objects(self) -> Iterator[tuple[str, bytes]]:
         return self.blobs.iter_blobs()
-
-    def history(self, branch: str) -> list[Record]:
-        """Every commit reachable from ``branch``'s head, tip first (newest first)."""
-        by_id = {c["commit_id"]: c for c in self.commits}
-        reachable: set[str] = set()
-        stack = [self.branch_heads[branch]]
-        while stack:
-            cid = stack.pop()
-            if cid in reachable:
-                continue
-            reachable.add(cid)
-            commit = by_id[cid]
-            stack.extend(p for p in (commit["parent_commit_id"], commit["parent2_commit_id"]) if p)
-        return [c for c in reversed(self.commits) if c["commit_id"] in reachable]

@@ -1,20 +1,18 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 
 from tests.client.fake_hub import FakeHub
+from tests.mpack.helpers import VECTOR_PATH, load_vector
 
-VECTOR = Path("/work/shared/vectors/two-branches-merge.mpack")
+VECTOR = VECTOR_PATH
 
 
 @pytest.fixture(scope="session")
 def vector() -> dict[str, Any]:
-    decoded: dict[str, Any] = msgpack.unpackb(VECTOR.read_bytes(), raw=False)
-    return decoded
+    return load_vector()
 
 
 @pytest.fixture

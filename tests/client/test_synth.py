@@ -90,10 +90,3 @@ def test_preset_shape(preset: tuple[SynthRepo, float]) -> None:
     assert any(c["parent2_commit_id"] for c in repo.commits)  # it has merges
     sizes = sorted(repo.object_sizes.values())
     assert sizes[0] < 2_000 and sizes[-1] > 64 * 1024  # varied, some take the presign path
-
-
-def test_history_walks_from_a_branch_head(preset: tuple[SynthRepo, float]) -> None:
-    repo, _ = preset
-    main = repo.history("main")
-    assert main[0]["commit_id"] == repo.branch_heads["main"]
-    assert main[-1]["parent_commit_id"] is None

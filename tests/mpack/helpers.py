@@ -12,8 +12,9 @@ from musehub.mpack.ids import commit_id, object_id, snapshot_id
 from musehub.mpack.records import COMMIT_KEYS
 from musehub.mpack.writer import MPackWriter, PackDigest
 
-# A copy of /work/shared/vectors/two-branches-merge.mpack, written by muse 0.1.5.
+# Written by the real muse client 0.1.5 (vectors/README.md says what is in it).
 VECTOR_PATH = Path(__file__).parent / "vectors" / "two-branches-merge.mpack"
+VECTOR_SHA256 = "1bc011a01257edb72ba1298d7957e54c69eb474b05609ffdc5f04263c9a38e1f"
 VECTOR_HEADS = {
     "main": "936c3ea1ee4476c086ec6489d1c880857e1fcb5edb2502b81283f0273115ccf6",
     "chorus": "22b1ff108a79b1ab77edf15f95418a1dfae4df6c40fd07dd0ab94383919f81e3",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from typing import Any
 
@@ -12,7 +13,18 @@ from musehub.mpack.errors import MPackFormatError
 from musehub.mpack.ids import object_id
 from musehub.mpack.limits import MPackLimits
 from musehub.mpack.reader import MPackItem, iter_mpack, read_mpack
-from tests.mpack.helpers import VECTOR_HEADS, VECTOR_PATH, load_vector, make_object, write_pack
+from tests.mpack.helpers import (
+    VECTOR_HEADS,
+    VECTOR_PATH,
+    VECTOR_SHA256,
+    load_vector,
+    make_object,
+    write_pack,
+)
+
+
+def test_the_vector_is_the_pack_the_muse_client_wrote() -> None:
+    assert hashlib.sha256(VECTOR_PATH.read_bytes()).hexdigest() == VECTOR_SHA256
 
 
 def test_reads_the_real_clients_pack() -> None:

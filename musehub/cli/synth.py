@@ -1,22 +1,18 @@
-"""Entry points for ``musehub clone`` and ``musehub synth``: human output and an exit code.
-
-The lead wires these into argparse (``musehub/cli``); they never raise for a user's mistake.
-"""
+"""`musehub synth URL`: generate a deterministic repository (a preset, overridable) and push it
+through the hub's wire endpoints, with human output and an exit code."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
-from typing import TextIO
 
 import httpx
 
-from musehub.client.clone import CloneResult, clone, default_dest
-from musehub.client.errors import CloneError, PushRejected, RemoteError
+from musehub.client.errors import PushRejected, RemoteError
 from musehub.client.wire import MuseRemote
 from musehub.synth import PRESETS, SynthParams, SynthPushReport, SynthRepo, push_synth
 
@@ -25,38 +21,20 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def clone_command(
-    url: str,
-    dest: Path | None = None,
-    quiet: bool = False,
-    *,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> int:
-    """``musehub clone URL [DEST]``: clone and check out the default branch."""
-    target = dest if dest is not None else default_dest(url)
-    try:
-        result = asyncio.run(clone(url, target, progress=not quiet, transport=transport))
-    except CloneError as exc:
-        print(f"clone failed: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    if not quiet:
-        print_clone_result(result, url)
-    return EXIT_OK
-
-
-def print_clone_result(result: CloneResult, url: str, out: TextIO | None = None) -> None:
-    out = out if out is not None else sys.stdout
-    mib = result.bytes / (1024 * 1024)
-    how = "pack URL" if result.via_url else "inline"
-    out.write(
-        f"Cloned {url} into {result.dest}\n"
-        f"  {result.commits} commits, {result.snapshots} snapshots, {result.objects} objects, "
-        f"{mib:.1f} MiB ({how}) in {result.seconds:.2f} s\n"
-        f"  checked out {result.default_branch} at {result.head_commit_id[:12]} "
-        f"({result.files} files)\n"
+def run_synth(args: argparse.Namespace) -> int:
+    return synth_command(
+        args.url,
+        args.token,
+        args.preset,
+        commits=args.commits,
+        files=args.files,
+        file_size=args.file_size,
+        branches=args.branches,
+        blobs=args.blobs,
+        seed=args.seed,
+        scale=args.scale,
+        quiet=args.quiet,
     )
-    for path in result.skipped_paths:
-        out.write(f"  warning: skipped unsafe path {path!r}\n")
 
 
 def synth_command(
@@ -74,7 +52,7 @@ def synth_command(
     quiet: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> int:
-    """``musehub synth URL``: generate a repository (a preset, overridable) and push it."""
+    """Generate the repository `preset` (with any explicit value overriding it) and push it."""
     try:
         params = synth_params(preset, commits, files, file_size, branches, blobs, seed, scale)
     except ValueError as exc:

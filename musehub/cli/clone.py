@@ -1,0 +1,59 @@
+"""`musehub clone URL [DIR]`: clone a repository from a hub, with human output and an exit code.
+
+Imports only the client (`musehub/client/`), never the synthetic generator or the server's
+stack, so the command starts fast. A user's mistake prints one line and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import httpx
+
+from musehub.client.clone import CloneResult, clone, default_dest
+from musehub.client.errors import CloneError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+def run_clone(args: argparse.Namespace) -> int:
+    return clone_command(args.url, args.dest, args.quiet)
+
+
+def clone_command(
+    url: str,
+    dest: Path | None = None,
+    quiet: bool = False,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> int:
+    """Clone `url` into `dest` (default: the URL's last segment); check out the default branch."""
+    target = dest if dest is not None else default_dest(url)
+    try:
+        result = asyncio.run(clone(url, target, progress=not quiet, transport=transport))
+    except CloneError as exc:
+        print(f"clone failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if not quiet:
+        print_clone_result(result, url)
+    return EXIT_OK
+
+
+def print_clone_result(result: CloneResult, url: str, out: TextIO | None = None) -> None:
+    out = out if out is not None else sys.stdout
+    mib = result.bytes / (1024 * 1024)
+    how = "pack URL" if result.via_url else "inline"
+    out.write(
+        f"Cloned {url} into {result.dest}\n"
+        f"  {result.commits} commits, {result.snapshots} snapshots, {result.objects} objects, "
+        f"{mib:.1f} MiB ({how}) in {result.seconds:.2f} s\n"
+        f"  checked out {result.default_branch} at {result.head_commit_id[:12]} "
+        f"({result.files} files)\n"
+    )
+    for path in result.skipped_paths:
+        out.write(f"  warning: skipped unsafe path {path!r}\n")
