@@ -13,13 +13,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from musehub.mpack.errors import MPackFormatError
 from musehub.mpack.ids import is_content_id
 from musehub.mpack.request import decode_request
-from musehub.services.errors import BadRequest, PayloadTooLarge, WireError
+from musehub.services.errors import BadRequest, PayloadTooLarge, Unavailable, WireError
 from musehub.services.mpack_build import BlobMissing
 from musehub.storage import StorageError
 
@@ -100,6 +101,10 @@ def id_list(
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(WireError)
     async def wire_error(request: Request, exc: WireError) -> Response:
+        if isinstance(exc, Unavailable):
+            return PlainTextResponse(
+                exc.message, exc.status, headers={"Retry-After": str(exc.retry_after)}
+            )
         return PlainTextResponse(exc.message, exc.status)
 
     @app.exception_handler(RequestValidationError)
@@ -139,6 +144,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeout)  # every pooled connection busy (PostgreSQL stalled)
     @app.exception_handler(OSError)
     async def database_down(request: Request, exc: Exception) -> Response:
         log.warning("database unavailable: %s: %s", type(exc).__name__, exc)

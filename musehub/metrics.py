@@ -21,6 +21,14 @@ BUILD_SECONDS = Histogram(
     ["path"],
     buckets=LATENCY_BUCKETS,
 )
+BUILDS_REFUSED = Counter(
+    "musehub_sync_builds_refused_total",
+    "fetches answered 503 because every synchronous build slot was taken",
+    ["scope"],
+)
+LOST_PACKS = Counter(
+    "musehub_mpack_lost_total", "cache rows dropped because storage no longer held their pack"
+)
 BUILD_BYTES = Counter("musehub_mpack_build_bytes_total", "bytes of fetch mpacks built", ["path"])
 PREBUILD_QUEUE_DELAY = Histogram(
     "musehub_prebuild_queue_delay_seconds",

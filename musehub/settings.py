@@ -112,20 +112,25 @@ class DevSettings(BaseModel):
 
 class MPackSettings(BaseModel):
     cache_ttl_days: float = Field(default=7.0, gt=0)
+    # Synchronous builds (fetches no prebuilt pack answers) in flight at once, hub-wide and per
+    # repository. The slots are PostgreSQL advisory locks, so the limits hold across every API
+    # process and host; a fetch beyond them gets 503 with Retry-After.
+    sync_builds: int = Field(default=8, ge=1, le=1000)
+    sync_builds_per_repo: int = Field(default=2, ge=1, le=1000)
 
 
 class GcSettings(BaseModel):
     """Garbage collection of prebuilt packs and the reconcile of missing ones, run by the
     `musehub-gc` Temporal Schedule."""
 
-    interval_minutes: float = Field(default=60.0, gt=0)
+    interval_minutes: float = Field(default=15.0, gt=0)
     schedule_id: str = Field(default="musehub-gc", min_length=1)
     # Expired cache rows deleted per transaction (their storage keys travel in the workflow
     # history, so this also bounds one activity's payload).
     batch_size: int = Field(default=500, ge=1, le=5000)
     # Storage objects no row names are deleted only once older than this (a crash's leftover
-    # or a pack served uncached); it must outlast any presigned URL.
-    orphan_grace_minutes: float = Field(default=24 * 60.0, gt=0)
+    # or a pack served uncached); it must outlast any presigned URL (15 minutes by default).
+    orphan_grace_minutes: float = Field(default=60.0, gt=0)
     reconcile: bool = True
     # Repos whose prebuild one GC run starts at most (oldest push first).
     reconcile_max_repos: int = Field(default=100, ge=1)

@@ -28,6 +28,9 @@ CACHE_HEADER = "X-Musehub-Cache"
 MAX_WANT = 10_000
 MAX_HAVE = 1_000_000  # muse fetch sends every local commit id
 FETCH_BODY_LIMIT = id_list_body_limit(MAX_WANT + MAX_HAVE)
+# Bodies up to this size are read before the repo is checked (a clone's want list is ~66 bytes
+# per branch); larger ones, or ones of unknown size, only after.
+SMALL_BODY_BYTES = 64 * 1024
 FETCH_PATH = "/{owner}/{slug}/fetch"
 _FETCH_PATH_RE = re.compile(r"/([^/]+)/([^/]+)/fetch")
 _MSGPACK_HEADER = (b"content-type", MSGPACK.encode())
@@ -76,8 +79,14 @@ async def _answer(scope: Scope, receive: Receive) -> Callable[[Send], Awaitable[
     request = Request(scope, receive)
     headers = _headers(scope, b"authorization", b"content-length")
     user = await _caller(parts, headers[b"authorization"])
+    declared = headers[b"content-length"]
+    if declared is None or not declared.isdigit() or int(declared) > SMALL_BODY_BYTES:
+        # A pull's `have` list, or a body of unknown size: make sure the caller may read this
+        # repo before reading it (a clone's small body is read first: the hot path asks the
+        # database nothing when it answers from memory).
+        await parts.fetch.check_readable(params["owner"], params["slug"], user)
     limit = min(FETCH_BODY_LIMIT, parts.settings.api.max_body_bytes)
-    body = await read_msgpack_body(request, limit, declared=headers[b"content-length"])
+    body = await read_msgpack_body(request, limit, declared=declared)
     want = id_list(body, "want", max_items=MAX_WANT)
     have = id_list(body, "have", max_items=MAX_HAVE, required=False)
     url_form = "mpack-url" in _capabilities(body)

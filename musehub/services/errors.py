@@ -39,4 +39,10 @@ class PayloadTooLarge(WireError):
 
 
 class Unavailable(WireError):
+    """Busy or briefly down: the client should try again after `retry_after` seconds."""
+
     status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

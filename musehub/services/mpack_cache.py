@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -156,6 +156,32 @@ async def extend_on_hit(
     return CacheEntry(
         entry.cache_id, entry.mpack_id, entry.size_bytes, entry.sha256, new_expiry, last_hit_at=now
     )
+
+
+# The first free slot of `slots`, taken until the transaction ends; NULL when all are taken.
+_TAKE_SLOT = text(
+    """
+SELECT (SELECT s FROM generate_series(0, :slots - 1) AS s
+        WHERE pg_try_advisory_xact_lock(hashtext(:key), s) LIMIT 1)
+"""
+)
+
+
+async def take_build_slot(session: AsyncSession, key: str, slots: int) -> bool:
+    """One of `slots` build slots named `key`, held until this transaction ends, across every
+    process that shares the database; False when all are taken (the caller refuses)."""
+    slot = await session.scalar(_TAKE_SLOT, {"key": key, "slots": slots})
+    return slot is not None
+
+
+async def drop_lost_pack(session: AsyncSession, repo_id: str, mpack_id: str) -> int:
+    """Delete the rows that name a pack object storage no longer holds; the caller commits."""
+    result = await session.execute(
+        delete(FetchMPackCache)
+        .where(FetchMPackCache.repo_id == repo_id, FetchMPackCache.mpack_id == mpack_id)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def hold_mpack_object(session: AsyncSession, mpack_id: str) -> None:
