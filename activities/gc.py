@@ -11,13 +11,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.prebuild import Heartbeat
-from musehub.metrics import GC_DELETED
-from musehub.services import gc
-from musehub.services.mpack_cache import EXPIRY_SLACK
-from musehub.services.reconcile import reconcile_prebuilds
-from musehub.settings import Settings
-from musehub.storage import ObjectStorage
-from workflows.types import (
+from musehub.contract import (
     DeleteExpiredRowsInput,
     DeleteExpiredRowsResult,
     DeleteMPacksInput,
@@ -27,6 +21,12 @@ from workflows.types import (
     SweepInput,
     SweepResult,
 )
+from musehub.metrics import GC_DELETED
+from musehub.services import gc
+from musehub.services.mpack_cache import EXPIRY_SLACK
+from musehub.services.reconcile import reconcile_prebuilds
+from musehub.settings import Settings
+from musehub.storage import ObjectStorage
 
 
 class GcActivities:

@@ -17,6 +17,30 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from musehub.contract import (
+    BAD_BUILD_ID,
+    BLOB_MISSING,
+    BUILD_STEP_TIMEOUT,
+    PACK_GONE,
+    STAGING_LOST,
+    SUPERSEDED,
+    TIP_GONE,
+    AssembleResult,
+    BuildStepInput,
+    CheckCacheInput,
+    CheckCacheResult,
+    ClaimWorkerInput,
+    ClaimWorkerResult,
+    DiscardBuildInput,
+    DiscardBuildResult,
+    ErrorType,
+    LoadBlobsResult,
+    RecordCacheInput,
+    RecordCacheResult,
+    UploadInput,
+    UploadResult,
+    build_targets,
+)
 from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, PREBUILD_QUEUE_DELAY
 from musehub.mpack.writer import PackDigest
 from musehub.services import history, mpack_cache
@@ -34,29 +58,13 @@ from musehub.services.mpack_build import (
 from musehub.services.repos import branch_heads
 from musehub.settings import Settings
 from musehub.storage import ObjectNotFound, ObjectStorage
-from workflows.types import (
-    AssembleResult,
-    BuildStepInput,
-    CheckCacheInput,
-    CheckCacheResult,
-    ClaimWorkerInput,
-    ClaimWorkerResult,
-    DiscardBuildInput,
-    DiscardBuildResult,
-    LoadBlobsResult,
-    RecordCacheInput,
-    RecordCacheResult,
-    UploadInput,
-    UploadResult,
-    build_targets,
-)
 
 T = TypeVar("T")
 HEARTBEAT_EVERY_SECONDS = 1.0
 SUPERSEDED_CHECK_SECONDS = 0.1
-# A build step runs 30 minutes at most (LONG_STEP in workflows/prebuild.py), and writes its
-# staging folder as it goes: one untouched for twice that has no step left to come back.
-STALE_STAGING_SECONDS = 2 * 30 * 60
+# A build step writes its staging folder as it goes: one untouched for twice the longest a step
+# may run has no step left to come back.
+STALE_STAGING_SECONDS = 2 * BUILD_STEP_TIMEOUT.total_seconds()
 # Blobs this large are staged on the worker before assembling, so a retried build resumes
 # instead of reading them again; smaller ones cost more as files than as reads, so assemble
 # reads them straight from storage (64 at a time, like the synchronous build).
@@ -67,7 +75,7 @@ PACK_FILE = "pack.mpack"
 KEPT_PLANS = 8
 
 
-def business_error(message: str, kind: str) -> ApplicationError:
+def business_error(message: str, kind: ErrorType) -> ApplicationError:
     """A fact no retry changes (a blob that does not exist): fail now, not forever."""
     return ApplicationError(message, type=kind, non_retryable=True)
 
@@ -143,7 +151,7 @@ class PrebuildActivities:
             if await self._storage.size(request.mpack_id) != request.size:
                 raise ApplicationError(
                     f"pack {request.mpack_id} was collected before it was recorded",
-                    type="PackGone",
+                    type=PACK_GONE,
                     non_retryable=True,
                 )
             entry = await mpack_cache.record(
@@ -212,7 +220,7 @@ class PrebuildActivities:
             except FileNotFoundError:
                 # This worker lost its staging folder (restarted elsewhere): start the build over.
                 raise ApplicationError(
-                    f"staged blob {obj.object_id} is gone", type="StagingLost", non_retryable=True
+                    f"staged blob {obj.object_id} is gone", type=STAGING_LOST, non_retryable=True
                 ) from None
 
         partial = folder / (PACK_FILE + ".partial")
@@ -248,7 +256,7 @@ class PrebuildActivities:
                 return UploadResult(key)  # an earlier attempt uploaded it, then lost the answer
             raise ApplicationError(
                 "the assembled pack is not on this worker any more",
-                type="StagingLost",
+                type=STAGING_LOST,
                 non_retryable=True,
             )
         async with Heartbeat():
@@ -302,7 +310,7 @@ class PrebuildActivities:
                     plan_fetch(session, request.repo_id, request.want, [])
                 )
             except NotFound as exc:
-                raise business_error(exc.message, "TipGone") from None
+                raise business_error(exc.message, TIP_GONE) from None
         self._plans[request.build_id] = plan
         while len(self._plans) > KEPT_PLANS:  # builds whose workflow never came back
             self._plans.popitem(last=False)
@@ -313,7 +321,7 @@ class PrebuildActivities:
 
     def _staging(self, build_id: str) -> Path:
         if not build_id.replace("-", "").isalnum():
-            raise business_error(f"bad build id {build_id!r}", "BadBuildId")
+            raise business_error(f"bad build id {build_id!r}", BAD_BUILD_ID)
         return self._settings.work_dir / "prebuild" / build_id
 
     async def _download(self, obj: PackObject, staging: Path) -> None:
@@ -325,7 +333,7 @@ class PrebuildActivities:
         except ObjectNotFound:
             partial.unlink(missing_ok=True)
             raise business_error(
-                f"object {obj.object_id} is missing from storage", "BlobMissing"
+                f"object {obj.object_id} is missing from storage", BLOB_MISSING
             ) from None
         partial.replace(staging / obj.object_id)
 
@@ -355,7 +363,7 @@ async def unless_superseded(
         await work
     raise business_error(
         f"tips {request.want} were replaced by a newer push before their pack was built",
-        "Superseded",
+        SUPERSEDED,
     )
 
 
@@ -383,4 +391,4 @@ async def _as_business_error(step: Awaitable[T]) -> T:
     try:
         return await step
     except BlobMissing as exc:
-        raise business_error(str(exc), "BlobMissing") from None
+        raise business_error(str(exc), BLOB_MISSING) from None

@@ -12,12 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.exceptions import ApplicationError
 
 from activities.prebuild import PrebuildActivities
+from musehub.contract import PACK_GONE, RecordCacheInput
 from musehub.db.engine import session_factory
 from musehub.services import gc, mpack_cache
 from musehub.services.keys import mpack_key
 from tests.conftest import Hub
 from tests.gc.helpers import DAY, commit_id, new_repo_id, put_pack, row_exists
-from workflows.types import RecordCacheInput
 
 
 async def test_gc_waits_for_the_writer_holding_the_pack_then_keeps_it(hub: Hub) -> None:
@@ -57,6 +57,6 @@ async def test_recording_a_pack_that_was_collected_asks_for_a_fresh_build(hub: H
         await activities.record_cache(
             RecordCacheInput(repo_id, want, mpack_key(repo_id, sha256), 22, sha256, 1, 1)
         )
-    assert failure.value.type == "PackGone"  # the workflow starts this build over
+    assert failure.value.type == PACK_GONE  # the workflow starts this build over
     async with AsyncSession(hub.engine) as session:
         assert await mpack_cache.lookup(session, repo_id, want) is None

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.testing import WorkflowEnvironment
 
+from musehub.contract import PrebuildStatus, prebuild_workflow_id
 from musehub.db.models import FetchMPackCache
 from musehub.services.prebuild_trigger import request_prebuild
 from musehub.settings import load_settings
@@ -20,7 +21,6 @@ from tests.mpack.helpers import VECTOR_HEADS, load_vector
 from tests.prebuild.conftest import PrebuildHub, settings_with_fresh_queue
 from tests.wire.helpers import call, decode, push_records, push_vector
 from worker import running_workers
-from workflows.types import PrebuildStatus, prebuild_workflow_id
 
 VECTOR = load_vector()
 MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]

@@ -10,11 +10,11 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.prebuild import SUPERSEDED_CHECK_SECONDS, unless_superseded
+from musehub.contract import SUPERSEDED, BuildStepInput
 from musehub.db.engine import session_factory
 from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
 from tests.wire.helpers import push_vector
-from workflows.types import BuildStepInput
 
 MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
 OLDER = next(
@@ -45,7 +45,7 @@ async def test_a_step_for_replaced_tips_is_stopped(hub: Hub) -> None:
         await unless_superseded(
             session_factory(hub.engine), BuildStepInput(repo.repo_id, [OLDER], "b1"), step()
         )
-    assert stopped.value.type == "Superseded" and stopped.value.non_retryable
+    assert stopped.value.type == SUPERSEDED and stopped.value.non_retryable
     assert step.cancelled
     assert time.monotonic() - began < SUPERSEDED_CHECK_SECONDS + 2
 
@@ -72,4 +72,4 @@ async def test_the_head_set_of_an_older_push_is_replaced(hub: Hub) -> None:
             BuildStepInput(repo.repo_id, sorted([MAIN, CHORUS]), "b3"),
             EndlessStep()(),
         )
-    assert stopped.value.type == "Superseded"
+    assert stopped.value.type == SUPERSEDED
