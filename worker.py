@@ -26,6 +26,7 @@ from activities.prebuild import PrebuildActivities
 from musehub.db.engine import create_engine, session_factory
 from musehub.logs import configure_logging
 from musehub.services.schedules import apply_gc_schedule
+from musehub.services.staging import StagingArea
 from musehub.settings import Settings, load_settings
 from musehub.storage import ObjectStorage, build_storage
 from musehub.temporal import connect
@@ -59,10 +60,13 @@ async def running_workers(
     storage = storage or build_storage(settings)
     own_queue = worker_task_queue(settings)
     sessions = session_factory(engine)
-    activities = PrebuildActivities(sessions, storage, settings, worker_task_queue=own_queue)
-    swept = await asyncio.to_thread(activities.sweep_stale_staging)
+    staging = StagingArea(settings.work_dir / "prebuild", storage)
+    swept = await asyncio.to_thread(staging.sweep_stale)
     if swept:
         log.info("worker removed %d stale prebuild staging folder(s)", swept)
+    activities = PrebuildActivities(
+        sessions, storage, settings, staging=staging, worker_task_queue=own_queue
+    )
     gc = GcActivities(sessions, storage, settings, client)
     shared = Worker(
         client,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import get_args
 
 from musehub import contract
 
@@ -29,7 +30,7 @@ def test_workflow_signal_query_and_error_names_are_the_ones_in_histories() -> No
         contract.BAD_BUILD_ID,
         contract.GC_INCOMPLETE,
     ]
-    assert errors == list(contract.ErrorType.__args__)  # every type named once, and no other
+    assert errors == list(get_args(contract.ErrorType))  # every type named once, and no other
 
 
 def test_the_contract_imports_neither_workflows_nor_activities() -> None:

@@ -137,8 +137,8 @@ class PrebuildFetchMPacks:
     async def _build_slot(self, params: PrebuildInput) -> None:
         """One of PARALLEL_BUILDS slots: takes the next target of the newest request until none
         is left. Newer tips replace the rest of the list at once (a build already running for
-        a replaced tip notices on the worker and stops, see activities/prebuild.py), and a slot
-        with nothing to do waits while another still builds, in case newer tips arrive.
+        a replaced tip notices on the worker and stops: musehub/services/superseded.py), and a
+        slot with nothing to do waits while another still builds, in case newer tips arrive.
 
         The clone's pack (the whole head set) builds on its own: every clone asks for it, and
         a second build beside it would take half its CPU on a small worker."""

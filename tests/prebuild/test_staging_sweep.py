@@ -7,13 +7,12 @@ import os
 import time
 from pathlib import Path
 
-from activities.prebuild import STALE_STAGING_SECONDS, PrebuildActivities
-from musehub.settings import Settings
+from musehub.services.staging import STALE_STAGING_SECONDS, StagingArea
 
 
-def sweeper(settings: Settings) -> PrebuildActivities:
-    """The sweep touches neither the database nor storage."""
-    return PrebuildActivities(None, None, settings, worker_task_queue="unused")  # type: ignore[arg-type]
+def sweeper(root: Path) -> StagingArea:
+    """The sweep touches no storage."""
+    return StagingArea(root, None)  # type: ignore[arg-type]
 
 
 def staging_folder(root: Path, name: str, age_seconds: float) -> Path:
@@ -27,20 +26,16 @@ def staging_folder(root: Path, name: str, age_seconds: float) -> Path:
     return folder
 
 
-def test_only_folders_untouched_for_long_are_removed(
-    hub_settings: Settings, tmp_path: Path
-) -> None:
-    settings = hub_settings.model_copy(update={"state_dir": tmp_path})
-    root = settings.work_dir / "prebuild"
+def test_only_folders_untouched_for_long_are_removed(tmp_path: Path) -> None:
+    root = tmp_path / "prebuild"
     abandoned = staging_folder(root, "abandoned", STALE_STAGING_SECONDS + 60)
     live = staging_folder(root, "live", STALE_STAGING_SECONDS + 60)
     (live / "pack.mpack.partial").write_bytes(b"being written now")
     fresh = staging_folder(root, "fresh", 5)
-    assert sweeper(settings).sweep_stale_staging() == 1
+    assert sweeper(root).sweep_stale() == 1
     assert not abandoned.exists()
     assert live.exists() and fresh.exists()
 
 
-def test_no_staging_folder_yet_is_fine(hub_settings: Settings, tmp_path: Path) -> None:
-    settings = hub_settings.model_copy(update={"state_dir": tmp_path / "new"})
-    assert sweeper(settings).sweep_stale_staging() == 0
+def test_no_staging_folder_yet_is_fine(tmp_path: Path) -> None:
+    assert sweeper(tmp_path / "new").sweep_stale() == 0
