@@ -53,8 +53,7 @@ class GcActivities:
     async def delete_unnamed_mpacks(self, packs: DeleteMPacksInput) -> DeleteMPacksResult:
         """Idempotent: a retry skips the objects an earlier attempt already deleted."""
         deleted = freed = 0
-        heartbeat = Heartbeat()
-        async with self._sessions() as session:
+        async with self._sessions() as session, Heartbeat() as heartbeat:
             for done, key in enumerate(packs.mpack_ids, 1):
                 size = await gc.delete_if_unnamed(session, self._storage, key)
                 if size is not None:
@@ -66,8 +65,7 @@ class GcActivities:
 
     @activity.defn(name="sweep_orphan_fetch_mpacks")
     async def sweep_orphans(self, sweep: SweepInput) -> SweepResult:
-        heartbeat = Heartbeat()
-        async with self._sessions() as session:
+        async with self._sessions() as session, Heartbeat() as heartbeat:
             outcome = await gc.sweep_orphan_mpacks(
                 session,
                 self._storage,
@@ -79,12 +77,12 @@ class GcActivities:
 
     @activity.defn(name="sweep_stale_uploads")
     async def sweep_uploads(self, sweep: SweepInput) -> SweepResult:
-        heartbeat = Heartbeat()
-        outcome = await gc.sweep_stale_uploads(
-            self._storage,
-            grace=self._grace(sweep),
-            on_progress=lambda scanned: heartbeat(scanned, 0),
-        )
+        async with Heartbeat() as heartbeat:
+            outcome = await gc.sweep_stale_uploads(
+                self._storage,
+                grace=self._grace(sweep),
+                on_progress=lambda scanned: heartbeat(scanned, 0),
+            )
         GC_DELETED.labels(kind="uploads").inc(outcome.deleted)
         return SweepResult(outcome.scanned, outcome.deleted, outcome.bytes_freed)
 
