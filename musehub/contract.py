@@ -150,7 +150,7 @@ class BuildStepInput:
 
 @dataclass
 class LoadBlobsResult:
-    """The blobs staged on the worker (the large ones; see activities/prebuild.py)."""
+    """The blobs staged on the worker (the large ones; see musehub/services/staging.py)."""
 
     objects: int
     bytes: int

@@ -10,7 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.testing import WorkflowEnvironment
 
-from musehub.contract import PrebuildStatus, prebuild_workflow_id
+from musehub.contract import (
+    REBUILD_SIGNAL,
+    STATUS_QUERY,
+    PrebuildStatus,
+    prebuild_workflow_id,
+)
 from musehub.db.models import FetchMPackCache
 from musehub.services.prebuild_trigger import request_prebuild
 from musehub.settings import load_settings
@@ -87,7 +92,7 @@ async def test_rebuild_signal_with_force_rebuilds_fresh_packs(prebuild_hub: Preb
         repo_name="rebuild/test",
         tips=[MAIN, CHORUS],
         force=True,
-        signal="rebuild",
+        signal=REBUILD_SIGNAL,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -98,7 +103,7 @@ async def test_rebuild_signal_with_force_rebuilds_fresh_packs(prebuild_hub: Preb
     else:
         raise AssertionError("force rebuild did not refresh every cache row")
     handle = prebuild_hub.temporal.get_workflow_handle(prebuild_workflow_id(repo_id))
-    status = await handle.query("status", result_type=PrebuildStatus)
+    status = await handle.query(STATUS_QUERY, result_type=PrebuildStatus)
     assert status.repo_id == repo_id
     assert status.built >= 3
 
