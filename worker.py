@@ -1,6 +1,8 @@
 """The Temporal worker: the prebuild and garbage-collection workflows and their activities,
 with their database, storage and Temporal dependencies injected. `python -m worker` runs it;
-`musehub dev` starts it too. At start it creates (or updates) the GC schedule.
+`musehub dev` starts it too. At start it creates (or updates) the GC schedule and claims its own
+staging folder; at start and every few minutes it removes those of workers that are gone
+(`musehub.services.staging`).
 
 Three queues: the shared prebuild queue (workflows and the steps any worker can run), a queue
 only this process polls, where the build steps that hand local files to each other run, and the
@@ -16,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from prometheus_client import start_http_server
 from temporalio.client import Client
@@ -26,6 +29,7 @@ from activities.prebuild import PrebuildActivities
 from musehub.db.engine import create_engine, session_factory
 from musehub.logs import configure_logging
 from musehub.services.schedules import apply_gc_schedule
+from musehub.services.staging import StagingArea, sweep_abandoned
 from musehub.settings import Settings, load_settings
 from musehub.storage import ObjectStorage, build_storage
 from musehub.temporal import connect
@@ -37,6 +41,7 @@ WORKFLOWS = [PrebuildFetchMPacks]
 GENERAL_WORKFLOWS = [GarbageCollectFetchMPacks]
 # On shutdown, running activities get this long to finish before they are cancelled.
 _GRACE = timedelta(seconds=30)
+STAGING_SWEEP_EVERY = timedelta(minutes=5)
 
 
 def worker_task_queue(settings: Settings) -> str:
@@ -59,10 +64,11 @@ async def running_workers(
     storage = storage or build_storage(settings)
     own_queue = worker_task_queue(settings)
     sessions = session_factory(engine)
-    activities = PrebuildActivities(sessions, storage, settings, worker_task_queue=own_queue)
-    swept = await asyncio.to_thread(activities.sweep_stale_staging)
-    if swept:
-        log.info("worker removed %d stale prebuild staging folder(s)", swept)
+    staging_root = settings.work_dir / "prebuild"
+    staging = await asyncio.to_thread(StagingArea.claim, staging_root, storage)
+    activities = PrebuildActivities(
+        sessions, storage, settings, staging=staging, worker_task_queue=own_queue
+    )
     gc = GcActivities(sessions, storage, settings, client)
     shared = Worker(
         client,
@@ -96,6 +102,8 @@ async def running_workers(
         ],
         graceful_shutdown_timeout=_GRACE,
     )
+    await _sweep_staging(staging_root)
+    sweeping = asyncio.create_task(_sweep_staging_periodically(staging_root))
     try:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(shared)
@@ -103,9 +111,29 @@ async def running_workers(
             await stack.enter_async_context(general)
             yield activities
     finally:
+        sweeping.cancel()
+        await asyncio.to_thread(staging.release)
         if own_storage:
             await storage.aclose()
         await engine.dispose()
+
+
+async def _sweep_staging_periodically(root: Path) -> None:
+    """Workers sharing a host sweep up after each other, not only when one starts."""
+    while True:
+        await asyncio.sleep(STAGING_SWEEP_EVERY.total_seconds())
+        await _sweep_staging(root)
+
+
+async def _sweep_staging(root: Path) -> None:
+    """Remove the staging folders of workers that are gone: a killed one leaves its own."""
+    try:
+        swept = await asyncio.to_thread(sweep_abandoned, root)
+    except OSError as exc:  # a full or failing disk: the next round tries again
+        log.warning("staging sweep of %s failed: %s", root, exc)
+        return
+    if swept:
+        log.info("removed %d staging folder(s) no live worker owns", swept)
 
 
 async def main() -> None:

@@ -10,14 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
-from activities.prebuild import Heartbeat
-from musehub.metrics import GC_DELETED
-from musehub.services import gc
-from musehub.services.mpack_cache import EXPIRY_SLACK
-from musehub.services.reconcile import reconcile_prebuilds
-from musehub.settings import Settings
-from musehub.storage import ObjectStorage
-from workflows.types import (
+from activities.common import Heartbeat
+from musehub.contract import (
     DeleteExpiredRowsInput,
     DeleteExpiredRowsResult,
     DeleteMPacksInput,
@@ -27,6 +21,12 @@ from workflows.types import (
     SweepInput,
     SweepResult,
 )
+from musehub.metrics import GC_DELETED
+from musehub.services import gc
+from musehub.services.mpack_cache import EXPIRY_SLACK
+from musehub.services.reconcile import reconcile_prebuilds
+from musehub.settings import Settings
+from musehub.storage import ObjectStorage
 
 
 class GcActivities:
@@ -43,60 +43,58 @@ class GcActivities:
         self._temporal = temporal
 
     @activity.defn(name="delete_expired_fetch_mpack_rows")
-    async def delete_expired_rows(self, request: DeleteExpiredRowsInput) -> DeleteExpiredRowsResult:
+    async def delete_expired_rows(self, batch: DeleteExpiredRowsInput) -> DeleteExpiredRowsResult:
         async with self._sessions() as session:
-            expired = await gc.delete_expired_rows(session, limit=request.batch_size)
+            expired = await gc.delete_expired_rows(session, limit=batch.batch_size)
         GC_DELETED.labels(kind="rows").inc(expired.rows_deleted)
         return DeleteExpiredRowsResult(expired.rows_deleted, expired.mpack_ids)
 
     @activity.defn(name="delete_unnamed_fetch_mpacks")
-    async def delete_unnamed_mpacks(self, request: DeleteMPacksInput) -> DeleteMPacksResult:
+    async def delete_unnamed_mpacks(self, packs: DeleteMPacksInput) -> DeleteMPacksResult:
         """Idempotent: a retry skips the objects an earlier attempt already deleted."""
         deleted = freed = 0
-        heartbeat = Heartbeat()
-        async with self._sessions() as session:
-            for done, key in enumerate(request.mpack_ids, 1):
+        async with self._sessions() as session, Heartbeat() as heartbeat:
+            for done, key in enumerate(packs.mpack_ids, 1):
                 size = await gc.delete_if_unnamed(session, self._storage, key)
                 if size is not None:
                     deleted, freed = deleted + 1, freed + size
-                heartbeat(done, len(request.mpack_ids))
+                heartbeat(done, len(packs.mpack_ids))
         GC_DELETED.labels(kind="objects").inc(deleted)
         GC_DELETED.labels(kind="bytes").inc(freed)
         return DeleteMPacksResult(deleted, freed)
 
     @activity.defn(name="sweep_orphan_fetch_mpacks")
-    async def sweep_orphans(self, request: SweepInput) -> SweepResult:
-        heartbeat = Heartbeat()
-        async with self._sessions() as session:
+    async def sweep_orphans(self, sweep: SweepInput) -> SweepResult:
+        async with self._sessions() as session, Heartbeat() as heartbeat:
             outcome = await gc.sweep_orphan_mpacks(
                 session,
                 self._storage,
-                grace=self._grace(request),
+                grace=self._grace(sweep),
                 on_progress=lambda scanned: heartbeat(scanned, 0),
             )
         GC_DELETED.labels(kind="orphans").inc(outcome.deleted)
         return SweepResult(outcome.scanned, outcome.deleted, outcome.bytes_freed)
 
     @activity.defn(name="sweep_stale_uploads")
-    async def sweep_uploads(self, request: SweepInput) -> SweepResult:
-        heartbeat = Heartbeat()
-        outcome = await gc.sweep_stale_uploads(
-            self._storage,
-            grace=self._grace(request),
-            on_progress=lambda scanned: heartbeat(scanned, 0),
-        )
+    async def sweep_uploads(self, sweep: SweepInput) -> SweepResult:
+        async with Heartbeat() as heartbeat:
+            outcome = await gc.sweep_stale_uploads(
+                self._storage,
+                grace=self._grace(sweep),
+                on_progress=lambda scanned: heartbeat(scanned, 0),
+            )
         GC_DELETED.labels(kind="uploads").inc(outcome.deleted)
         return SweepResult(outcome.scanned, outcome.deleted, outcome.bytes_freed)
 
     @activity.defn(name="reconcile_prebuilds")
-    async def reconcile(self, request: ReconcileInput) -> ReconcileResult:
+    async def reconcile(self, limits: ReconcileInput) -> ReconcileResult:
         async with self._sessions() as session:
             outcome = await reconcile_prebuilds(
-                session, self._temporal, self._settings, limit=request.max_repos
+                session, self._temporal, self._settings, limit=limits.max_repos
             )
         return ReconcileResult(outcome.repos, outcome.tips)
 
-    def _grace(self, request: SweepInput) -> timedelta:
+    def _grace(self, sweep: SweepInput) -> timedelta:
         """Never shorter than a presigned URL lives, whatever an old schedule's input says."""
         floor = self._settings.presign_ttl + EXPIRY_SLACK
-        return max(timedelta(seconds=request.grace_seconds), floor)
+        return max(timedelta(seconds=sweep.grace_seconds), floor)

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from bench.stack import Stack
 from musehub.client import MuseRemote
+from musehub.contract import build_targets
 from musehub.db.engine import create_engine, session_factory
 from musehub.services.mpack_cache import cache_id_for
 from musehub.services.repos import create_repo
@@ -21,7 +22,6 @@ from musehub.services.tokens import create_token
 from musehub.settings import ApiSettings, DatabaseSettings, Settings
 from musehub.storage import build_storage
 from musehub.synth import SynthRepo, push_synth
-from workflows.prebuild import build_targets
 
 OWNER = "bench"
 PUSH_TIMEOUT_S = 900.0

@@ -14,7 +14,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.gc import GcActivities
-    from workflows.types import (
+    from musehub.contract import (
+        GC_INCOMPLETE,
+        GC_WORKFLOW,
         DeleteExpiredRowsInput,
         DeleteMPacksInput,
         GcInput,
@@ -39,7 +41,7 @@ LONG_STEP = timedelta(minutes=30)
 HEARTBEAT = timedelta(minutes=1)
 
 
-@workflow.defn(name="GarbageCollectFetchMPacks")
+@workflow.defn(name=GC_WORKFLOW)
 class GarbageCollectFetchMPacks:
     @workflow.run
     async def run(self, params: GcInput) -> GcResult:
@@ -68,7 +70,7 @@ class GarbageCollectFetchMPacks:
             raise ApplicationError(
                 "gc finished with errors: " + "; ".join(result.errors),
                 result,
-                type="GcIncomplete",
+                type=GC_INCOMPLETE,
                 non_retryable=True,
             )
         return result

@@ -16,7 +16,17 @@ from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.prebuild import PrebuildActivities
-    from workflows.types import (
+    from musehub.contract import (
+        BLOB_MISSING,
+        BUILD_STEP_TIMEOUT,
+        PACK_GONE,
+        PREBUILD_WORKFLOW,
+        REBUILD_SIGNAL,
+        STAGING_LOST,
+        STATUS_QUERY,
+        SUPERSEDED,
+        TIP_GONE,
+        TIPS_PUSHED_SIGNAL,
         BuildStepInput,
         CheckCacheInput,
         ClaimWorkerInput,
@@ -39,22 +49,21 @@ BUILD_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=5,
-    non_retryable_error_types=["BlobMissing", "TipGone", "Superseded"],
+    non_retryable_error_types=[BLOB_MISSING, TIP_GONE, SUPERSEDED],
 )
 # How often a whole build (claim a worker, load, assemble, upload) starts over after its worker
 # vanished or lost its staging folder.
 MAX_BUILD_ATTEMPTS = 3
 # Failures that a fresh build fixes: the worker lost its staging folder, or GC collected the
 # uploaded pack before its row was recorded.
-RESTART_BUILD_ERRORS = ("StagingLost", "PackGone")
-LONG_STEP = timedelta(minutes=30)
+RESTART_BUILD_ERRORS = (STAGING_LOST, PACK_GONE)
 # Packs built at once per repo: builds wait on storage and the database as much as on CPU.
 PARALLEL_BUILDS = 2
 StepIn = TypeVar("StepIn")
 StepOut = TypeVar("StepOut")
 
 
-@workflow.defn(name="PrebuildFetchMPacks")
+@workflow.defn(name=PREBUILD_WORKFLOW)
 class PrebuildFetchMPacks:
     def __init__(self) -> None:
         self._pending: PrebuildRequest | None = None
@@ -65,17 +74,17 @@ class PrebuildFetchMPacks:
         self._started = 0
         self._finished = 0
 
-    @workflow.signal(name="tips_pushed")
+    @workflow.signal(name=TIPS_PUSHED_SIGNAL)
     def tips_pushed(self, request: PrebuildRequest) -> None:
         """The newest push's tips replace older pending ones; force is kept once asked."""
         force = request.force or (self._pending is not None and self._pending.force)
         self._pending = PrebuildRequest(list(request.tip_commit_ids), force)
 
-    @workflow.signal(name="rebuild")
+    @workflow.signal(name=REBUILD_SIGNAL)
     def rebuild(self, request: PrebuildRequest) -> None:
         self.tips_pushed(request)
 
-    @workflow.query(name="status")
+    @workflow.query(name=STATUS_QUERY)
     def status(self) -> PrebuildStatus:
         return self._status
 
@@ -128,8 +137,8 @@ class PrebuildFetchMPacks:
     async def _build_slot(self, params: PrebuildInput) -> None:
         """One of PARALLEL_BUILDS slots: takes the next target of the newest request until none
         is left. Newer tips replace the rest of the list at once (a build already running for
-        a replaced tip notices on the worker and stops, see activities/prebuild.py), and a slot
-        with nothing to do waits while another still builds, in case newer tips arrive.
+        a replaced tip notices on the worker and stops: musehub/services/superseded.py), and a
+        slot with nothing to do waits while another still builds, in case newer tips arrive.
 
         The clone's pack (the whole head set) builds on its own: every clone asks for it, and
         a second build beside it would take half its CPU on a small worker."""
@@ -208,7 +217,7 @@ class PrebuildFetchMPacks:
                 self._status.built += 1
                 return
             except ActivityError as err:
-                if _error_type(err) == "Superseded":
+                if _error_type(err) == SUPERSEDED:
                     workflow.logger.info("prebuild superseded repo=%s want=%s", repo_id, want)
                     self._status.skipped += 1
                     return
@@ -292,7 +301,7 @@ async def _on_worker(
         step,
         arg,
         task_queue=task_queue,
-        start_to_close_timeout=LONG_STEP,
+        start_to_close_timeout=BUILD_STEP_TIMEOUT,
         heartbeat_timeout=worker_loss,
         schedule_to_start_timeout=worker_loss,
         retry_policy=BUILD_RETRY,

@@ -14,13 +14,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from musehub.cli.temporal_client import connect_or_explain, run_then_exit
 from musehub.client.progress import format_bytes
+from musehub.contract import GcResult
 from musehub.db.engine import create_engine
 from musehub.services import gc
 from musehub.services.reconcile import repos_missing_packs
 from musehub.services.schedules import gc_result, trigger_gc
 from musehub.settings import Settings, load_settings
 from musehub.storage import build_storage
-from workflows.types import GcResult
 
 LABEL = 36  # width of the dry run's first column
 

@@ -1,8 +1,8 @@
 """Start (or signal) a repo's prebuild workflow: after every push, and for a manual rebuild.
 
 Signal-with-start on the one workflow id per repo: a running prebuild just gets the newest tips,
-an idle repo gets a new run. Workflows are named by string, so the API never imports
-workflow code."""
+an idle repo gets a new run. Workflows are named by string (`musehub.contract`), so the
+API never imports workflow code."""
 
 from __future__ import annotations
 
@@ -12,13 +12,19 @@ import logging
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
+from musehub.contract import (
+    PREBUILD_WORKFLOW,
+    TIPS_PUSHED_SIGNAL,
+    PrebuildInput,
+    PrebuildRequest,
+    PrebuildSignal,
+    prebuild_workflow_id,
+)
 from musehub.settings import Settings
 from musehub.temporal import LazyTemporalClient
-from workflows.types import PrebuildInput, PrebuildRequest, prebuild_workflow_id
 
 log = logging.getLogger("musehub.prebuild")
 
-PREBUILD_WORKFLOW = "PrebuildFetchMPacks"
 REPO_NAME_ATTRIBUTE = SearchAttributeKey.for_keyword("MusehubRepo")
 REPO_ID_ATTRIBUTE = SearchAttributeKey.for_keyword("MusehubRepoId")
 
@@ -31,7 +37,7 @@ async def request_prebuild(
     repo_name: str,
     tips: list[str],
     force: bool = False,
-    signal: str = "tips_pushed",
+    signal: PrebuildSignal = TIPS_PUSHED_SIGNAL,
 ) -> str:
     """Signal-with-start the repo's prebuild; returns the workflow id."""
     workflow_id = prebuild_workflow_id(repo_id)

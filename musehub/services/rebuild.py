@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from musehub.contract import REBUILD_SIGNAL
 from musehub.db.models import Repo
 from musehub.services.errors import BadRequest
 from musehub.services.prebuild_trigger import request_prebuild
@@ -36,6 +37,6 @@ async def rebuild_packs(
         repo_name=f"{repo.owner}/{repo.slug}",
         tips=tips,
         force=force,
-        signal="rebuild",
+        signal=REBUILD_SIGNAL,
     )
     return RebuildStarted(workflow_id, tips, force)

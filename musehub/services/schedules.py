@@ -28,10 +28,9 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from musehub.contract import GC_WORKFLOW, GcInput, GcResult
 from musehub.settings import Settings
-from workflows.types import GcInput, GcResult
 
-GC_WORKFLOW = "GarbageCollectFetchMPacks"
 # With overlap "skip", a stuck run would hold back every later one; this ends it.
 GC_RUN_TIMEOUT = timedelta(hours=2)
 

@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 from temporalio.testing import WorkflowEnvironment
 
+from musehub.contract import GC_WORKFLOW, GcInput, GcResult, prebuild_workflow_id
 from musehub.db.models import Repo
-from musehub.services.schedules import GC_WORKFLOW, apply_gc_schedule, gc_result, trigger_gc
+from musehub.services.schedules import apply_gc_schedule, gc_result, trigger_gc
 from musehub.settings import Settings
 from tests.conftest import Hub
 from tests.faults import FaultyStorage
@@ -23,7 +24,6 @@ from tests.prebuild.test_prebuild_integration import wait_for_rows
 from tests.wire.helpers import push_vector
 from worker import running_workers
 from workflows.gc import GarbageCollectFetchMPacks
-from workflows.types import GcInput, GcResult, prebuild_workflow_id
 
 
 def with_gc(settings: Settings, **gc: object) -> Settings:

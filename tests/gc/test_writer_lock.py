@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.exceptions import ApplicationError
 
 from activities.prebuild import PrebuildActivities
+from musehub.contract import PACK_GONE, RecordCacheInput
 from musehub.db.engine import session_factory
 from musehub.services import gc, mpack_cache
 from musehub.services.keys import mpack_key
+from musehub.services.staging import StagingArea
 from tests.conftest import Hub
 from tests.gc.helpers import DAY, commit_id, new_repo_id, put_pack, row_exists
-from workflows.types import RecordCacheInput
 
 
 async def test_gc_waits_for_the_writer_holding_the_pack_then_keeps_it(hub: Hub) -> None:
@@ -46,10 +48,16 @@ async def test_gc_waits_for_the_writer_holding_the_pack_then_keeps_it(hub: Hub) 
     assert await row_exists(hub, entry.cache_id)
 
 
-async def test_recording_a_pack_that_was_collected_asks_for_a_fresh_build(hub: Hub) -> None:
+async def test_recording_a_pack_that_was_collected_asks_for_a_fresh_build(
+    hub: Hub, tmp_path: Path
+) -> None:
     repo_id = await new_repo_id(hub)
     activities = PrebuildActivities(
-        session_factory(hub.engine), hub.storage, hub.settings, worker_task_queue="unused"
+        session_factory(hub.engine),
+        hub.storage,
+        hub.settings,
+        staging=StagingArea(tmp_path, hub.storage),
+        worker_task_queue="unused",
     )
     sha256 = hashlib.sha256(b"collected after upload").hexdigest()
     want = [commit_id()]
@@ -57,6 +65,6 @@ async def test_recording_a_pack_that_was_collected_asks_for_a_fresh_build(hub: H
         await activities.record_cache(
             RecordCacheInput(repo_id, want, mpack_key(repo_id, sha256), 22, sha256, 1, 1)
         )
-    assert failure.value.type == "PackGone"  # the workflow starts this build over
+    assert failure.value.type == PACK_GONE  # the workflow starts this build over
     async with AsyncSession(hub.engine) as session:
         assert await mpack_cache.lookup(session, repo_id, want) is None

@@ -12,6 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.testing import WorkflowEnvironment
 
 from api.deps import parts_of
+from musehub.contract import (
+    REBUILD_SIGNAL,
+    STATUS_QUERY,
+    PrebuildStatus,
+    prebuild_workflow_id,
+)
 from musehub.db.models import FetchMPackCache
 from musehub.services.prebuild_trigger import request_prebuild
 from musehub.settings import load_settings
@@ -22,7 +28,6 @@ from tests.mpack.helpers import VECTOR_HEADS, load_vector
 from tests.prebuild.conftest import PrebuildHub, settings_with_fresh_queue
 from tests.wire.helpers import call, decode, push_records, push_vector
 from worker import running_workers
-from workflows.types import PrebuildStatus, prebuild_workflow_id
 
 VECTOR = load_vector()
 MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
@@ -89,7 +94,7 @@ async def test_rebuild_signal_with_force_rebuilds_fresh_packs(prebuild_hub: Preb
         repo_name="rebuild/test",
         tips=[MAIN, CHORUS],
         force=True,
-        signal="rebuild",
+        signal=REBUILD_SIGNAL,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -100,7 +105,7 @@ async def test_rebuild_signal_with_force_rebuilds_fresh_packs(prebuild_hub: Preb
     else:
         raise AssertionError("force rebuild did not refresh every cache row")
     handle = prebuild_hub.temporal.get_workflow_handle(prebuild_workflow_id(repo_id))
-    status = await handle.query("status", result_type=PrebuildStatus)
+    status = await handle.query(STATUS_QUERY, result_type=PrebuildStatus)
     assert status.repo_id == repo_id
     assert status.built >= 3
 

@@ -18,8 +18,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from workflows.prebuild import PrebuildFetchMPacks
-from workflows.types import (
+from musehub.contract import (
+    BLOB_MISSING,
+    STAGING_LOST,
+    SUPERSEDED,
     AssembleResult,
     BuildStepInput,
     CheckCacheInput,
@@ -38,6 +40,7 @@ from workflows.types import (
     UploadResult,
     build_targets,
 )
+from workflows.prebuild import PrebuildFetchMPacks
 
 A, B, C, D = "a" * 64, "b" * 64, "c" * 64, "d" * 64
 
@@ -79,11 +82,9 @@ class FakeStore:
             want = tuple(request.want)
             store.loads.append(want)
             if want in store.superseded:
-                raise ApplicationError("a newer push", type="Superseded", non_retryable=True)
+                raise ApplicationError("a newer push", type=SUPERSEDED, non_retryable=True)
             if want in store.missing_blob_for:
-                raise ApplicationError(
-                    "object x is missing", type="BlobMissing", non_retryable=True
-                )
+                raise ApplicationError("object x is missing", type=BLOB_MISSING, non_retryable=True)
             return LoadBlobsResult(objects=1, bytes=1, reused=0)
 
         @activity.defn(name="assemble_fetch_mpack")
@@ -93,7 +94,7 @@ class FakeStore:
                 await store.release.wait()
             if want in store.lose_staging_once:
                 store.lose_staging_once.discard(want)
-                raise ApplicationError("staging gone", type="StagingLost", non_retryable=True)
+                raise ApplicationError("staging gone", type=STAGING_LOST, non_retryable=True)
             return AssembleResult(size=10, sha256="f" * 64, commits=1, objects=1)
 
         @activity.defn(name="upload_fetch_mpack")

@@ -7,14 +7,12 @@ import asyncio
 import time
 
 import pytest
-from temporalio.exceptions import ApplicationError
 
-from activities.prebuild import SUPERSEDED_CHECK_SECONDS, unless_superseded
 from musehub.db.engine import session_factory
+from musehub.services.superseded import SUPERSEDED_CHECK_SECONDS, Superseded, unless_superseded
 from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
 from tests.wire.helpers import push_vector
-from workflows.types import BuildStepInput
 
 MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
 OLDER = next(
@@ -41,11 +39,8 @@ async def test_a_step_for_replaced_tips_is_stopped(hub: Hub) -> None:
     repo = await push_vector(hub)
     step = EndlessStep()
     began = time.monotonic()
-    with pytest.raises(ApplicationError) as stopped:
-        await unless_superseded(
-            session_factory(hub.engine), BuildStepInput(repo.repo_id, [OLDER], "b1"), step()
-        )
-    assert stopped.value.type == "Superseded" and stopped.value.non_retryable
+    with pytest.raises(Superseded):
+        await unless_superseded(session_factory(hub.engine), repo.repo_id, [OLDER], step())
     assert step.cancelled
     assert time.monotonic() - began < SUPERSEDED_CHECK_SECONDS + 2
 
@@ -59,17 +54,13 @@ async def test_a_step_for_current_tips_runs_to_the_end(hub: Hub) -> None:
 
     sessions = session_factory(hub.engine)
     for want in (sorted([MAIN, CHORUS]), [MAIN], [CHORUS]):
-        request = BuildStepInput(repo.repo_id, want, "b2")
-        assert await unless_superseded(sessions, request, slow_step()) == "built"
+        assert await unless_superseded(sessions, repo.repo_id, want, slow_step()) == "built"
 
 
 async def test_the_head_set_of_an_older_push_is_replaced(hub: Hub) -> None:
     """One branch pushed: the head set {main, chorus} is not what the repo holds."""
     repo = await push_vector(hub, branches=("main",))
-    with pytest.raises(ApplicationError) as stopped:
+    with pytest.raises(Superseded):
         await unless_superseded(
-            session_factory(hub.engine),
-            BuildStepInput(repo.repo_id, sorted([MAIN, CHORUS]), "b3"),
-            EndlessStep()(),
+            session_factory(hub.engine), repo.repo_id, sorted([MAIN, CHORUS]), EndlessStep()()
         )
-    assert stopped.value.type == "Superseded"

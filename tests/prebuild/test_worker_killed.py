@@ -1,5 +1,6 @@
-"""A worker killed with SIGKILL in the middle of a build: another worker finishes the job, and
-exactly one pack object and one cache row come out of it."""
+"""A worker killed with SIGKILL in the middle of a build: another worker finishes the job,
+exactly one pack object and one cache row come out of it, and the killed worker's staging
+folder is gone as soon as the next worker starts."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from temporalio.testing import WorkflowEnvironment
 
 from musehub.services.prebuild_trigger import request_prebuild
+from musehub.services.staging import LOCK_FILE
 from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
 from tests.prebuild.conftest import settings_with_fresh_queue
@@ -63,7 +65,12 @@ async def test_build_survives_its_worker_being_killed(
     settings = settings_with_fresh_queue(hub.settings)
     settings.temporal.worker_loss_seconds = 3.0
     staging_root = settings.work_dir / "prebuild"
-    before = set(staging_root.iterdir()) if staging_root.exists() else set()
+
+    def build_folders() -> set[Path]:
+        """Builds' folders, in the workers' folders."""
+        return {p for p in staging_root.glob("worker-*/*") if p.name != LOCK_FILE}
+
+    before = build_folders()
 
     log = tmp_path / "doomed-worker.log"
     doomed = start_slow_worker(hub, temporal_env, settings.temporal.prebuild_task_queue, log)
@@ -73,10 +80,9 @@ async def test_build_survives_its_worker_being_killed(
             temporal_env.client, settings, repo_id=repo_id, repo_name=f"{owner}/{slug}", tips=[MAIN]
         )
         await wait_until(
-            lambda: staging_root.exists() and set(staging_root.iterdir()) - before,
-            30,
-            "the doomed worker to start loading blobs",
+            lambda: build_folders() - before, 30, "the doomed worker to start loading blobs"
         )
+        (doomed_build,) = build_folders() - before
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(10)
     finally:
@@ -89,6 +95,7 @@ async def test_build_survives_its_worker_being_killed(
         storage=hub.storage,
         database_url=hub.engine.url.render_as_string(False),
     ):
+        assert not doomed_build.parent.exists()  # swept at start: its lock died with its worker
         rows = await wait_for_rows(hub, repo_id, 1, within=60)
     assert len(rows) == 1
     packs = [info async for info in hub.storage.list(f"mpacks/{repo_id}/")]

@@ -1,15 +1,69 @@
-"""What the workflows and activities exchange: one dataclass in, one out, ids and storage keys
-only (never blob bytes: Temporal refuses payloads over 2 MB). No side effects on import."""
+"""The contract the workflows and the activities share, and what the API and CLI use to start
+and query the workflows: their names, signals and queries, the dataclasses they exchange (one
+in, one out; ids and storage keys only, never blob bytes: Temporal refuses payloads over 2 MB),
+and the error types an activity raises for a fact no retry changes.
+
+Both sides import this module, so it imports nothing of either, and nothing with side effects:
+workflow code loads it in Temporal's sandbox. Names here are in workflow histories and in the GC
+schedule: renaming one breaks running workflows and the schedule."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Final, Literal
 
-PREBUILD_WORKFLOW_ID_PREFIX = "prebuild-fetch-mpacks/"
+# -- names --------------------------------------------------------------------------------------
+
+PREBUILD_WORKFLOW: Final = "PrebuildFetchMPacks"
+GC_WORKFLOW: Final = "GarbageCollectFetchMPacks"
+
+# A push sends its tips; `musehub rebuild` sends the current tips (usually with force).
+TIPS_PUSHED_SIGNAL: Final = "tips_pushed"
+REBUILD_SIGNAL: Final = "rebuild"
+PrebuildSignal = Literal["tips_pushed", "rebuild"]
+STATUS_QUERY: Final = "status"
+
+PREBUILD_WORKFLOW_ID_PREFIX: Final = "prebuild-fetch-mpacks/"
 
 
 def prebuild_workflow_id(repo_id: str) -> str:
+    """One prebuild workflow id per repo: pushes signal-with-start it."""
     return PREBUILD_WORKFLOW_ID_PREFIX + repo_id
+
+
+# -- error types (ApplicationError.type) ----------------------------------------------------------
+
+# A blob the pack needs is not in storage, or its bytes do not hash to its id.
+BLOB_MISSING: Final = "BlobMissing"
+# A tip is no longer in the repository.
+TIP_GONE: Final = "TipGone"
+# A newer push replaced the tips before their pack was built.
+SUPERSEDED: Final = "Superseded"
+# The worker no longer has the build's staging folder: the build starts over.
+STAGING_LOST: Final = "StagingLost"
+# GC collected the uploaded pack before its row was recorded: the build starts over.
+PACK_GONE: Final = "PackGone"
+BAD_BUILD_ID: Final = "BadBuildId"
+# A GC run whose steps failed after their retries (the next run picks up what they left).
+GC_INCOMPLETE: Final = "GcIncomplete"
+ErrorType = Literal[
+    "BlobMissing", "TipGone", "Superseded", "StagingLost", "PackGone", "BadBuildId", "GcIncomplete"
+]
+
+# -- the prebuild ---------------------------------------------------------------------------------
+
+# The longest a build step (load, assemble, upload) may run; a staging folder is abandoned once
+# no step can still come back for it.
+BUILD_STEP_TIMEOUT: Final = timedelta(minutes=30)
+
+
+def build_targets(tips: list[str]) -> list[list[str]]:
+    """The want sets the prebuild keeps packed for these branch tips: the whole head set first
+    (what `muse clone` asks for), then one per tip."""
+    distinct = sorted(set(tips))
+    targets = [[tip] for tip in distinct]
+    return [distinct, *targets] if len(distinct) > 1 else targets
 
 
 @dataclass
@@ -62,10 +116,13 @@ class CheckCacheInput:
     force: bool = False
 
 
+# "fresh": a live entry exists; "build": go on; "gone": a tip is no longer in the repo.
+CacheVerdict = Literal["fresh", "build", "gone"]
+
+
 @dataclass
 class CheckCacheResult:
-    # "fresh": a live entry exists; "build": go on; "gone": a tip is no longer in the repo.
-    verdict: str
+    verdict: CacheVerdict
     reason: str = ""
     # With "build": the queue only the checking worker polls, where the build steps run.
     task_queue: str = ""
@@ -93,7 +150,7 @@ class BuildStepInput:
 
 @dataclass
 class LoadBlobsResult:
-    """The blobs staged on the worker (the large ones; see activities/prebuild.py)."""
+    """The blobs staged on the worker (the large ones; see musehub/services/staging.py)."""
 
     objects: int
     bytes: int
@@ -147,7 +204,7 @@ class DiscardBuildResult:
     removed: bool
 
 
-# -- garbage collection ---------------------------------------------------------------------
+# -- garbage collection ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -220,11 +277,3 @@ class ReconcileInput:
 class ReconcileResult:
     repos: int
     tips: int
-
-
-def build_targets(tips: list[str]) -> list[list[str]]:
-    """The want sets the prebuild keeps packed for these branch tips: the whole head set first
-    (what `muse clone` asks for), then one per tip."""
-    distinct = sorted(set(tips))
-    targets = [[tip] for tip in distinct]
-    return [distinct, *targets] if len(distinct) > 1 else targets
