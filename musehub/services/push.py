@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,13 +21,13 @@ from sqlalchemy.orm import QueryableAttribute
 from musehub.db.models import Branch, Commit, Repo, Snapshot, StoredObject
 from musehub.db.statistics import ANALYZE_AFTER_NEW_COMMITS, refresh_history_statistics
 from musehub.mpack.records import RecordError, validate_commit, validate_object, validate_snapshot
+from musehub.names import branch_name_problem
 from musehub.services import history
 from musehub.services.errors import BadRequest, Conflict
 from musehub.services.keys import object_key, upload_key
 from musehub.services.repos import branch_heads
 from musehub.storage import ObjectNotFound, ObjectStorage
 
-BRANCH_PATTERN = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)[^\x00-\x1f\x7f ~^:?*\[\\]{1,255}(?<!/)$")
 STORE_CONCURRENCY = 16
 
 
@@ -180,8 +179,11 @@ def parse_push(body: Mapping[str, Any]) -> PushRequest:
     if not isinstance(bundle, dict):
         raise BadRequest("push needs a 'bundle' map with 'commits', 'snapshots' and 'objects'")
     branch = body.get("branch")
-    if not isinstance(branch, str) or not BRANCH_PATTERN.match(branch):
-        raise BadRequest(f"'branch' must be a valid branch name (got {branch!r})")
+    if not isinstance(branch, str):
+        raise BadRequest(f"'branch' must be a branch name (a string), got {_show(branch)}")
+    problem = branch_name_problem(branch)
+    if problem is not None:
+        raise BadRequest(f"branch name {_show(branch)} is refused: it {problem}")
     force = body.get("force", False)
     if not isinstance(force, bool):
         raise BadRequest("'force' must be true or false")
@@ -367,6 +369,12 @@ async def _move_branch(
     ):
         values["default_branch"] = branch  # the first branch pushed becomes the default
     await session.execute(update(Repo).where(Repo.repo_id == repo.repo_id).values(**values))
+
+
+def _show(value: object) -> str:
+    """A client's value in a message: repr escapes what does not print, so it stays one line."""
+    text = repr(value)
+    return text if len(text) <= 70 else text[:67] + "..."
 
 
 def _pack(record: Mapping[str, Any]) -> bytes:
