@@ -43,6 +43,15 @@ async def test_filter_objects_answers_the_advertised_200000_ids(hub: Hub) -> Non
     assert answer["missing"] == ids[: -len(held)]
 
 
+async def test_one_id_over_the_limit_is_400_naming_it(hub: Hub) -> None:
+    owner, slug, token = await hub.create_repo()
+    ids = _ids(MAX_FILTER + 1, "over")
+    for op in ("filter-objects", "presign"):
+        response = await call(hub.client, owner, slug, op, {"object_ids": ids}, token)
+        assert response.status_code == 400
+        assert f"at most {MAX_FILTER}" in response.text
+
+
 async def test_presign_answers_the_advertised_200000_ids(hub: Hub) -> None:
     owner, slug, token = await hub.create_repo()
     held = make_object(b"already here")
