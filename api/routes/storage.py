@@ -13,12 +13,21 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from musehub.storage.base import InvalidStorageKey, StorageError, validate_key
 from musehub.storage.local import LocalStorage
-from musehub.storage.signing import STORAGE_URL_PREFIX, ExpiredSignature, InvalidSignature
+from musehub.storage.signing import (
+    STORAGE_URL_PREFIX,
+    ExpiredSignature,
+    InvalidSignature,
+    parse_expires,
+)
 
 MAX_PUT_BYTES = 2 << 30
 WRITE_CHUNK = 1 << 20
 OCTET_STREAM = "application/octet-stream"
-_SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# ASCII digits only: `\d` also takes other scripts' digits, which int() reads or refuses.
+_SINGLE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+_DIGITS = re.compile(r"[0-9]+")
+# Past any object; a longer number reads as this, unconverted (int() refuses 4,300+ digits).
+_BEYOND_ANY_OBJECT = 1 << 63
 
 INVALID_LINK = "this storage link is invalid (its signature does not match); ask for a new one"
 EXPIRED_LINK = "this link has expired; ask the server for a new one"
@@ -45,7 +54,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The single byte range `[start, end)` a Range header asks for, or None for the whole object.
 
     Raises RangeNotSatisfiable when the range starts past the end. Malformed or multi-range
-    headers are ignored (RFC 9110 lets a server answer those with the whole object).
+    headers are ignored (RFC 9110 lets a server answer those with the whole object). Positions
+    too long to convert count as past the end: an end is clipped, a suffix is the whole object.
     """
     if header is None:
         return None
@@ -56,17 +66,23 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first:
         if not last:
             return None
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable
         return max(0, size - suffix), size
-    start = int(first)
-    if last and int(last) < start:
+    start = _position(first)
+    if last and _position(last) < start:
         return None
     if start >= size:
         raise RangeNotSatisfiable
-    end = size if not last else min(int(last) + 1, size)
+    end = size if not last else min(_position(last) + 1, size)
     return start, end
+
+
+def _position(digits: str) -> int:
+    """A byte position or length written in ASCII digits (leading zeros allowed)."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= 18 else _BEYOND_ANY_OBJECT
 
 
 def storage_router(*, max_put_bytes: int = MAX_PUT_BYTES) -> APIRouter:
@@ -108,8 +124,10 @@ def storage_router(*, max_put_bytes: int = MAX_PUT_BYTES) -> APIRouter:
     async def write_object(key: str, request: Request) -> Response:
         try:
             storage = _authorise(request, key, "PUT")
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_put_bytes:
+            declared = request.headers.get("content-length")
+            if declared is not None and not _DIGITS.fullmatch(declared):
+                raise _Refused(400, "Content-Length must be a number of bytes")
+            if declared is not None and _position(declared) > max_put_bytes:
                 raise _too_large(max_put_bytes)
             await _receive_into_storage(request, storage, key, max_put_bytes)
         except _Refused as refused:
@@ -167,10 +185,8 @@ def _authorise(request: Request, key: str, method: str) -> LocalStorage:
         raise _Refused(403, INVALID_LINK)
     if signed_method != method:
         raise _Refused(403, f"this storage link is for {signed_method[:10]} requests, not {method}")
-    if not expires.isdigit():
-        raise _Refused(403, INVALID_LINK)
     try:
-        storage.verify_presigned(method, key, int(expires), signature)
+        storage.verify_presigned(method, key, parse_expires(expires), signature)
     except ExpiredSignature:
         raise _Refused(403, EXPIRED_LINK) from None
     except InvalidSignature:

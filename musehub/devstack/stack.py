@@ -1,14 +1,15 @@
 """`musehub dev`: every part on its embedded default, in the foreground, stopped by Ctrl-C.
 
 Each part runs as its own process, as in production: PostgreSQL, the Temporal dev server, the
-worker and the API. A part given an external address in settings is used instead of started."""
+worker and the API. A part given an external address in settings is used instead of started.
+Once the stack is ready, a worker or API process that dies is restarted with backoff
+(`supervisor.py`); only Ctrl-C or SIGTERM stops the stack."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from contextlib import ExitStack
@@ -20,8 +21,11 @@ import httpx
 from musehub.db import migrate
 from musehub.devstack.ports import ensure_port_free
 from musehub.devstack.postgres import EmbeddedPostgres
+from musehub.devstack.supervisor import SupervisedChild
 from musehub.devstack.temporal import TemporalDevServer
 from musehub.settings import Settings
+
+POLL_SECONDS = 0.2
 
 
 def say(message: str) -> None:
@@ -29,15 +33,9 @@ def say(message: str) -> None:
 
 
 @dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-
-
-@dataclass
 class DevStack:
     settings: Settings
-    children: list[Child] = field(default_factory=list)
+    children: list[SupervisedChild] = field(default_factory=list)
 
     def run(self) -> int:
         state_dir = self.settings.state_dir.resolve()
@@ -58,6 +56,9 @@ class DevStack:
                 say("stopping…")
                 return 0
             finally:
+                # A second Ctrl-C must not cut the stop short and leave parts holding ports.
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(signum, signal.SIG_IGN)
                 self._stop_children()
 
     def _database(self, stack: ExitStack, state_dir: Path) -> str:
@@ -114,13 +115,9 @@ class DevStack:
         ]
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str], state_dir: Path) -> None:
-        say(f"starting the {name}…")
-        log = open(state_dir / f"{name}.log", "ab")
-        # Own session: the terminal's Ctrl-C reaches only us, and we stop the parts in order.
-        process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.children.append(Child(name, process))
+        child = SupervisedChild(name, command, env, state_dir / f"{name}.log", say)
+        self.children.append(child)
+        child.start()
 
     def _wait_healthy(self, timeout: float = 60.0) -> None:
         url = f"http://{self.settings.api.host}:{self.settings.api.port}/health"
@@ -148,29 +145,26 @@ class DevStack:
         print("\n".join(["", *lines, "", "Ready. Press Ctrl-C to stop."]), flush=True)
 
     def _supervise(self) -> int:
+        """Restart children that die, until Ctrl-C or SIGTERM (a KeyboardInterrupt)."""
         while True:
-            self._check_children()
-            time.sleep(0.5)
+            for child in self.children:
+                child.poll()
+            time.sleep(POLL_SECONDS)
 
     def _check_children(self) -> None:
+        """Before the stack is ready a death is a startup failure: stop with its log's name."""
         for child in self.children:
-            code = child.process.poll()
+            code = child.exit_code()
             if code is not None:
                 raise RuntimeError(
-                    f"the {child.name} exited with code {code}; see "
-                    f"{self.settings.state_dir.resolve() / (child.name + '.log')}"
+                    f"the {child.name} exited with code {code}; see {child.log_path.resolve()}"
                 )
 
     def _stop_children(self) -> None:
         for child in reversed(self.children):
-            if child.process.poll() is None:
-                child.process.send_signal(signal.SIGINT)
+            child.stop()
         for child in reversed(self.children):
-            try:
-                child.process.wait(20)
-            except subprocess.TimeoutExpired:
-                child.process.kill()
-                child.process.wait()
+            child.wait_stopped()
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from musehub.mpack.ids import commit_id, is_content_id, object_id, snapshot_id
+from musehub.names import manifest_path_problem
 
 # The CommitDict keys muse 0.1.5 writes, in its order.
 COMMIT_KEYS: tuple[str, ...] = (
@@ -170,15 +171,7 @@ def _require_str_map(value: object, where: str) -> None:
 def _check_path(path: object, label: str) -> None:
     if not isinstance(path, str):
         raise RecordError(f"{label}: manifest path {_show(path)} must be a string")
-    problem = None
-    if not path:
-        problem = "must not be empty"
-    elif path.startswith("/"):
-        problem = "must be relative (no leading '/')"
-    elif "\x00" in path:
-        problem = "must not contain NUL"
-    elif ".." in path.split("/"):
-        problem = "must not contain a '..' segment"
+    problem = manifest_path_problem(path)
     if problem:
         raise RecordError(f"{label}: manifest path {_show(path)} {problem}")
 

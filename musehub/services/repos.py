@@ -14,7 +14,8 @@ from musehub.domains import DOMAINS
 from musehub.services.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from musehub.services.tokens import check_user_name
 
-SLUG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# \Z, not $: `$` also matches before a trailing newline, so "pub\n" passed. Use fullmatch.
+SLUG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 
 
 async def create_repo(
@@ -24,7 +25,7 @@ async def create_repo(
         check_user_name(owner)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    if not SLUG_PATTERN.match(slug) or slug.endswith((".git", ".")):
+    if not SLUG_PATTERN.fullmatch(slug) or slug.endswith((".git", ".")):
         raise BadRequest(
             f"repository name {slug!r} is not valid: use 1-100 letters, digits, '.', '_' or '-'"
         )

@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.db.models import AccessToken
 
-TOKEN_PATTERN = re.compile(r"^mh_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
-USER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# \Z, not $: `$` also matches before a trailing newline, so "alice\n" passed. Use fullmatch.
+TOKEN_PATTERN = re.compile(r"^mh_([0-9a-f]{16})_([A-Za-z0-9_-]{43})\Z")
+USER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+TOKEN_ID_PATTERN = re.compile(r"^[0-9a-f]{16}\Z")
 
 
 def _hash_secret(secret: str) -> str:
@@ -23,7 +25,7 @@ def _hash_secret(secret: str) -> str:
 
 
 def check_user_name(user: str) -> str:
-    if not USER_NAME_PATTERN.match(user):
+    if not USER_NAME_PATTERN.fullmatch(user):
         raise ValueError(
             f"user name {user!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -46,7 +48,7 @@ async def create_token(session: AsyncSession, user: str) -> str:
 
 async def authenticate(session: AsyncSession, token: str) -> str | None:
     """The user a token belongs to, or None for an unknown, malformed or revoked token."""
-    match = TOKEN_PATTERN.match(token)
+    match = TOKEN_PATTERN.fullmatch(token)
     if match is None:
         return None
     token_id, secret = match.groups()
@@ -60,10 +62,10 @@ async def authenticate(session: AsyncSession, token: str) -> str | None:
 
 def token_id_of(token_or_id: str) -> str | None:
     """The id part of a token, or the id itself; None for anything else."""
-    match = TOKEN_PATTERN.match(token_or_id)
+    match = TOKEN_PATTERN.fullmatch(token_or_id)
     if match:
         return match.group(1)
-    return token_or_id if re.fullmatch(r"[0-9a-f]{16}", token_or_id) else None
+    return token_or_id if TOKEN_ID_PATTERN.fullmatch(token_or_id) else None
 
 
 async def revoke_token(session: AsyncSession, token_id: str) -> bool:

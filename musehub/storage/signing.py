@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -14,6 +15,9 @@ from musehub.storage.base import StorageError, validate_key
 
 SIGNED_METHODS = ("GET", "PUT")
 STORAGE_URL_PREFIX = "/_storage/"
+# Unix seconds as this server writes them: ASCII digits (str.isdigit() also takes "²", which
+# int() refuses) and short enough to convert (int() refuses over 4,300 digits); year 33658.
+_EXPIRES = re.compile(r"[0-9]{1,12}")
 
 
 class PresignedUrlError(StorageError):
@@ -66,6 +70,13 @@ class UrlSigner:
             raise InvalidSignature("this storage link is invalid: its signature does not match")
         if time.time() > expires:
             raise ExpiredSignature("this link has expired; ask the server for a new one")
+
+
+def parse_expires(text: str) -> int:
+    """The `expires` of a presigned URL; InvalidSignature for anything this server never signs."""
+    if not _EXPIRES.fullmatch(text):
+        raise InvalidSignature("this storage link is invalid: its expiry is not a unix time")
+    return int(text)
 
 
 def load_or_create_signing_key(path: Path) -> bytes:
