@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from bench import load
+from bench import bare_asgi, load
 from bench.context import Bench
 from bench.hub import HEADERS, PushedRepo, fetch_body
 from bench.plots import lines
@@ -21,6 +21,7 @@ TITLE = "2. Warm clone answer vs repo size"
 P99_ONE_CLIENT_MS = 10.0
 MIN_ANSWERS_PER_S = 2000.0
 P99_64_MS = 50.0
+MIN_SHARE_OF_BARE = 0.5
 FLAT = 1.5
 WARM_TIMEOUT_S = 300.0
 REQUEST_TIMEOUT_S = 600.0
@@ -35,6 +36,7 @@ class SizeRun:
     url: load.Sequential
     inline: load.Sequential
     wrk: load.WrkResult
+    ceiling: load.WrkResult  # the bare ASGI endpoint, measured right after `wrk`
     uncached: list[float]
     uncached_error: str | None
     quiesce_s: float
@@ -44,11 +46,12 @@ async def run(bench: Bench) -> ScenarioResult:
     sizes = bench.pick([100, 500], [100, 1_000, 10_000, 100_000])
     runs: list[SizeRun] = []
     notes: list[str] = []
-    for commits in sizes:
-        try:
-            runs.append(await _measure_size(bench, commits, notes))
-        except Exception as exc:  # one size failing must not lose the others' numbers
-            notes.append(f"**{commits:,} commits: not measured**: {type(exc).__name__}: {exc}")
+    with bare_asgi.serving(bench.hub.settings.api.workers) as bare_url:
+        for commits in sizes:
+            try:
+                runs.append(await _measure_size(bench, commits, notes, bare_url))
+            except Exception as exc:  # one size failing must not lose the others' numbers
+                notes.append(f"**{commits:,} commits: not measured**: {type(exc).__name__}: {exc}")
     if not runs:
         raise RuntimeError("no size could be measured: " + " / ".join(notes))
     await bench.hub.quiesce()
@@ -59,13 +62,13 @@ async def run(bench: Bench) -> ScenarioResult:
         ["request", "64 conns answers/s", "p50 (ms)", "p99 (ms)"],
         [["`GET /health` (one `SELECT 1`)", f"{health.requests_per_s:,.0f}",
           f"{health.latency_ms.get('50%', 0):.1f}", f"{health.latency_ms.get('99%', 0):.1f}"]],
-        caption="**Reference**: the cheapest request that goes through FastAPI, a pooled "
-                "SQLAlchemy session and PostgreSQL, under the same `wrk -t2 -c64`: the ceiling "
-                "of this API process on this machine, whatever the fetch path does."))
+        caption="**Reference**: the cheapest request that goes through FastAPI's routing and "
+                "dependencies, a pooled SQLAlchemy session and PostgreSQL, under the same "
+                "`wrk -t2 -c64` (the warm `/fetch` takes none of these)."))
     return result
 
 
-async def _measure_size(bench: Bench, commits: int, notes: list[str]) -> SizeRun:
+async def _measure_size(bench: Bench, commits: int, notes: list[str], bare_url: str) -> SizeRun:
     hub = bench.hub
     repo = await hub.push(f"history-{commits}", long_history(commits))
     seen = await hub.wait_warm(repo, timeout=WARM_TIMEOUT_S)
@@ -84,11 +87,14 @@ async def _measure_size(bench: Bench, commits: int, notes: list[str]) -> SizeRun
     inline = await asyncio.to_thread(load.sequential, fetch_url, inline_body, bench.pick(3, 20),
                                      max_seconds=120.0)
     wrk = await asyncio.to_thread(load.wrk, fetch_url, body, bench.work, seconds=bench.pick(1, 10))
+    ceiling = await asyncio.to_thread(load.wrk, f"{bare_url}/bench/bare/fetch", body, bench.work,
+                                      seconds=bench.pick(1, 10))
     uncached, error = await _uncached(repo, bench.pick(1, 3 if commits < 100_000 else 1))
     pack_bytes = inline.bytes // max(1, len(inline.latencies))
     if not first.all_hits:
         notes.append(f"{commits} commits: the first warm request answered {first.statuses}.")
-    return SizeRun(commits, repo, warm_s, pack_bytes, url, inline, wrk, uncached, error, quiesce_s)
+    return SizeRun(commits, repo, warm_s, pack_bytes, url, inline, wrk, ceiling, uncached, error,
+                   quiesce_s)
 
 
 async def _uncached(repo: PushedRepo, reps: int) -> tuple[list[float], str | None]:
@@ -117,7 +123,8 @@ def _result(bench: Bench, runs: list[SizeRun], notes: list[str]) -> ScenarioResu
                          ms(r.url.p(50)), ms(r.url.p(99)), _statuses(r.url),
                          f"{w.requests_per_s:,.0f}", f"{w.latency_ms.get('50%', 0):.1f}",
                          f"{w.latency_ms.get('99%', 0):.1f}",
-                         f"{w.non_2xx + w.socket_errors} / {w.not_hit}"])
+                         f"{w.non_2xx + w.socket_errors} / {w.not_hit}",
+                         f"{r.ceiling.requests_per_s:,.0f}", f"{_share_of_bare(r):.0%}"])
         inline_rows.append([f"{r.commits:,}", mb(r.pack_bytes), str(len(r.inline.latencies)),
                             ms(r.inline.p(50, first_byte=True)), ms(r.inline.p(50)),
                             f"{r.pack_bytes / 1e6 / r.inline.p(50):.0f}", _statuses(r.inline)])
@@ -130,10 +137,13 @@ def _result(bench: Bench, runs: list[SizeRun], notes: list[str]) -> ScenarioResu
     tables = [
         Table(["commits", "pack (MB)", "requests", "1 client p50 (ms)", "1 client p99 (ms)",
                "answers", "64 conns answers/s", "64 conns p50 (ms)", "64 conns p99 (ms)",
-               "errors / not HIT"], url_rows,
+               "errors / not HIT", "bare ASGI answers/s", "share of bare"], url_rows,
               caption="**URL form** (`capabilities: [\"mpack-url\"]`): one DB lookup plus one "
                       "presign. 1 client = sequential requests on one keep-alive connection "
-                      "(httpx); 64 conns = `wrk -t2 -c64` POSTing the same msgpack body."),
+                      "(httpx); 64 conns = `wrk -t2 -c64` POSTing the same msgpack body. **Bare "
+                      "ASGI** (`bench/bare_asgi.py`, the ceiling): a plain ASGI app that reads "
+                      "the body and answers a fixed msgpack map, under uvicorn with the API's "
+                      "settings, measured by the same `wrk` right after each size."),
         Table(["commits", "pack (MB)", "requests", "first byte p50 (ms)", "whole answer p50 (ms)",
                "MB/s", "answers"], inline_rows,
               caption="**Inline form** (no capabilities: a legacy client): the stored pack "
@@ -185,7 +195,10 @@ def _checks(runs: list[SizeRun]) -> list[Check]:
     flat_latency = runs[-1].url.p(99) / runs[0].url.p(99)
     flat_rate = rates[0] / rates[-1] if rates[-1] else float("inf")
     span = f"{runs[0].commits:,} → {runs[-1].commits:,} commits"
+    shares = [_share_of_bare(r) for r in runs]
     return [
+        Check("URL form answers/s at 64 connections ≥ 50 % of the bare ASGI endpoint's",
+              f"worst {min(shares):.0%}", min(shares) >= MIN_SHARE_OF_BARE),
         Check("URL form, 1 client p99 < 10 ms at every size",
               f"worst {max(p99s):.1f} ms", max(p99s) < P99_ONE_CLIENT_MS),
         Check("URL form, ≥ 2,000 answers/s at 64 connections",
@@ -197,6 +210,11 @@ def _checks(runs: list[SizeRun]) -> list[Check]:
         Check(f"flat across sizes ({span}): answers/s smallest/largest < 1.5",
               f"{flat_rate:.2f}", flat_rate < FLAT),
     ]
+
+
+def _share_of_bare(run: SizeRun) -> float:
+    ceiling = run.ceiling.requests_per_s
+    return run.wrk.requests_per_s / ceiling if ceiling else 0.0
 
 
 def _statuses(run: load.Sequential) -> str:

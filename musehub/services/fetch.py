@@ -50,7 +50,13 @@ from musehub.services import mpack_cache
 from musehub.services.errors import Unavailable
 from musehub.services.mpack_build import BuiltMPack, build_and_upload
 from musehub.services.mpack_cache import CacheEntry, CloneLookup
-from musehub.services.repos import branch_heads, is_readable, not_found, repo_for_read
+from musehub.services.repos import (
+    branch_heads,
+    could_exist,
+    is_readable,
+    not_found,
+    repo_for_read,
+)
 from musehub.services.warm_answers import WarmAnswers
 from musehub.settings import Settings
 from musehub.storage import ObjectStorage
@@ -147,6 +153,8 @@ class FetchMPacks:
     async def _clone(
         self, owner: str, slug: str, want: list[str], user: str | None, form: AnswerForm
     ) -> tuple[str, FetchAnswer]:
+        if not could_exist(owner, slug):
+            raise not_found(owner, slug)
         found, answer = await self._warm.get_or_lookup(
             owner, slug, want, lambda: self._lookup(owner, slug, want)
         )

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from musehub.db.models import Branch, Repo
 from musehub.domains import DOMAINS
 from musehub.services.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
-from musehub.services.tokens import check_user_name
+from musehub.services.tokens import USER_NAME_PATTERN, check_user_name
 
 # \Z, not $: `$` also matches before a trailing newline, so "pub\n" passed. Use fullmatch.
 SLUG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
@@ -47,7 +47,16 @@ async def create_repo(
     return repo
 
 
+def could_exist(owner: str, slug: str) -> bool:
+    """Whether a repo could have this name at all. A URL's owner or slug may hold anything,
+    NUL included, which PostgreSQL refuses in text: such a name is answered as not found
+    without asking the database."""
+    return bool(USER_NAME_PATTERN.fullmatch(owner) and SLUG_PATTERN.fullmatch(slug))
+
+
 async def find_repo(session: AsyncSession, owner: str, slug: str) -> Repo | None:
+    if not could_exist(owner, slug):
+        return None
     return await session.scalar(select(Repo).where(Repo.owner == owner, Repo.slug == slug))
 
 

@@ -54,7 +54,7 @@ async def test_schedule_is_applied_idempotently_and_a_trigger_runs_gc(
         assert isinstance(schedule.action, ScheduleActionStartWorkflow)
         assert schedule.action.workflow == GC_WORKFLOW
         assert schedule.action.task_queue == settings.temporal.task_queue
-        assert schedule.spec.intervals[0].every == timedelta(minutes=60)
+        assert schedule.spec.intervals[0].every == timedelta(minutes=settings.gc.interval_minutes)
         assert not (await apply_gc_schedule(client, with_gc(settings, interval_minutes=30))).created
         assert (await handle.describe()).schedule.spec.intervals[0].every == timedelta(minutes=30)
 

@@ -185,3 +185,31 @@ async def test_no_redirect_for_a_trailing_slash(hub: Hub) -> None:
     response = await hub.client.get(f"/{owner}/{slug}/refs/")
     assert response.status_code == 404
     assert "location" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "op"),
+    [
+        ("GET", "refs"),
+        ("POST", "fetch"),
+        ("POST", "negotiate"),
+        ("POST", "push"),
+        ("POST", "filter-objects"),
+        ("POST", "presign"),
+        ("POST", "push/objects"),
+    ],
+)
+async def test_a_nul_or_newline_in_owner_or_slug_is_404_on_every_repo_route(
+    hub: Hub, method: str, op: str
+) -> None:
+    owner, slug, token = await hub.create_repo()
+    body = msgpack.packb({"want": ["a" * 64], "have": []}, use_bin_type=True)
+    for path in (f"/{owner}%00/{slug}", f"/{owner}/{slug}%00", f"/{owner}/{slug}%0A"):
+        response = await hub.client.request(
+            method,
+            f"{path}/{op}",
+            content=body if method == "POST" else None,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-msgpack"},
+        )
+        assert response.status_code == 404, (path, op, response.status_code, response.text)
+        assert "not found" in response.text

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from api.deps import parts_of
 from musehub.names import branch_name_problem, manifest_path_problem
 from musehub.services.tokens import authenticate, token_id_of
 from tests.conftest import Hub
@@ -57,7 +58,7 @@ async def test_user_and_repo_names_with_a_trailing_newline_are_400(
 
 async def test_a_token_with_a_trailing_newline_is_not_a_token(hub: Hub) -> None:
     _, _, token = await hub.create_repo()
-    async with hub.app.state.session_factory() as session:
+    async with parts_of(hub.app).sessions() as session:
         assert await authenticate(session, token) is not None
         assert await authenticate(session, token + "\n") is None
     assert token_id_of(token + "\n") is None
