@@ -47,14 +47,26 @@ def id_list_body_limit(max_ids: int) -> int:
     return max_ids * PACKED_ID_BYTES + BODY_SLACK_BYTES
 
 
-async def read_msgpack_body(
-    request: Request, max_bytes: int, *, declared: str | None = None
-) -> dict[str, Any]:
-    """The request body as a map; refuses oversized bodies while reading, before buffering them.
-    Reads the ASGI messages itself: the hot path's body is one message, taken as it is.
-    `declared`: the Content-Length header, when the caller has read it already."""
-    declared = declared or request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+async def read_msgpack_body(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The request body as a map; refuses oversized bodies before and while reading them."""
+    declared = declared_length(request.headers.get("content-length"))
+    return decode_body(await read_body(request, max_bytes, declared=declared))
+
+
+def declared_length(header: str | None) -> int | None:
+    """The Content-Length header as a number (None when absent). Not `int()` on anything
+    `isdigit()` accepts: `"²".isdigit()` is true and 5,000 digits are too many for `int()`."""
+    if header is None:
+        return None
+    if not (header.isascii() and header.isdigit()):
+        raise BadRequest(f"Content-Length must be a number of bytes, not {header[:40]!r}")
+    return int(header) if len(header) <= 18 else 10**18
+
+
+async def read_body(request: Request, max_bytes: int, *, declared: int | None) -> bytes:
+    """The raw body, refused (413) when `declared` or the bytes received pass `max_bytes`.
+    Reads the ASGI messages itself: the hot path's body is one message, taken as it is."""
+    if declared is not None and declared > max_bytes:
         raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {max_bytes}")
     chunks: list[bytes] = []
     received = 0
@@ -69,8 +81,12 @@ async def read_msgpack_body(
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def decode_body(raw: bytes) -> dict[str, Any]:
     try:
-        return decode_request(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        return decode_request(raw)
     except MPackFormatError as exc:
         raise BadRequest(f"{exc} (send Content-Type: {MSGPACK})") from None
 

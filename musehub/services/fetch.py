@@ -153,8 +153,6 @@ class FetchMPacks:
     async def _clone(
         self, owner: str, slug: str, want: list[str], user: str | None, form: AnswerForm
     ) -> tuple[str, FetchAnswer]:
-        if not could_exist(owner, slug):
-            raise not_found(owner, slug)
         found, answer = await self._warm.get_or_lookup(
             owner, slug, want, lambda: self._lookup(owner, slug, want)
         )
@@ -183,6 +181,8 @@ class FetchMPacks:
     ) -> tuple[CloneLookup | None, FetchAnswer | None]:
         """One round trip, one look at storage, one presign (and, outside the throttled expiry
         slide, no further database work). Runs once per want set per second and process."""
+        if not could_exist(owner, slug):
+            return None, None  # a name no repo can have (NUL, newline): not found
         found = await mpack_cache.lookup_clone(self._engine, owner, slug, want)
         if found is None or found.entry is None:
             return found, None

@@ -213,3 +213,20 @@ async def test_a_nul_or_newline_in_owner_or_slug_is_404_on_every_repo_route(
         )
         assert response.status_code == 404, (path, op, response.status_code, response.text)
         assert "not found" in response.text
+
+
+@pytest.mark.parametrize(("length", "status"), [("²", 400), ("1" * 5000, 413), ("-1", 400)])
+@pytest.mark.parametrize("op", ["fetch", "negotiate"])
+async def test_a_content_length_that_is_no_number_is_a_4xx(
+    hub: Hub, op: str, length: str, status: int
+) -> None:
+    owner, slug, _ = await hub.create_repo()
+    response = await hub.client.post(
+        f"/{owner}/{slug}/{op}",
+        content=b"\x80",
+        headers={
+            b"Content-Length": length.encode("latin-1"),
+            b"Content-Type": b"application/x-msgpack",
+        },
+    )
+    assert response.status_code == status, response.text
