@@ -74,7 +74,6 @@ def create_app(
             temporal=temporal or LazyTemporalClient(settings),
             fetch=FetchMPacks(app_engine, app_storage, settings),
         )
-        app.state.storage = app_storage  # the storage route's links are checked against it
         _exempt_startup_objects_from_gc()
         try:
             yield

@@ -11,7 +11,8 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
-from musehub.storage.base import InvalidStorageKey, StorageError, validate_key
+from api.deps import StorageDep
+from musehub.storage.base import InvalidStorageKey, ObjectStorage, StorageError, validate_key
 from musehub.storage.local import LocalStorage
 from musehub.storage.signing import (
     STORAGE_URL_PREFIX,
@@ -91,9 +92,9 @@ def storage_router(*, max_put_bytes: int = MAX_PUT_BYTES) -> APIRouter:
     path = STORAGE_URL_PREFIX + "{key:path}"
 
     @router.api_route(path, methods=["GET", "HEAD"], include_in_schema=False)
-    async def read_object(key: str, request: Request) -> Response:
+    async def read_object(key: str, request: Request, backend: StorageDep) -> Response:
         try:
-            storage = _authorise(request, key, "GET")
+            storage = _authorise(backend, request, key, "GET")
             size = await storage.size(key)
             if size is None:
                 raise _Refused(404, f"no object is stored at {key!r}")
@@ -121,9 +122,9 @@ def storage_router(*, max_put_bytes: int = MAX_PUT_BYTES) -> APIRouter:
         return StreamingResponse(body, status_code=status, headers=headers, media_type=OCTET_STREAM)
 
     @router.put(path, include_in_schema=False)
-    async def write_object(key: str, request: Request) -> Response:
+    async def write_object(key: str, request: Request, backend: StorageDep) -> Response:
         try:
-            storage = _authorise(request, key, "PUT")
+            storage = _authorise(backend, request, key, "PUT")
             declared = request.headers.get("content-length")
             if declared is not None and not _DIGITS.fullmatch(declared):
                 raise _Refused(400, "Content-Length must be a number of bytes")
@@ -170,9 +171,8 @@ async def _receive_into_storage(
         await asyncio.to_thread(spool.unlink, missing_ok=True)
 
 
-def _authorise(request: Request, key: str, method: str) -> LocalStorage:
+def _authorise(storage: ObjectStorage, request: Request, key: str, method: str) -> LocalStorage:
     """The local backend, once the key is valid and the link is genuine and fresh for `method`."""
-    storage = getattr(request.app.state, "storage", None)
     if not isinstance(storage, LocalStorage):
         raise _Refused(404, "this server does not serve storage links (it uses no local storage)")
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
+from api.deps import get_storage
 from api.routes.storage import storage_router
 from musehub.storage import LocalStorage, ObjectStorage, S3Storage
 from tests.storage.http_server import serving
@@ -24,7 +25,7 @@ SIGNING_KEY = b"storage-tests-signing-key-32-byt"
 
 @pytest.fixture(scope="session")
 def storage_app() -> FastAPI:
-    """The app uvicorn serves; each local test points `app.state.storage` at its own root."""
+    """The app uvicorn serves; each local test points its storage dependency at its own root."""
     app = FastAPI()
     app.include_router(storage_router())
     return app
@@ -41,7 +42,7 @@ def local_storage(tmp_path: Path, storage_app: FastAPI, storage_base_url: str) -
     storage = LocalStorage(
         tmp_path / "blobs", signing_key=SIGNING_KEY, public_base_url=storage_base_url
     )
-    storage_app.state.storage = storage
+    storage_app.dependency_overrides[get_storage] = lambda: storage
     return storage
 
 

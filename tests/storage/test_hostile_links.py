@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from api.deps import get_storage
 from api.routes.storage import parse_range, storage_router
 from musehub.storage import LocalStorage
 
@@ -113,7 +114,7 @@ async def test_huge_content_length_on_put_is_a_4xx(local_storage: LocalStorage) 
     turn it into a 500. So this request goes to the app in-process."""
     app = FastAPI()
     app.include_router(storage_router())
-    app.state.storage = local_storage
+    app.dependency_overrides[get_storage] = lambda: local_storage
     url = await local_storage.presign_put("objs/upload", ttl_seconds=60)
     transport = httpx.ASGITransport(app=app)
     for declared in (HUGE, "²", "\uff11\uff12"):

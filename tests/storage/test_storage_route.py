@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from api.deps import get_storage
 from api.routes.storage import RangeNotSatisfiable, parse_range, storage_router
 from musehub.storage import LatencyInjectingStorage, LocalStorage
 
@@ -30,7 +31,7 @@ async def local(tmp_path: Path) -> LocalStorage:
 def app(local: LocalStorage) -> FastAPI:
     app = FastAPI()
     app.include_router(storage_router(max_put_bytes=MAX_PUT))
-    app.state.storage = local
+    app.dependency_overrides[get_storage] = lambda: local
     return app
 
 
@@ -211,7 +212,7 @@ async def test_bad_key_is_400(client: httpx.AsyncClient, path: str) -> None:
 
 
 async def test_non_local_backend_is_404(app: FastAPI, local: LocalStorage) -> None:
-    app.state.storage = LatencyInjectingStorage(local, 0)
+    app.dependency_overrides[get_storage] = lambda: LatencyInjectingStorage(local, 0)
     url = await get_url(local)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
         response = await client.get(url)
