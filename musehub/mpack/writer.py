@@ -24,9 +24,21 @@ class MPackWriteError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class SectionSpan:
+    """Where one section's records lie in a pack: `count` records in bytes `[start, end)`,
+    after the section's name and array header. Packs are joined by these spans, unread."""
+
+    count: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
 class PackDigest:
     size: int
     sha256: str
+    # commits, snapshots, objects; empty when not known (a pack described by size and hash only)
+    sections: tuple[SectionSpan, ...] = ()
 
 
 class MPackWriter:
@@ -41,6 +53,7 @@ class MPackWriter:
         self._written = 0
         self._content_left = 0
         self._finished = False
+        self._spans: list[SectionSpan] = []
         self._emit(self._packer.pack_map_header(len(SECTIONS)))
 
     def begin_section(self, name: str, count: int) -> None:
@@ -51,9 +64,11 @@ class MPackWriter:
             raise MPackWriteError(f"section {name!r} out of order: expected {expected!r}")
         if count < 0:
             raise MPackWriteError(f"section {name!r}: count must be >= 0, got {count}")
+        self._end_span()
         self._section += 1
         self._declared, self._written = count, 0
         self._emit(self._packer.pack(name) + self._packer.pack_array_header(count))
+        self._spans.append(SectionSpan(count, self._sink.size, self._sink.size))
 
     def write_record(self, record: Mapping[str, Any]) -> None:
         """Write a commit or snapshot map, keys in their given order."""
@@ -93,8 +108,9 @@ class MPackWriter:
         if self._section != len(SECTIONS) - 1:
             missing = ", ".join(SECTIONS[self._section + 1 :])
             raise MPackWriteError(f"pack finished without section(s): {missing}")
+        self._end_span()
         self._finished = True
-        return PackDigest(self._sink.size, self._sink.close())
+        return PackDigest(self._sink.size, self._sink.close(), tuple(self._spans))
 
     def abort(self) -> None:
         """Give up on this pack (a failed build): release the sink."""
@@ -118,6 +134,11 @@ class MPackWriter:
             raise MPackWriteError(
                 f"section {name!r} declared {self._declared} records, wrote {self._written}"
             )
+
+    def _end_span(self) -> None:
+        if self._spans:
+            last = self._spans[-1]
+            self._spans[-1] = SectionSpan(last.count, last.start, self._sink.size)
 
     def _check_content_done(self) -> None:
         if self._content_left:
