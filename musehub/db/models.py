@@ -13,6 +13,7 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -132,11 +133,15 @@ class AccessToken(Base):
 
 
 class FetchMPackCache(Base):
-    """FMC_01: one prebuilt fetch mpack per (repo, want set).
+    """FMC_01: what answers a fetch of (repo, want set), one row per want set.
 
     A single-branch row has tip_commit_id = its one want; the row for a multi-branch head set
     (what `muse clone` asks for) has tip_commit_id NULL, so it coexists with the single-tip rows
-    under the unique (repo_id, tip_commit_id)."""
+    under the unique (repo_id, tip_commit_id).
+
+    The answer is a chain of stored packs (its MPackChainLink rows, base first) and, once made,
+    the whole chain as one object, `mpack_id` with its `sha256`, for clients that take one URL.
+    A row from before chains has `mpack_id` only, and no links."""
 
     __tablename__ = "musehub_fetch_mpack_cache"
     __table_args__ = (
@@ -144,6 +149,7 @@ class FetchMPackCache(Base):
         CheckConstraint(
             "(tip_commit_id IS NULL) = (cardinality(want_commit_ids) > 1)", name="tip_or_head_set"
         ),
+        CheckConstraint("(mpack_id IS NULL) = (sha256 IS NULL)", name="one_pack_with_its_hash"),
         Index(None, "expires_at"),
         Index(None, "mpack_id"),
     )
@@ -152,15 +158,58 @@ class FetchMPackCache(Base):
     cache_id: Mapped[str] = mapped_column(CONTENT_ID, primary_key=True)
     repo_id: Mapped[str] = mapped_column(ForeignKey("musehub_repos.repo_id", ondelete="CASCADE"))
     tip_commit_id: Mapped[str | None] = mapped_column(CONTENT_ID)
-    # Storage key of the pack object (content-addressed by the pack's sha256).
-    mpack_id: Mapped[str] = mapped_column(Text)
+    # Storage key of the whole answer as one pack (content-addressed by its sha256), once made.
+    mpack_id: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now_column()
     expires_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=text(MPACK_CACHE_TTL_SQL), nullable=False
     )
+    # Bytes of the whole answer as one pack (the joined chain's, whether or not it was made).
     size_bytes: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(CONTENT_ID)
+    sha256: Mapped[str | None] = mapped_column(CONTENT_ID)
     want_commit_ids: Mapped[list[str]] = mapped_column(ARRAY(CONTENT_ID))
     commit_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
     object_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
     last_hit_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MPackPart(Base):
+    """One stored pack that is a part of chains: a base (all a position reaches) or a top-up
+    (what a position adds to the one before it). Immutable and content-addressed, so chains
+    that share a prefix, or lines whose pushes add the same records, share parts. The section
+    spans let parts be joined into one pack without decoding them (musehub/mpack/chain.py)."""
+
+    __tablename__ = "musehub_mpack_parts"
+    __table_args__ = (Index(None, "repo_id"),)
+
+    mpack_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    repo_id: Mapped[str] = mapped_column(ForeignKey("musehub_repos.repo_id", ondelete="CASCADE"))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(CONTENT_ID)
+    commit_count: Mapped[int] = mapped_column(BigInteger)
+    snapshot_count: Mapped[int] = mapped_column(BigInteger)
+    object_count: Mapped[int] = mapped_column(BigInteger)
+    # [start, end) byte offsets of each section's records in the stored pack.
+    commits_start: Mapped[int] = mapped_column(BigInteger)
+    commits_end: Mapped[int] = mapped_column(BigInteger)
+    snapshots_start: Mapped[int] = mapped_column(BigInteger)
+    snapshots_end: Mapped[int] = mapped_column(BigInteger)
+    objects_start: Mapped[int] = mapped_column(BigInteger)
+    objects_end: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _now_column()
+
+
+class MPackChainLink(Base):
+    """Part `position` (0: the base) of the chain answering a cache row, and the want set whose
+    whole history the chain holds up to and including it: a fetch whose `have` holds that want
+    set needs only the parts after it."""
+
+    __tablename__ = "musehub_mpack_chain_links"
+    __table_args__ = (Index(None, "mpack_id"),)
+
+    cache_id: Mapped[str] = mapped_column(
+        ForeignKey("musehub_fetch_mpack_cache.cache_id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    mpack_id: Mapped[str] = mapped_column(ForeignKey("musehub_mpack_parts.mpack_id"))
+    want_commit_ids: Mapped[list[str]] = mapped_column(ARRAY(CONTENT_ID))
