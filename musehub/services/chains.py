@@ -1,0 +1,237 @@
+"""Chains of packs: what answers a want set, as a base plus one top-up per push.
+
+Layout. A cache row (one per want set, `mpack_cache`) is answered by a chain of stored parts,
+its links in `musehub_mpack_chain_links`, base first. Each link names the want set whose whole
+history the chain holds up to and including that part: its *position*. The base holds all its
+position reaches; each top-up holds what its position adds to the one before (the commits not
+reachable from the previous position, their snapshots and objects, less those of the boundary
+snapshots). Parts are immutable and content-addressed (`musehub_mpack_parts`), so chains that
+share a prefix, and lines of history whose pushes add the same records (a branch and the head
+set after a push to that branch), share parts and their bytes.
+
+Appending. After a push the prebuild finds, among the repo's live chains, the one whose
+position is the furthest ancestor of the new want set (`closest_base`): every one of its
+position's commits is reachable from the new want set, so the chain plus what the new want set
+adds is exactly the new want set's history. It builds only that top-up, and records the new row
+as the base's links plus the new part. A force push or a deleted branch, whose old position is
+not an ancestor of the new one, simply finds no such chain and gets a new base.
+
+Serving. A clone of a want set is answered by its whole chain; a fetch whose `have` holds the
+want set of some position of that chain needs only the parts after it (`Chain.after`). Both are
+one lookup. Parts are joined into one pack by byte ranges (musehub/mpack/chain.py) for clients
+that take one URL or the inline answer.
+
+Collecting. Rows go first (expiry, lost packs); a part's object goes only when no row names it,
+neither as its one-pack object nor through a link (musehub/services/gc.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from musehub.db.models import FetchMPackCache, MPackChainLink, MPackPart
+from musehub.mpack.chain import StoredPart, joined_size
+from musehub.mpack.writer import PackDigest, SectionSpan
+from musehub.services.mpack_cache import cache_id_for, normalise_want
+
+
+@dataclass(frozen=True)
+class ChainPart:
+    """One link of a chain: the stored part and the position it completes."""
+
+    mpack_id: str
+    size: int
+    sha256: str
+    want: tuple[str, ...]  # the position: the chain up to here holds this want set's history
+    sections: tuple[SectionSpan, ...]
+
+    @property
+    def stored(self) -> StoredPart:
+        return StoredPart(self.mpack_id, self.sections)
+
+
+@dataclass(frozen=True)
+class Chain:
+    parts: tuple[ChainPart, ...]
+
+    @property
+    def joined_size(self) -> int:
+        return joined_size([p.stored for p in self.parts])
+
+    @property
+    def commit_count(self) -> int:
+        return sum(p.sections[0].count for p in self.parts)
+
+    @property
+    def object_count(self) -> int:
+        return sum(p.sections[2].count for p in self.parts)
+
+    def after(self, have: Iterable[str]) -> Chain | None:
+        """The parts a client holding `have` still needs: those after the furthest position
+        whose want set `have` holds. None when `have` holds no position of this chain."""
+        held = set(have)
+        for index in range(len(self.parts) - 1, -1, -1):
+            if held.issuperset(self.parts[index].want):
+                return Chain(self.parts[index + 1 :])
+        return None
+
+
+def part_from_json(row: Sequence[Any]) -> ChainPart:
+    """A ChainPart from the JSON array `CHAIN_JSON` builds for each link."""
+    mpack_id, want, size, sha256, *numbers = row
+    commits, snapshots, objects, c0, c1, s0, s1, o0, o1 = (int(n) for n in numbers)
+    sections = (
+        SectionSpan(commits, c0, c1),
+        SectionSpan(snapshots, s0, s1),
+        SectionSpan(objects, o0, o1),
+    )
+    return ChainPart(str(mpack_id), int(size), str(sha256), tuple(want), sections)
+
+
+# The links of one cache row as JSON arrays in chain order, for a lookup to embed.
+CHAIN_JSON = """
+(SELECT json_agg(json_build_array(
+            l.mpack_id, l.want_commit_ids, p.size_bytes, p.sha256,
+            p.commit_count, p.snapshot_count, p.object_count,
+            p.commits_start, p.commits_end, p.snapshots_start, p.snapshots_end,
+            p.objects_start, p.objects_end) ORDER BY l.position)
+   FROM musehub_mpack_chain_links l JOIN musehub_mpack_parts p ON p.mpack_id = l.mpack_id
+  WHERE l.cache_id = {cache_id})"""
+
+_CHAIN_OF = text("SELECT " + CHAIN_JSON.format(cache_id=":cache_id"))
+
+
+async def load_chain(session: AsyncSession, cache_id: str) -> Chain | None:
+    """The chain behind a cache row; None for a row from before chains (no links)."""
+    rows = await session.scalar(_CHAIN_OF, {"cache_id": cache_id})
+    return chain_from_json(rows)
+
+
+def chain_from_json(rows: Sequence[Sequence[Any]] | None) -> Chain | None:
+    if not rows:
+        return None
+    return Chain(tuple(part_from_json(row) for row in rows))
+
+
+async def record_part(session: AsyncSession, repo_id: str, key: str, digest: PackDigest) -> None:
+    """Describe a stored pack as a part; the same bytes are the same part (kept as it is)."""
+    commits, snapshots, objects = digest.sections
+    await session.execute(
+        insert(MPackPart)
+        .values(
+            mpack_id=key,
+            repo_id=repo_id,
+            size_bytes=digest.size,
+            sha256=digest.sha256,
+            commit_count=commits.count,
+            snapshot_count=snapshots.count,
+            object_count=objects.count,
+            commits_start=commits.start,
+            commits_end=commits.end,
+            snapshots_start=snapshots.start,
+            snapshots_end=snapshots.end,
+            objects_start=objects.start,
+            objects_end=objects.end,
+        )
+        .on_conflict_do_nothing(index_elements=[MPackPart.mpack_id])
+    )
+
+
+async def record_chain(
+    session: AsyncSession,
+    *,
+    repo_id: str,
+    want: Iterable[str],
+    chain: Chain,
+    ttl: timedelta,
+) -> str:
+    """Insert or replace the cache row of (repo, want set) as `chain` (its parts recorded
+    already); a one-part chain is also its one-pack object. The caller commits."""
+    wants = normalise_want(want)
+    cache_id = cache_id_for(repo_id, wants)
+    now = datetime.now(UTC)
+    single = chain.parts[0] if len(chain.parts) == 1 else None
+    values = {
+        "mpack_id": single.mpack_id if single else None,
+        "sha256": single.sha256 if single else None,
+        "size_bytes": chain.joined_size,
+        "commit_count": chain.commit_count,
+        "object_count": chain.object_count,
+        "created_at": now,
+        "expires_at": now + ttl,
+    }
+    await session.execute(
+        insert(FetchMPackCache)
+        .values(
+            cache_id=cache_id,
+            repo_id=repo_id,
+            want_commit_ids=wants,
+            tip_commit_id=wants[0] if len(wants) == 1 else None,
+            **values,
+        )
+        .on_conflict_do_update(index_elements=[FetchMPackCache.cache_id], set_=values)
+    )
+    await session.execute(delete(MPackChainLink).where(MPackChainLink.cache_id == cache_id))
+    await session.execute(
+        insert(MPackChainLink),
+        [
+            {
+                "cache_id": cache_id,
+                "position": position,
+                "mpack_id": part.mpack_id,
+                "want_commit_ids": list(part.want),
+            }
+            for position, part in enumerate(chain.parts)
+        ],
+    )
+    return cache_id
+
+
+# Live chains of the repo whose position is reachable from :want, furthest first: one walk of
+# the new want set's history, whatever the number of chains.
+_CLOSEST_BASE = text(
+    """
+WITH RECURSIVE reach(commit_id) AS (
+    SELECT unnest(CAST(:want AS text[]))
+  UNION
+    SELECT parent.commit_id
+    FROM reach r
+    JOIN musehub_commits c ON c.repo_id = :repo_id AND c.commit_id = r.commit_id
+    CROSS JOIN LATERAL (VALUES (c.parent_commit_id), (c.parent2_commit_id)) AS parent(commit_id)
+    WHERE parent.commit_id IS NOT NULL
+), candidates AS (
+    SELECT f.cache_id, f.want_commit_ids, f.commit_count
+    FROM musehub_fetch_mpack_cache f
+    WHERE f.repo_id = :repo_id AND f.expires_at > now()
+      AND EXISTS (SELECT 1 FROM musehub_mpack_chain_links l WHERE l.cache_id = f.cache_id)
+)
+SELECT c.cache_id
+FROM candidates c
+WHERE NOT EXISTS (
+    SELECT 1 FROM unnest(c.want_commit_ids) AS w(commit_id)
+    WHERE w.commit_id NOT IN (SELECT commit_id FROM reach)
+)
+ORDER BY c.commit_count DESC, c.cache_id
+LIMIT 1
+"""
+)
+
+
+async def closest_base(
+    session: AsyncSession, repo_id: str, want: Sequence[str]
+) -> tuple[list[str], Chain] | None:
+    """The live chain to append `want`'s top-up to: the one whose position holds the most
+    commits among those all of whose want set `want` reaches. (want set, chain), or None."""
+    cache_id = await session.scalar(_CLOSEST_BASE, {"repo_id": repo_id, "want": list(want)})
+    if cache_id is None:
+        return None
+    chain = await load_chain(session, cache_id)
+    if chain is None:
+        return None
+    return list(chain.parts[-1].want), chain

@@ -1,0 +1,111 @@
+"""Chains recorded and read back (musehub/services/chains.py): a base, a top-up appended on the
+furthest ancestor position, the suffix a fetch needs, and the joined pack equal to a full
+build's records."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from musehub.mpack.chain import joined_stream
+from musehub.mpack.reader import read_mpack
+from musehub.services import chains
+from musehub.services.chains import Chain, ChainPart
+from musehub.services.mpack_build import build_and_upload
+from musehub.services.mpack_cache import cache_id_for
+from tests.chains.history import History
+from tests.conftest import Hub
+
+TTL = timedelta(days=1)
+
+
+async def repo_id_of(session: AsyncSession, owner: str, slug: str) -> str:
+    query = text("SELECT repo_id FROM musehub_repos WHERE owner = :owner AND slug = :slug")
+    return str(await session.scalar(query, {"owner": owner, "slug": slug}))
+
+
+async def build_part(
+    hub: Hub, session: AsyncSession, repo_id: str, want: list[str], have: list[str]
+) -> ChainPart:
+    built = await build_and_upload(
+        session,
+        repo_id,
+        want,
+        have,
+        storage=hub.storage,
+        work_dir=hub.settings.work_dir,
+        read_concurrency=8,
+    )
+    await chains.record_part(session, repo_id, built.key, built.digest)
+    digest = built.digest
+    return ChainPart(built.key, digest.size, digest.sha256, tuple(want), digest.sections)
+
+
+async def contents(hub: Hub, chain: Chain) -> dict[str, Any]:
+    async def read_range(key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        async for chunk in hub.storage.stream(key, start=start, end=end):
+            yield chunk
+
+    data = b"".join([c async for c in joined_stream([p.stored for p in chain.parts], read_range)])
+    pack = read_mpack(io.BytesIO(data))
+    return {
+        "commits": {c["commit_id"] for c in pack.commits},
+        "snapshots": {s["snapshot_id"] for s in pack.snapshots},
+        "objects": {o["object_id"] for o in pack.objects},
+    }
+
+
+async def test_a_top_up_appends_to_the_furthest_ancestor_chain(hub: Hub) -> None:
+    owner, slug, token = await hub.create_repo()
+    history = History()
+    c1 = history.commit([], {"a": b"one", "b": b"same"})
+    c2 = history.commit([c1], {"a": b"two", "b": b"same"})
+    c3 = history.commit([c2], {"a": b"three", "b": b"same", "c": b"new"})
+    side = history.commit([c1], {"a": b"side"})
+    await history.push(hub, owner, slug, token, "main", c3)
+    await history.push(hub, owner, slug, token, "side", side)
+    async with AsyncSession(hub.engine) as session:
+        repo = await repo_id_of(session, owner, slug)
+        base = await build_part(hub, session, repo, [c1], [])
+        await chains.record_chain(session, repo_id=repo, want=[c1], chain=Chain((base,)), ttl=TTL)
+        await session.commit()
+
+        found = await chains.closest_base(session, repo, [c3])
+        assert found is not None and found[0] == [c1]
+        top_up = await build_part(hub, session, repo, [c3], found[0])
+        assert top_up.sections[0].count == 2  # c2 and c3, nothing of c1
+        chain = Chain((*found[1].parts, top_up))
+        await chains.record_chain(session, repo_id=repo, want=[c3], chain=chain, ttl=TTL)
+        await session.commit()
+
+        loaded = await chains.load_chain(session, cache_id_for(repo, [c3]))
+        assert loaded == chain
+        assert await chains.closest_base(session, repo, [side]) == ([c1], Chain((base,)))
+        full = await build_part(hub, session, repo, [c3], [])
+        await session.rollback()
+
+    assert await contents(hub, chain) == await contents(hub, Chain((full,)))
+    assert chain.after([c1]) == Chain((top_up,))
+    assert chain.after([c3, "x" * 64]) == Chain(())
+    assert chain.after([c2]) is None  # not a position of this chain
+
+
+async def test_no_chain_is_a_base_for_history_it_does_not_reach(hub: Hub) -> None:
+    owner, slug, token = await hub.create_repo()
+    history = History()
+    c1 = history.commit([], {"a": b"one"})
+    c2 = history.commit([c1], {"a": b"two"})
+    rewritten = history.commit([c1], {"a": b"rewritten"})
+    await history.push(hub, owner, slug, token, "main", c2)
+    await history.push(hub, owner, slug, token, "main", rewritten, force=True)
+    async with AsyncSession(hub.engine) as session:
+        repo = await repo_id_of(session, owner, slug)
+        part = await build_part(hub, session, repo, [c2], [])
+        await chains.record_chain(session, repo_id=repo, want=[c2], chain=Chain((part,)), ttl=TTL)
+        await session.commit()
+        assert await chains.closest_base(session, repo, [rewritten]) is None
