@@ -1,0 +1,62 @@
+"""Issue 12, item 5 (worker side): a cached pack that storage lost does not count as cached. A
+plain rebuild (the `rebuild` signal without force, as `musehub rebuild` sends it, or the next
+push's prebuild) drops the rows naming it and builds it again; packs still there stay."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+
+from musehub.contract import REBUILD_SIGNAL
+from musehub.services.prebuild_trigger import request_prebuild
+from tests.conftest import Hub
+from tests.prebuild.conftest import PrebuildHub
+from tests.prebuild.test_prebuild_integration import BOTH, CHORUS, MAIN, cache_rows, wait_for_rows
+from tests.wire.helpers import push_vector
+
+Row = tuple[str, int, datetime]  # mpack_id, size_bytes, created_at
+
+
+async def rows_by_want(hub: Hub, repo_id: str) -> dict[tuple[str, ...], Row]:
+    return {
+        tuple(row.want_commit_ids): (row.mpack_id, row.size_bytes, row.created_at)
+        for row in await cache_rows(hub, repo_id)
+    }
+
+
+async def test_a_plain_rebuild_builds_again_the_pack_storage_lost(
+    prebuild_hub: PrebuildHub,
+) -> None:
+    _, _, _, repo_id = await push_vector(prebuild_hub, branches=BOTH)
+    await wait_for_rows(prebuild_hub, repo_id, 3)
+    before = await rows_by_want(prebuild_hub, repo_id)
+    head_set = tuple(sorted([MAIN, CHORUS]))
+    lost_key = before[head_set][0]
+    # Every row naming the lost object (here the head set's and chorus's: same bytes, one key).
+    lost = {want for want, (key, _, _) in before.items() if key == lost_key}
+    kept = set(before) - lost
+    assert lost and kept
+    await prebuild_hub.storage.delete(lost_key)
+
+    assert prebuild_hub.temporal is not None
+    await request_prebuild(
+        prebuild_hub.temporal,
+        prebuild_hub.settings,
+        repo_id=repo_id,
+        repo_name="lost/pack",
+        tips=[MAIN, CHORUS],
+        signal=REBUILD_SIGNAL,  # not forced
+    )
+
+    deadline = time.monotonic() + 30
+    while True:
+        after = await rows_by_want(prebuild_hub, repo_id)
+        if all(want in after and after[want][2] > before[want][2] for want in lost):
+            break
+        assert time.monotonic() < deadline, f"the lost pack was not built again: {after}"
+        await asyncio.sleep(0.1)
+    for want in lost:
+        key, size, _ = after[want]
+        assert await prebuild_hub.storage.size(key) == size  # the object is back
+    assert {want: after[want] for want in kept} == {want: before[want] for want in kept}
