@@ -1,19 +1,25 @@
-"""Issue 12, item 5 (worker side): a cached pack that storage lost does not count as cached. A
+"""Issue 12, item 5, end to end: a cached pack that storage lost does not count as cached. A
 plain rebuild (the `rebuild` signal without force, as `musehub rebuild` sends it, or the next
-push's prebuild) drops the rows naming it and builds it again; packs still there stay."""
+push's prebuild) drops the rows naming it and builds it again; so does a GC run (its verify step
+drops the rows, its reconcile starts the build). Packs still in storage stay as they are."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from datetime import datetime
 
-from musehub.contract import REBUILD_SIGNAL
+from musehub.contract import REBUILD_SIGNAL, GcInput
 from musehub.services.prebuild_trigger import request_prebuild
 from tests.conftest import Hub
+from tests.gc.test_schedule import make_oldest_push
 from tests.prebuild.conftest import PrebuildHub
 from tests.prebuild.test_prebuild_integration import BOTH, CHORUS, MAIN, cache_rows, wait_for_rows
 from tests.wire.helpers import push_vector
+from workflows.gc import GarbageCollectFetchMPacks
+
+EVERY_PACK = 1_000_000  # the shared test database holds other tests' rows too
 
 Row = tuple[str, int, datetime]  # mpack_id, size_bytes, created_at
 
@@ -60,3 +66,39 @@ async def test_a_plain_rebuild_builds_again_the_pack_storage_lost(
         key, size, _ = after[want]
         assert await prebuild_hub.storage.size(key) == size  # the object is back
     assert {want: after[want] for want in kept} == {want: before[want] for want in kept}
+
+
+async def test_a_gc_run_drops_the_rows_of_a_lost_pack_and_reconcile_builds_it_again(
+    prebuild_hub: PrebuildHub,
+) -> None:
+    _, _, _, repo_id = await push_vector(prebuild_hub, branches=BOTH)
+    before = {row.cache_id: row for row in await wait_for_rows(prebuild_hub, repo_id, 3)}
+    lost_key = next(row.mpack_id for row in before.values() if row.tip_commit_id is None)
+    lost = {cache_id for cache_id, row in before.items() if row.mpack_id == lost_key}
+    await prebuild_hub.storage.delete(lost_key)
+    await make_oldest_push(prebuild_hub, repo_id)  # reconcile takes this repo first
+
+    assert prebuild_hub.temporal is not None
+    result = await prebuild_hub.temporal.execute_workflow(
+        GarbageCollectFetchMPacks.run,
+        GcInput(reconcile_max_repos=1, verify_max_packs=EVERY_PACK),
+        id=f"gc-test-{uuid.uuid4().hex[:8]}",
+        task_queue=prebuild_hub.settings.temporal.task_queue,
+    )
+
+    assert result.errors == []
+    assert result.packs_verified >= 2 and result.lost_packs >= 1
+    assert result.repos_reconciled == 1
+    deadline = time.monotonic() + 30
+    while True:  # rebuilt by the prebuild reconcile started: new rows, the object back
+        after = {row.cache_id: row for row in await cache_rows(prebuild_hub, repo_id)}
+        if all(c in after and after[c].created_at > before[c].created_at for c in lost):
+            break
+        assert time.monotonic() < deadline, "the lost pack was not built again"
+        await asyncio.sleep(0.1)
+    for cache_id in lost:
+        assert (
+            await prebuild_hub.storage.size(after[cache_id].mpack_id) == after[cache_id].size_bytes
+        )
+    for cache_id in set(before) - lost:  # a pack still stored is neither dropped nor rebuilt
+        assert after[cache_id].created_at == before[cache_id].created_at
