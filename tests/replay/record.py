@@ -5,9 +5,10 @@
 runs the scenarios below against the session's real PostgreSQL, local storage and Temporal dev
 server (the fixtures of tests/conftest.py), with the worker of `worker.py`, and writes each
 run's history to `tests/replay/histories/<name>.json` (`WorkflowHistory.to_json()`, the format
-`temporal workflow show --output json` writes). Re-record only on purpose: the files are
-what workflow code that is already deployed writes, and a change to the workflows must keep
-replaying them. Record new scenarios (new names) instead of overwriting old ones.
+`temporal workflow show --output json` writes). A history already recorded is kept (its
+scenario is skipped): it is what code already deployed wrote, and later code must keep
+replaying it. After a workflow change, add a scenario under a new name so the next change is
+checked against the new code's histories too; `MUSEHUB_RECORD_OVERWRITE=1` re-records all.
 
 This file is not collected by the suite (it is not `test_*.py`); `main` runs pytest on it."""
 
@@ -33,6 +34,7 @@ from musehub.contract import (
     STATUS_QUERY,
     TIPS_PUSHED_SIGNAL,
     GcInput,
+    GcResult,
     PrebuildInput,
     PrebuildRequest,
     PrebuildResult,
@@ -52,6 +54,7 @@ from workflows.prebuild import PrebuildFetchMPacks
 
 HISTORIES = Path(__file__).with_name("histories")
 RECORD_ENV = "MUSEHUB_RECORD_HISTORIES"
+OVERWRITE_ENV = "MUSEHUB_RECORD_OVERWRITE"
 MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
 
 pytestmark = pytest.mark.skipif(
@@ -59,10 +62,17 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-async def save(handle: WorkflowHandle, name: str) -> None:
+def new_history(name: str) -> Path:
+    """Where the scenario `name` is recorded; skips it when recorded already."""
+    path = HISTORIES / f"{name}.json"
+    if path.exists() and not os.environ.get(OVERWRITE_ENV):
+        pytest.skip(f"{path.name} is recorded already (set {OVERWRITE_ENV}=1 to re-record)")
+    return path
+
+
+async def save(handle: WorkflowHandle, path: Path) -> None:
     history = await handle.fetch_history()
-    HISTORIES.mkdir(exist_ok=True)
-    HISTORIES.joinpath(f"{name}.json").write_text(history.to_json() + "\n")
+    await asyncio.to_thread(path.write_text, history.to_json() + "\n")
 
 
 async def start_prebuild(
@@ -92,6 +102,7 @@ async def test_record_prebuild_of_a_push_of_two_branches(
     hub: Hub, temporal_env: WorkflowEnvironment
 ) -> None:
     """Real activities: the head set, then each tip, built and recorded."""
+    path = new_history("prebuild_push_two_branches")
     settings = settings_with_fresh_queue(hub.settings)
     repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
     async with running_workers(
@@ -105,13 +116,14 @@ async def test_record_prebuild_of_a_push_of_two_branches(
         )
         result = await handle.result()
     assert (result.targets, result.built) == (3, 3)
-    await save(handle, "prebuild_push_two_branches")
+    await save(handle, path)
 
 
 async def test_record_prebuild_with_rebuild_signals(
     hub: Hub, temporal_env: WorkflowEnvironment
 ) -> None:
     """Real activities: a push's builds, a plain rebuild (every pack fresh), a forced one."""
+    path = new_history("prebuild_rebuild_signals")
     settings = settings_with_fresh_queue(hub.settings)
     repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
     async with running_workers(
@@ -137,7 +149,7 @@ async def test_record_prebuild_with_rebuild_signals(
         await handle.signal(REBUILD_SIGNAL, PrebuildRequest([MAIN, CHORUS], force=True))
         result = await handle.result()
     assert (result.targets, result.hits, result.built) == (9, 3, 6)
-    await save(handle, "prebuild_rebuild_signals")
+    await save(handle, path)
 
 
 async def test_record_prebuild_superseded_restarted_and_failed_builds(
@@ -147,6 +159,7 @@ async def test_record_prebuild_superseded_restarted_and_failed_builds(
     only by bad luck: a lost staging folder (the build starts over), newer tips replacing
     targets not yet started, a superseded build, a missing blob, a gone tip, a forced rebuild
     of a target in flight."""
+    path = new_history("prebuild_superseded_restarted_failed")
     store = FakeStore(f"record-{uuid.uuid4().hex[:8]}")
     store.lose_staging_once.add((A, B))
     store.slow.update({(A,), (B,)})
@@ -175,17 +188,36 @@ async def test_record_prebuild_superseded_restarted_and_failed_builds(
     # Built: the head set (after a restart), A, A again (forced); skipped: B (blob missing),
     # the new head set and C (gone), D (superseded).
     assert (result.targets, result.built, result.skipped) == (7, 3, 4)
-    await save(handle, "prebuild_superseded_restarted_failed")
+    await save(handle, path)
 
 
 async def test_record_gc_run(hub: Hub, temporal_env: WorkflowEnvironment) -> None:
-    """Real activities: expired rows in two batches and their objects, an orphan and a stale
-    upload swept, a repo pushed without packs reconciled."""
+    """Real activities, as GC ran before its verify step: expired rows in two batches and their
+    objects, an orphan and a stale upload swept, a repo pushed without packs reconciled."""
+    path = new_history("gc_run")
+    await record_gc(hub, temporal_env, path, lost_pack=False)
+
+
+async def test_record_gc_run_with_verify(hub: Hub, temporal_env: WorkflowEnvironment) -> None:
+    """The same with the verify step (workflow.patched "gc-verify-live-packs"), which drops
+    the row of a pack storage lost."""
+    path = new_history("gc_run_with_verify")
+    result = await record_gc(hub, temporal_env, path, lost_pack=True)
+    assert result.packs_verified >= 1 and result.lost_packs >= 1
+
+
+async def record_gc(
+    hub: Hub, temporal_env: WorkflowEnvironment, path: Path, *, lost_pack: bool
+) -> GcResult:
     settings = settings_with_fresh_queue(hub.settings)
     repo_id = await new_repo_id(hub)
     for content in (b"expired pack one", b"expired pack two"):
         key = await put_pack(hub.storage, repo_id, content)
         await cache_row(hub, repo_id, key, expires_in=-timedelta(minutes=1))
+    if lost_pack:
+        lost = await put_pack(hub.storage, repo_id, b"a live row's pack, lost")
+        await cache_row(hub, repo_id, lost)
+        await hub.storage.delete(lost)
     orphan = await put_pack(hub.storage, repo_id, b"orphan pack")
     age(hub.storage, orphan, 2 * DAY)
     upload = f"uploads/{repo_id}/{'e' * 64}"
@@ -213,7 +245,8 @@ async def test_record_gc_run(hub: Hub, temporal_env: WorkflowEnvironment) -> Non
         result = await handle.result()
     assert result.errors == [] and result.rows_deleted >= 2 and result.orphans_swept >= 1
     assert result.repos_reconciled == 1
-    await save(handle, "gc_run")
+    await save(handle, path)
+    return result
 
 
 def main() -> int:
