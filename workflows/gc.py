@@ -1,8 +1,8 @@
 """`GarbageCollectFetchMPacks`: started by the `musehub-gc` Temporal Schedule (overlap: skip).
 Deletes expired cache rows and then the pack objects no row names any more, drops the rows of
 packs storage lost, sweeps orphaned packs and stale uploads, and starts the prebuild of tips
-without a pack. Deterministic code only:
-every effect is an activity. Why the order is crash-safe: `musehub.services.gc`."""
+without a pack. Deterministic code only: every effect is an activity. Why the order is
+crash-safe: `musehub.services.gc`."""
 
 from __future__ import annotations
 
