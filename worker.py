@@ -96,6 +96,7 @@ async def running_workers(
         activities=[
             gc.delete_expired_rows,
             gc.delete_unnamed_mpacks,
+            gc.verify_live_packs,
             gc.sweep_orphans,
             gc.sweep_uploads,
             gc.reconcile,

@@ -20,6 +20,8 @@ from musehub.contract import (
     ReconcileResult,
     SweepInput,
     SweepResult,
+    VerifyPacksInput,
+    VerifyPacksResult,
 )
 from musehub.metrics import GC_DELETED
 from musehub.services import gc
@@ -62,6 +64,19 @@ class GcActivities:
         GC_DELETED.labels(kind="objects").inc(deleted)
         GC_DELETED.labels(kind="bytes").inc(freed)
         return DeleteMPacksResult(deleted, freed)
+
+    @activity.defn(name="verify_live_fetch_mpacks")
+    async def verify_live_packs(self, verify: VerifyPacksInput) -> VerifyPacksResult:
+        """Drops the rows of packs storage lost; a retry checks another window, which is as
+        good (each run checks a random one)."""
+        async with self._sessions() as session, Heartbeat() as heartbeat:
+            outcome = await gc.verify_live_packs(
+                session,
+                self._storage,
+                max_packs=verify.max_packs,
+                on_progress=lambda checked: heartbeat(checked, verify.max_packs),
+            )
+        return VerifyPacksResult(outcome.checked, outcome.lost)
 
     @activity.defn(name="sweep_orphan_fetch_mpacks")
     async def sweep_orphans(self, sweep: SweepInput) -> SweepResult:

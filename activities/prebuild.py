@@ -35,6 +35,7 @@ from musehub.mpack.writer import PackDigest
 from musehub.services import history, mpack_cache
 from musehub.services.errors import NotFound
 from musehub.services.keys import mpack_key
+from musehub.services.lost_packs import still_stored
 from musehub.services.mpack_build import (
     FetchPlan,
     assemble_mpack,
@@ -78,8 +79,9 @@ class PrebuildActivities:
             gone = sorted(set(target.want) - known)
             if gone:
                 return CheckCacheResult("gone", f"commit {gone[0]} is no longer in the repository")
-            if not target.force and await mpack_cache.lookup(session, target.repo_id, target.want):
+            if not target.force and await self._cached(session, target):
                 return CheckCacheResult("fresh", "a live pack already answers this want set")
+            await session.commit()  # the rows of a pack storage lost are dropped
         return CheckCacheResult("build", task_queue=self._worker_task_queue)
 
     @activity.defn(name="claim_build_worker")
@@ -157,6 +159,18 @@ class PrebuildActivities:
             return DiscardBuildResult(await self._discard(build.build_id))
 
     # -- the steps' work ------------------------------------------------------------------------
+
+    async def _cached(self, session: AsyncSession, target: CheckCacheInput) -> bool:
+        """A live row whose pack is still in storage; a row whose pack storage lost does not
+        count (it is dropped, and the pack built again)."""
+        entry = await mpack_cache.lookup(session, target.repo_id, target.want)
+        return entry is not None and await still_stored(
+            session,
+            self._storage,
+            repo_id=target.repo_id,
+            mpack_id=entry.mpack_id,
+            size_bytes=entry.size_bytes,
+        )
 
     async def _load_blobs(self, step: BuildStepInput) -> LoadBlobsResult:
         async with Heartbeat() as heartbeat:

@@ -217,6 +217,8 @@ class GcInput:
     orphan_grace_seconds: float = 24 * 3600.0
     # Repos whose missing packs one run starts building at most; 0 turns reconcile off.
     reconcile_max_repos: int = 100
+    # Pack objects of live rows one run checks against storage at most; 0 turns the check off.
+    verify_max_packs: int = 1000
 
 
 @dataclass
@@ -228,6 +230,10 @@ class GcResult:
     uploads_swept: int = 0
     tips_reconciled: int = 0
     repos_reconciled: int = 0
+    # Pack objects of live rows checked against storage, and those storage lost (their rows
+    # were dropped).
+    packs_verified: int = 0
+    lost_packs: int = 0
     elapsed_seconds: float = 0.0
     # Steps that failed after their retries (the next run picks up what they left).
     errors: list[str] = field(default_factory=list)
@@ -266,6 +272,18 @@ class SweepResult:
     scanned: int
     deleted: int
     bytes_freed: int
+
+
+@dataclass
+class VerifyPacksInput:
+    max_packs: int
+
+
+@dataclass
+class VerifyPacksResult:
+    checked: int
+    # Packs storage no longer held (or held with another size): their rows were dropped.
+    lost: int
 
 
 @dataclass

@@ -134,6 +134,9 @@ class GcSettings(BaseModel):
     reconcile: bool = True
     # Repos whose prebuild one GC run starts at most (oldest push first).
     reconcile_max_repos: int = Field(default=100, ge=1)
+    # Pack objects of live rows one GC run checks against storage at most (one size lookup
+    # each), a window of them in key order from a random point; 0 turns the check off.
+    verify_max_packs: int = Field(default=1000, ge=0, le=1_000_000)
     # A cache hit extends the pack's expiry at most this often (and always when the expiry is
     # nearer than the presign TTL).
     hit_extension_throttle_minutes: float = Field(default=60.0, ge=0)

@@ -1,7 +1,8 @@
 """`GarbageCollectFetchMPacks`: started by the `musehub-gc` Temporal Schedule (overlap: skip).
-Deletes expired cache rows and then the pack objects no row names any more, sweeps orphaned
-packs and stale uploads, and starts the prebuild of tips without a pack. Deterministic code only:
-every effect is an activity. Why the order is crash-safe: `musehub.services.gc`."""
+Deletes expired cache rows and then the pack objects no row names any more, drops the rows of
+packs storage lost, sweeps orphaned packs and stale uploads, and starts the prebuild of tips
+without a pack. Deterministic code only: every effect is an activity. Why the order is
+crash-safe: `musehub.services.gc`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ReconcileInput,
         SweepInput,
         SweepResult,
+        VerifyPacksInput,
     )
 
 DB_RETRY = RetryPolicy(
@@ -39,6 +41,9 @@ STORAGE_RETRY = RetryPolicy(
 QUICK_STEP = timedelta(minutes=1)
 LONG_STEP = timedelta(minutes=30)
 HEARTBEAT = timedelta(minutes=1)
+# Runs started before the verify step existed replay without it (a deploy can land mid-run).
+# Once no such run can be in flight, `workflow.deprecate_patch` it, then drop the check.
+VERIFY_PATCH = "gc-verify-live-packs"
 
 
 @workflow.defn(name=GC_WORKFLOW)
@@ -48,16 +53,20 @@ class GarbageCollectFetchMPacks:
         started = workflow.now()
         result = GcResult()
         await self._collect_expired(params, result)
+        if workflow.patched(VERIFY_PATCH) and params.verify_max_packs > 0:
+            await self._verify(params, result)
         await self._sweep(params, result)
         if params.reconcile_max_repos > 0:
             await self._reconcile(params, result)
         result.elapsed_seconds = (workflow.now() - started).total_seconds()
         workflow.logger.info(
-            "gc done rows=%d objects=%d bytes_freed=%d orphans=%d uploads=%d tips_reconciled=%d "
-            "repos_reconciled=%d errors=%d elapsed=%.1fs",
+            "gc done rows=%d objects=%d bytes_freed=%d verified=%d lost=%d orphans=%d uploads=%d "
+            "tips_reconciled=%d repos_reconciled=%d errors=%d elapsed=%.1fs",
             result.rows_deleted,
             result.objects_deleted,
             result.bytes_freed,
+            result.packs_verified,
+            result.lost_packs,
             result.orphans_swept,
             result.uploads_swept,
             result.tips_reconciled,
@@ -107,6 +116,22 @@ class GarbageCollectFetchMPacks:
             return
         result.objects_deleted += deleted.deleted
         result.bytes_freed += deleted.bytes_freed
+
+    async def _verify(self, params: GcInput, result: GcResult) -> None:
+        """Before reconcile, so the tips whose pack storage lost are built again this run."""
+        try:
+            verified = await workflow.execute_activity_method(
+                GcActivities.verify_live_packs,
+                VerifyPacksInput(params.verify_max_packs),
+                start_to_close_timeout=LONG_STEP,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=STORAGE_RETRY,
+            )
+        except ActivityError as err:
+            result.errors.append(f"verify live packs: {_describe(err)}")
+            return
+        result.packs_verified += verified.checked
+        result.lost_packs += verified.lost
 
     async def _sweep(self, params: GcInput, result: GcResult) -> None:
         sweep = SweepInput(params.orphan_grace_seconds)

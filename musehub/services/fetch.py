@@ -17,7 +17,8 @@ call and everything behind it lives here, with its metrics beside it:
 4. Every synchronous build takes a hub-wide and a per-repository build slot (advisory locks,
    so across every process); when either is full the fetch gets 503 with Retry-After.
 5. A pack storage lost is never promised: each lookup, and each inline answer, checks the
-   object first; a row whose object is gone is dropped and the pack built again.
+   object first; a row whose object is gone is dropped and the pack built again (the check the
+   prebuild and GC share: `lost_packs.still_stored`).
 
 Every answer is counted (`musehub_fetch_total`, `musehub_fetch_seconds`) and logged as
 `[wire_fetch_mpack] cache=HIT|MISS|UNCACHED repo=… tip=… t=…ms` in one place, `_observe`."""
@@ -44,10 +45,10 @@ from musehub.metrics import (
     BUILDS_REFUSED,
     FETCH_SECONDS,
     FETCHES,
-    LOST_PACKS,
 )
 from musehub.services import mpack_cache
 from musehub.services.errors import Unavailable
+from musehub.services.lost_packs import still_stored
 from musehub.services.mpack_build import BuiltMPack, build_and_upload
 from musehub.services.mpack_cache import CacheEntry, CloneLookup
 from musehub.services.repos import (
@@ -160,7 +161,7 @@ class FetchMPacks:
             raise not_found(owner, slug)
         # Inline bytes are promised by a Content-Length: check the pack is still there first.
         if answer is not None and form == "inline" and not await self._still_stored(answer.pack):
-            await self._drop_lost(found.repo_id, answer.pack.mpack_key)
+            await self._drop_lost(found.repo_id, answer.pack)
             self._warm.forget_repo(owner, slug)
             answer = None
         if answer is not None:
@@ -200,6 +201,9 @@ class FetchMPacks:
         async with self._sessions() as session:
             entry = await self._live_entry(session, repo_id, want)
             if entry is None:
+                # A lost pack's drop holds its object lock: end it before taking the want set's
+                # lock, which builders take first (the other order could deadlock with them).
+                await session.commit()
                 await mpack_cache.lock_want_set(session, repo_id, want)
                 entry = await self._live_entry(session, repo_id, want)  # built while we waited?
             if entry is not None:
@@ -262,30 +266,29 @@ class FetchMPacks:
     ) -> CacheEntry | None:
         """The entry with its expiry slid, if its pack is still in storage; a row whose pack
         storage lost is dropped, so the caller builds it again instead of promising it."""
-        if not await self._still_stored_key(entry.mpack_id, entry.size_bytes):
-            await self._drop_lost_in(session, repo_id, entry.mpack_id)
+        if not await still_stored(
+            session,
+            self._storage,
+            repo_id=repo_id,
+            mpack_id=entry.mpack_id,
+            size_bytes=entry.size_bytes,
+        ):
             return None
         return await self._slide_expiry(session, entry)
 
     async def _still_stored(self, pack: FetchMPack) -> bool:
-        return await self._still_stored_key(pack.mpack_key, pack.size)
+        return await self._storage.size(pack.mpack_key) == pack.size
 
-    async def _still_stored_key(self, key: str, size: int) -> bool:
-        return await self._storage.size(key) == size
-
-    async def _drop_lost(self, repo_id: str, mpack_key: str) -> None:
+    async def _drop_lost(self, repo_id: str, pack: FetchMPack) -> None:
         async with self._sessions() as session:
-            await self._drop_lost_in(session, repo_id, mpack_key)
+            await still_stored(
+                session,
+                self._storage,
+                repo_id=repo_id,
+                mpack_id=pack.mpack_key,
+                size_bytes=pack.size,
+            )
             await session.commit()
-
-    async def _drop_lost_in(self, session: AsyncSession, repo_id: str, mpack_key: str) -> None:
-        dropped = await mpack_cache.drop_lost_pack(session, repo_id, mpack_key)
-        LOST_PACKS.inc(dropped)
-        log.warning(
-            "pack %s is gone from storage; dropped %d cache row(s), it is built again",
-            mpack_key,
-            dropped,
-        )
 
     async def _build_from_storage(
         self, session: AsyncSession, repo_id: str, want: Sequence[str], have: Sequence[str]

@@ -13,12 +13,18 @@ Deletion order, and why a crash at any point is safe:
    and is retried; deleting an object that is already gone is a no-op.
 3. `sweep_orphan_mpacks`: every object under `mpacks/` that no row names and that is older than
    the grace period is deleted the same way (its age re-checked under the lock).
+4. `verify_live_packs` (run between 2 and 3): a bounded window of the objects live rows name is
+   looked up in storage, and the rows naming one storage lost (or holds cut short) are deleted
+   (`lost_packs.still_stored`), so a lost pack's hits never keep its row alive and the run's
+   reconcile builds it again. It deletes rows only, and only rows that already name a missing
+   object, decided under the object's lock (a pack uploaded again meanwhile keeps its row).
 
 A crash after 1 (or a delete that fails for good in 2) leaves an object no row names: an
 orphan, which step 3 of a later run deletes, because the storage listing itself is the durable
 to-do list. No order leaves a row naming a missing object: a row is deleted before its object,
 never after, and an object goes only while no row names it. (Object first, then row, would
-leave exactly that after a crash between the two.)
+leave exactly that after a crash between the two.) Step 4 can only remove such rows, never make
+one: the rows that storage itself broke (an object deleted behind the hub's back).
 
 A pack being served is never deleted under a client: a hit slides its row's expiry past the
 presigned URL's end (`mpack_cache.extend_on_hit`), and a pack no row names (an uncached fetch's)
@@ -26,15 +32,17 @@ is kept for the grace period, which exceeds the presign TTL."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.db.models import FetchMPackCache
 from musehub.services import mpack_cache
+from musehub.services.lost_packs import still_stored
 from musehub.storage import ObjectStorage, StoredObjectInfo
 
 MPACK_PREFIX = "mpacks/"
@@ -45,6 +53,7 @@ SWEEP_CHUNK = 500
 EXAMPLES = 20
 
 Progress = Callable[[int], None]
+LivePack = tuple[str, str, int]  # mpack_id, repo_id, size_bytes
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,63 @@ async def sweep_stale_uploads(
                 await storage.delete(info.key)
             outcome.add(info.key, info.size)
     return outcome
+
+
+@dataclass
+class VerifyOutcome:
+    checked: int = 0
+    # Packs storage lost (or holds cut short): the rows naming them were deleted.
+    lost: int = 0
+
+
+async def verify_live_packs(
+    session: AsyncSession,
+    storage: ObjectStorage,
+    *,
+    max_packs: int,
+    start: str | None = None,
+    on_progress: Progress | None = None,
+) -> VerifyOutcome:
+    """Step 4: look up in storage at most `max_packs` pack objects that live rows name, in key
+    order from `start` (default: a random point), wrapping around, so runs cover every pack
+    over time at a bounded cost each; drop the rows of each one storage lost."""
+    start = start if start is not None else f"{MPACK_PREFIX}{uuid.uuid4()}/"
+    key = FetchMPackCache.mpack_id
+    packs = await _live_packs(session, key >= start, max_packs)
+    packs += await _live_packs(session, key < start, max_packs - len(packs))
+    await session.rollback()  # no transaction open while storage answers
+    outcome = VerifyOutcome()
+    for mpack_id, repo_id, size in packs:
+        kept = await still_stored(
+            session, storage, repo_id=repo_id, mpack_id=mpack_id, size_bytes=size
+        )
+        await session.commit()  # the drop, and the end of the object's lock
+        outcome.checked += 1
+        outcome.lost += not kept
+        if on_progress is not None:
+            on_progress(outcome.checked)
+    return outcome
+
+
+async def _live_packs(
+    session: AsyncSession, where: ColumnElement[bool], limit: int
+) -> list[LivePack]:
+    """The distinct objects live rows name, in key order."""
+    if limit <= 0:
+        return []
+    rows = await session.execute(
+        # One repo per key (keys contain it); rows of one key agree on its size.
+        select(
+            FetchMPackCache.mpack_id,
+            func.min(FetchMPackCache.repo_id),
+            func.min(FetchMPackCache.size_bytes),
+        )
+        .where(FetchMPackCache.expires_at > func.now(), where)
+        .group_by(FetchMPackCache.mpack_id)
+        .order_by(FetchMPackCache.mpack_id)
+        .limit(limit)
+    )
+    return [(key, repo_id, size) for key, repo_id, size in rows]
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ def gc_input(settings: Settings) -> GcInput:
         batch_size=gc.batch_size,
         orphan_grace_seconds=settings.orphan_grace.total_seconds(),
         reconcile_max_repos=gc.reconcile_max_repos if gc.reconcile else 0,
+        verify_max_packs=gc.verify_max_packs,
     )
 
 

@@ -1,6 +1,6 @@
 """The GC activities alone, in `ActivityEnvironment` (no Temporal server): a step that outlasts
 the heartbeat interval keeps heartbeating, so the workflow's heartbeat timeout never kills a
-long sweep of a big bucket."""
+long sweep of a big bucket (or a long check of live packs against a slow one)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.common import HEARTBEAT_EVERY_SECONDS
 from activities.gc import GcActivities
-from musehub.contract import DeleteMPacksInput, SweepInput
+from musehub.contract import DeleteMPacksInput, SweepInput, VerifyPacksInput
 from musehub.db.engine import session_factory
 from musehub.storage import LatencyInjectingStorage, LocalStorage, StoredObjectInfo
 from tests.conftest import Hub
+from tests.gc.helpers import cache_row, new_repo_id, put_pack
 
 OBJECTS = 5
 # Each object takes this long to list or stat: the step outlasts two heartbeat intervals.
@@ -72,4 +73,21 @@ async def test_a_long_gc_step_heartbeats_while_it_runs(name: str, hub: Hub, tmp_
     assert beats and beats[0] - began < HEARTBEAT_EVERY_SECONDS  # one as the step starts ...
     assert len(beats) >= 2  # ... and more while it runs
     gaps = itertools.pairwise([*beats, began + took])
+    assert max(later - earlier for earlier, later in gaps) < 2 * HEARTBEAT_EVERY_SECONDS
+
+
+async def test_the_verify_step_heartbeats_while_it_runs(hub: Hub) -> None:
+    repo_id = await new_repo_id(hub)
+    for n in range(OBJECTS):  # at least OBJECTS live rows, each pack slow to look up
+        await cache_row(hub, repo_id, await put_pack(hub.storage, repo_id, f"pack {n}".encode()))
+    storage = SlowBucket(hub.storage, PER_OBJECT_SECONDS)
+    gc = GcActivities(session_factory(hub.engine), storage, hub.settings, temporal=None)  # type: ignore[arg-type]
+    beats: list[float] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.append(time.monotonic())
+    began = time.monotonic()
+    verified = await env.run(gc.verify_live_packs, VerifyPacksInput(OBJECTS))
+    assert verified.checked == OBJECTS
+    assert len(beats) >= 2 and beats[0] - began < HEARTBEAT_EVERY_SECONDS
+    gaps = itertools.pairwise([*beats, time.monotonic()])
     assert max(later - earlier for earlier, later in gaps) < 2 * HEARTBEAT_EVERY_SECONDS

@@ -19,14 +19,17 @@ from musehub.contract import (
     STAGING_LOST,
     SUPERSEDED,
     BuildStepInput,
+    CheckCacheInput,
     DiscardBuildInput,
     RecordCacheInput,
     UploadInput,
 )
 from musehub.db.engine import session_factory
+from musehub.metrics import LOST_PACKS
 from musehub.services import staging
 from musehub.services.superseded import Superseded
 from tests.conftest import Hub
+from tests.gc.helpers import cache_row, put_pack, row_exists
 from tests.mpack.helpers import VECTOR_HEADS
 from tests.wire.helpers import push_vector
 
@@ -120,3 +123,28 @@ def test_a_superseded_step_fails_for_good() -> None:
         raise Superseded("tips [a] were replaced by a newer push")
     assert (stopped.value.type, stopped.value.non_retryable) == (SUPERSEDED, True)
     assert stopped.value.message == "tips [a] were replaced by a newer push"
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+async def test_a_row_whose_pack_storage_lost_is_dropped_and_built(
+    hub: Hub, tmp_path: Path, damage: str
+) -> None:
+    """Issue 12, item 5: only a pack still in storage, whole, counts as cached."""
+    repo_id = (await push_vector(hub)).repo_id
+    key = await put_pack(hub.storage, repo_id, b"the pack of main, as built")
+    cache_id = await cache_row(hub, repo_id, key, want=[MAIN])
+    activities = prebuild_activities(hub, tmp_path)
+    env = ActivityEnvironment()
+    check = CheckCacheInput(repo_id, [MAIN])
+    assert (await env.run(activities.check_cache, check)).verdict == "fresh"
+    lost_before = LOST_PACKS._value.get()
+
+    if damage == "deleted":
+        await hub.storage.delete(key)
+    else:
+        await hub.storage.put(key, b"the pack of")
+    verdict = await env.run(activities.check_cache, check)
+
+    assert (verdict.verdict, verdict.task_queue) == ("build", "this-worker")
+    assert not await row_exists(hub, cache_id)
+    assert LOST_PACKS._value.get() == lost_before + 1
