@@ -31,8 +31,9 @@ from musehub.contract import (
     UploadResult,
 )
 from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, PREBUILD_QUEUE_DELAY
-from musehub.mpack.writer import PackDigest
-from musehub.services import history, mpack_cache
+from musehub.mpack.writer import PackDigest, SectionSpan
+from musehub.services import chains, history, mpack_cache
+from musehub.services.chains import Chain, ChainPart
 from musehub.services.errors import NotFound
 from musehub.services.keys import mpack_key
 from musehub.services.lost_packs import still_stored
@@ -68,7 +69,7 @@ class PrebuildActivities:
         self._settings = settings
         self._staging = staging
         self._worker_task_queue = worker_task_queue
-        self._plans: OrderedDict[str, FetchPlan] = OrderedDict()
+        self._plans: OrderedDict[str, tuple[FetchPlan, list[str]]] = OrderedDict()
 
     # -- on the shared prebuild queue ---------------------------------------------------------
 
@@ -93,11 +94,11 @@ class PrebuildActivities:
         async with self._sessions() as session:
             # GC may have collected an identical old pack the upload step found and kept; under
             # this lock GC waits, so a pack still there now stays until the row is committed.
-            await mpack_cache.hold_mpack_object(session, pack.mpack_id)
-            if await self._storage.size(pack.mpack_id) != pack.size:
-                raise business_error(
-                    f"pack {pack.mpack_id} was collected before it was recorded", PACK_GONE
-                )
+            await self._hold_stored(session, pack.mpack_id, pack.size)
+            if pack.sections:
+                cache_id = await self._record_chain(session, pack)
+                await session.commit()
+                return RecordCacheResult(cache_id)
             entry = await mpack_cache.record(
                 session,
                 repo_id=pack.repo_id,
@@ -160,21 +161,61 @@ class PrebuildActivities:
 
     # -- the steps' work ------------------------------------------------------------------------
 
+    async def _hold_stored(self, session: AsyncSession, key: str, size: int) -> None:
+        """Hold the pack object until the caller commits, if it is still stored whole."""
+        await mpack_cache.hold_mpack_object(session, key)
+        if await self._storage.size(key) != size:
+            raise business_error(f"pack {key} was collected before it was recorded", PACK_GONE)
+
+    async def _record_chain(self, session: AsyncSession, pack: RecordCacheInput) -> str:
+        """The new pack as a part, and the want set's chain: the base's chain plus this part
+        (or this part alone, a base). A base chain gone since the plan (expired, lost) means
+        the top-up has nothing to stand on: the build starts over and finds another base."""
+        digest = PackDigest(pack.size, pack.sha256, tuple(SectionSpan(*s) for s in pack.sections))
+        base: Chain = Chain(())
+        if pack.base_want:
+            entry = await mpack_cache.lookup(session, pack.repo_id, pack.base_want)
+            if entry is None or entry.chain is None:
+                raise business_error(
+                    f"the chain of {pack.base_want} this top-up builds on is gone", PACK_GONE
+                )
+            base = entry.chain
+            for part in base.parts:
+                await self._hold_stored(session, part.mpack_id, part.size)
+        chain = base
+        if not base.parts or digest.sections[0].count:  # an empty top-up adds nothing
+            await chains.record_part(session, pack.repo_id, pack.mpack_id, digest)
+            part = ChainPart(
+                pack.mpack_id, pack.size, pack.sha256, tuple(pack.want), digest.sections
+            )
+            chain = Chain((*base.parts, part))
+        return await mpack_cache.record_chain(
+            session,
+            repo_id=pack.repo_id,
+            want=pack.want,
+            chain=chain,
+            ttl=self._settings.mpack_cache_ttl,
+        )
+
     async def _cached(self, session: AsyncSession, target: CheckCacheInput) -> bool:
         """A live row whose pack is still in storage; a row whose pack storage lost does not
         count (it is dropped, and the pack built again)."""
         entry = await mpack_cache.lookup(session, target.repo_id, target.want)
-        return entry is not None and await still_stored(
-            session,
-            self._storage,
-            repo_id=target.repo_id,
-            mpack_id=entry.mpack_id,
-            size_bytes=entry.size_bytes,
-        )
+        if entry is None:
+            return False
+        keys = [(p.mpack_id, p.size) for p in entry.chain.parts] if entry.chain else []
+        if entry.mpack_id is not None:
+            keys.append((entry.mpack_id, entry.size_bytes))
+        for key, size in keys:
+            if not await still_stored(
+                session, self._storage, repo_id=target.repo_id, mpack_id=key, size_bytes=size
+            ):
+                return False
+        return True
 
     async def _load_blobs(self, step: BuildStepInput) -> LoadBlobsResult:
         async with Heartbeat() as heartbeat:
-            plan = await self._plan(step)
+            plan, _ = await self._plan(step)
             staged = await self._staging.stage(
                 step.build_id,
                 plan.objects,
@@ -187,7 +228,7 @@ class PrebuildActivities:
         started = time.perf_counter()
         read_blob = self._staging.blob_reader(step.build_id, storage_blob_reader(self._storage))
         async with self._sessions() as session, Heartbeat() as heartbeat:
-            plan = await self._plan(step)
+            plan, base_want = await self._plan(step)
             with self._staging.write_pack(step.build_id) as out:
                 digest = await assemble_mpack(
                     session,
@@ -199,7 +240,14 @@ class PrebuildActivities:
                 )
         BUILD_SECONDS.labels(path="prebuild").observe(time.perf_counter() - started)
         BUILD_BYTES.labels(path="prebuild").inc(digest.size)
-        return AssembleResult(digest.size, digest.sha256, len(plan.commit_ids), len(plan.objects))
+        return AssembleResult(
+            digest.size,
+            digest.sha256,
+            len(plan.commit_ids),
+            len(plan.objects),
+            sections=[[span.count, span.start, span.end] for span in digest.sections],
+            base_want=base_want,
+        )
 
     async def _uploaded_earlier(self, built: UploadInput) -> str:
         """The key of a pack an earlier attempt uploaded before it lost the answer (its upload
@@ -213,20 +261,27 @@ class PrebuildActivities:
         self._plans.pop(build_id, None)
         return await self._staging.discard(build_id)
 
-    async def _plan(self, step: BuildStepInput) -> FetchPlan:
-        """Planned once per build: the load step keeps the plan in this worker's memory for the
-        assemble step, which runs here too (this worker's own queue); a clone's plan never
-        changes, commits being immutable. A worker that restarts gets a new queue, and the build
-        starts over with a new id, so the plan never needs to outlive the process."""
-        plan = self._plans.get(step.build_id)
-        if plan is not None:
-            return plan
+    async def _plan(self, step: BuildStepInput) -> tuple[FetchPlan, list[str]]:
+        """What to build, and the want set whose chain it tops up (empty: a base). When a live
+        chain's position is an ancestor of `want`, only what `want` adds to it is built: a push
+        costs what it changed. Planned once per build: the load step keeps the plan in this
+        worker's memory for the assemble step, which runs here too (this worker's own queue);
+        the plan never changes, commits being immutable. A worker that restarts gets a new
+        queue, and the build starts over with a new id, so the plan never outlives the
+        process."""
+        kept = self._plans.get(step.build_id)
+        if kept is not None:
+            return kept
         async with self._sessions() as session:
+            base = await chains.closest_base(session, step.repo_id, step.want)
+            if base is not None and len(base[1].parts) >= self._settings.mpack.max_chain_parts:
+                base = None  # long enough: a new base instead of another top-up
+            base_want = base[0] if base is not None else []
             try:
-                plan = await plan_fetch(session, step.repo_id, step.want, [])
+                plan = await plan_fetch(session, step.repo_id, step.want, base_want)
             except NotFound as exc:
                 raise business_error(exc.message, TIP_GONE) from None
-        self._plans[step.build_id] = plan
+        self._plans[step.build_id] = (plan, base_want)
         while len(self._plans) > KEPT_PLANS:  # builds whose workflow never came back
             self._plans.popitem(last=False)
-        return plan
+        return plan, base_want

@@ -163,6 +163,10 @@ class AssembleResult:
     sha256: str
     commits: int
     objects: int
+    # [count, start, end] of each section's records: the pack can be a part of chains.
+    sections: list[list[int]] = field(default_factory=list)
+    # The want set whose chain this pack is a top-up of; empty: a base (all of `want`).
+    base_want: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -187,6 +191,8 @@ class RecordCacheInput:
     sha256: str
     commits: int
     objects: int
+    sections: list[list[int]] = field(default_factory=list)  # as AssembleResult's
+    base_want: list[str] = field(default_factory=list)  # as AssembleResult's
 
 
 @dataclass

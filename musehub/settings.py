@@ -117,6 +117,9 @@ class MPackSettings(BaseModel):
     # process and host; a fetch beyond them gets 503 with Retry-After.
     sync_builds: int = Field(default=8, ge=1, le=1000)
     sync_builds_per_repo: int = Field(default=2, ge=1, le=1000)
+    # A prebuild appends a top-up to a chain of at most this many parts; a longer one gets a
+    # new base instead (bounds what a clone downloads in pieces and a lookup reads).
+    max_chain_parts: int = Field(default=16, ge=1, le=1000)
 
 
 class GcSettings(BaseModel):

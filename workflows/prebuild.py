@@ -269,6 +269,8 @@ class PrebuildFetchMPacks:
                 built.sha256,
                 built.commits,
                 built.objects,
+                sections=built.sections,
+                base_want=built.base_want,
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=QUICK_RETRY,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +28,11 @@ from api.wire_io import (
     id_list_body_limit,
     read_body,
 )
-from musehub.mpack.inline import ainline_answer, branch_heads_trailer
+from musehub.mpack.chain import RangeReader, joined_size, joined_stream
+from musehub.mpack.inline import INLINE_HEADER, ainline_answer, branch_heads_trailer
 from musehub.services.errors import BadRequest
-from musehub.services.fetch import FetchAnswer
+from musehub.services.fetch_answer import AnswerForm, FetchAnswer
+from musehub.storage import ObjectStorage
 
 # Tells operators and benchmarks whether a fetch was answered from the prebuilt-pack cache.
 CACHE_HEADER = "X-Musehub-Cache"
@@ -97,17 +99,13 @@ async def _answer(scope: Scope, receive: Receive) -> Callable[[Send], Awaitable[
     limit = min(FETCH_BODY_LIMIT, parts.settings.api.max_body_bytes)
     raw = await read_body(request, limit, declared=declared)
     asked = _parse_repeated(raw) if len(raw) <= REPEATED_BODY_BYTES else parse_fetch_request(raw)
-    url_form = asked.url_form
     answer = await parts.fetch.answer(
-        params["owner"],
-        params["slug"],
-        asked.want,
-        asked.have,
-        user,
-        form="url" if url_form else "inline",
+        params["owner"], params["slug"], asked.want, asked.have, user, form=asked.form
     )
-    if url_form:
-        return lambda send: _send_url_form(answer, send)
+    if asked.form == "chain":
+        return lambda send: _send_msgpack(answer.chain_form, answer.cache, send)
+    if asked.form == "url":
+        return lambda send: _send_msgpack(answer.url_form, answer.cache, send)
     return lambda send: _inline_form(parts, answer)(scope, receive, send)
 
 
@@ -115,7 +113,7 @@ async def _answer(scope: Scope, receive: Receive) -> Callable[[Send], Awaitable[
 class FetchRequest:
     want: tuple[str, ...]  # normalised: deduplicated, sorted
     have: tuple[str, ...]
-    url_form: bool  # the client sent the `mpack-url` capability
+    form: AnswerForm  # from the capabilities the client sent
 
 
 def parse_fetch_request(raw: bytes) -> FetchRequest:
@@ -125,7 +123,12 @@ def parse_fetch_request(raw: bytes) -> FetchRequest:
     capabilities = body.get("capabilities") or []
     if not isinstance(capabilities, list):
         raise BadRequest("'capabilities' must be a list of strings")
-    return FetchRequest(tuple(sorted(set(want))), tuple(have), "mpack-url" in capabilities)
+    form: AnswerForm = "inline"
+    if "mpack-chain" in capabilities:
+        form = "chain"
+    elif "mpack-url" in capabilities:
+        form = "url"
+    return FetchRequest(tuple(sorted(set(want))), tuple(have), form)
 
 
 # Every client cloning a repo sends the same small body (its heads), again and again: such
@@ -153,23 +156,46 @@ async def _caller(parts: AppParts, header: str | None) -> str | None:
         return await user_of(header, session)
 
 
-async def _send_url_form(answer: FetchAnswer, send: Send) -> None:
-    body = answer.url_form
+async def _send_msgpack(body: bytes, cache: str, send: Send) -> None:
     headers = [
         _MSGPACK_HEADER,
         (b"content-length", str(len(body)).encode()),
-        (b"x-musehub-cache", answer.pack.cache.encode()),
+        (b"x-musehub-cache", cache.encode()),
     ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 def _inline_form(parts: AppParts, answer: FetchAnswer) -> StreamingResponse:
-    """A legacy client: the stored pack streamed as is, with fresh branch heads appended."""
-    pack, heads = answer.pack, answer.branch_heads
-    length = pack.size + len(branch_heads_trailer(heads))
+    """A legacy client: the stored pack (or the chain's parts, joined by byte ranges) streamed
+    as is, with fresh branch heads appended. No blob is read, nothing is re-encoded."""
+    heads, storage = answer.branch_heads, parts.storage
+    trailer = branch_heads_trailer(heads)
+    body: AsyncIterator[bytes]
+    if answer.pack is not None:
+        body = ainline_answer(storage.stream(answer.pack.mpack_key), heads)
+        length = answer.pack.size + len(trailer)
+    else:
+        assert answer.chain is not None  # an answer is one pack or a chain
+        stored = [p.stored for p in answer.chain.parts]
+        body = _with_trailer(joined_stream(stored, _range_reader(storage), INLINE_HEADER), trailer)
+        length = joined_size(stored, INLINE_HEADER) + len(trailer)
     return StreamingResponse(
-        ainline_answer(parts.storage.stream(pack.mpack_key), heads),
+        body,
         media_type=MSGPACK,
-        headers={"Content-Length": str(length), CACHE_HEADER: pack.cache},
+        headers={"Content-Length": str(length), CACHE_HEADER: answer.cache},
     )
+
+
+def _range_reader(storage: ObjectStorage) -> RangeReader:
+    async def read(key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        async for chunk in storage.stream(key, start=start, end=end):
+            yield chunk
+
+    return read
+
+
+async def _with_trailer(chunks: AsyncIterator[bytes], trailer: bytes) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        yield chunk
+    yield trailer

@@ -139,7 +139,7 @@ async def _build_each(bench: Bench, repo: PushedRepo) -> tuple[list[float], list
     for want in repo.targets:  # the head set (the clone's pack) comes first
         async with hub.sessions() as session:
             entry = await mpack_cache.lookup(session, repo.repo_id, want)
-            if entry is not None:
+            if entry is not None and entry.mpack_id is not None:
                 await hub.storage.delete(entry.mpack_id)
             began = time.perf_counter()
             built = await build_and_upload(

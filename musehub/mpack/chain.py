@@ -55,6 +55,16 @@ def joined_size(parts: Sequence[StoredPart], map_header: bytes = STORED_HEADER) 
     return len(map_header) + sum(len(h) for h in joined_headers(parts)) + records
 
 
+def joined_sections(parts: Sequence[StoredPart]) -> tuple[SectionSpan, ...]:
+    """The section spans of the joined pack itself (so it can be a part of later chains)."""
+    spans, at = [], len(STORED_HEADER)
+    for i, header in enumerate(joined_headers(parts)):
+        start = at + len(header)
+        at = start + sum(p.sections[i].end - p.sections[i].start for p in parts)
+        spans.append(SectionSpan(sum(p.sections[i].count for p in parts), start, at))
+    return tuple(spans)
+
+
 async def joined_stream(
     parts: Sequence[StoredPart], read_range: RangeReader, map_header: bytes = STORED_HEADER
 ) -> AsyncIterator[bytes]:

@@ -28,17 +28,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, text
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from musehub.db.models import FetchMPackCache, MPackChainLink, MPackPart
+from musehub.db.models import MPackPart
 from musehub.mpack.chain import StoredPart, joined_size
 from musehub.mpack.writer import PackDigest, SectionSpan
-from musehub.services.mpack_cache import cache_id_for, normalise_want
 
 
 @dataclass(frozen=True)
@@ -141,56 +139,6 @@ async def record_part(session: AsyncSession, repo_id: str, key: str, digest: Pac
         )
         .on_conflict_do_nothing(index_elements=[MPackPart.mpack_id])
     )
-
-
-async def record_chain(
-    session: AsyncSession,
-    *,
-    repo_id: str,
-    want: Iterable[str],
-    chain: Chain,
-    ttl: timedelta,
-) -> str:
-    """Insert or replace the cache row of (repo, want set) as `chain` (its parts recorded
-    already); a one-part chain is also its one-pack object. The caller commits."""
-    wants = normalise_want(want)
-    cache_id = cache_id_for(repo_id, wants)
-    now = datetime.now(UTC)
-    single = chain.parts[0] if len(chain.parts) == 1 else None
-    values = {
-        "mpack_id": single.mpack_id if single else None,
-        "sha256": single.sha256 if single else None,
-        "size_bytes": chain.joined_size,
-        "commit_count": chain.commit_count,
-        "object_count": chain.object_count,
-        "created_at": now,
-        "expires_at": now + ttl,
-    }
-    await session.execute(
-        insert(FetchMPackCache)
-        .values(
-            cache_id=cache_id,
-            repo_id=repo_id,
-            want_commit_ids=wants,
-            tip_commit_id=wants[0] if len(wants) == 1 else None,
-            **values,
-        )
-        .on_conflict_do_update(index_elements=[FetchMPackCache.cache_id], set_=values)
-    )
-    await session.execute(delete(MPackChainLink).where(MPackChainLink.cache_id == cache_id))
-    await session.execute(
-        insert(MPackChainLink),
-        [
-            {
-                "cache_id": cache_id,
-                "position": position,
-                "mpack_id": part.mpack_id,
-                "want_commit_ids": list(part.want),
-            }
-            for position, part in enumerate(chain.parts)
-        ],
-    )
-    return cache_id
 
 
 # Live chains of the repo whose position is reachable from :want, furthest first: one walk of

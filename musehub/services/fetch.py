@@ -1,24 +1,29 @@
 """The answer to `POST /fetch`, behind one entry point: `FetchMPacks.answer`.
 
-An answer is one pack object in storage plus a presigned URL to it; both answer forms (URL and
-inline) are served from that one object. Like Gitaly's pack-objects cache, the handler makes one
-call and everything behind it lives here, with its metrics beside it:
+An answer is stored packs plus presigned URLs to them (`fetch_answer.py`): a chain of parts
+(`chains.py`) and, for clients that take one URL, the chain joined into one pack. Like Gitaly's
+pack-objects cache, the handler makes one call and everything behind it lives here, with its
+metrics beside it:
 
 1. A clone (`have == []`) of a want set this process answered in the last second is answered
-   from memory (`WarmAnswers`): the pack's key never changes for a want set and its URL stays
-   valid for minutes.
-2. Otherwise one statement finds the repo, its live cache row and its heads
-   (`mpack_cache.lookup_clone`); a hit costs that plus one presign, whatever the repo's size.
+   from memory (`WarmAnswers`): a want set's parts never change and their URLs stay valid for
+   minutes.
+2. Otherwise one statement finds the repo, its live cache row with its chain, and its heads
+   (`mpack_cache.lookup_clone`); a hit costs that plus presigns, whatever the repo's size.
 3. A miss builds synchronously (`build`, by default `mpack_build.build_and_upload`) under an
    advisory lock on the want set, so a herd of cold clones builds once across every process,
-   and records the row so the next clone hits. Only want sets clones ask for earn a row (the
-   head set, one current tip); any other, and every fetch with `have`, is built on demand and
-   never recorded (UNCACHED): a stranger cannot fill storage with cached want sets.
-4. Every synchronous build takes a hub-wide and a per-repository build slot (advisory locks,
+   and records the pack as a one-part chain so the next clone hits. Only want sets clones ask
+   for earn a row (the head set, one current tip); any other is built on demand and never
+   recorded (UNCACHED): a stranger cannot fill storage with cached want sets.
+4. A fetch with `have` holding a position of the want set's chain (a pull after a push) is
+   answered with the parts after it, as a hit; any other is built on demand (UNCACHED).
+5. Every synchronous build takes a hub-wide and a per-repository build slot (advisory locks,
    so across every process); when either is full the fetch gets 503 with Retry-After.
-5. A pack storage lost is never promised: each lookup, and each inline answer, checks the
-   object first; a row whose object is gone is dropped and the pack built again (the check the
-   prebuild and GC share: `lost_packs.still_stored`).
+6. A pack storage lost is never promised: each lookup, and each inline answer, checks the
+   objects first; a row naming a lost object is dropped and the pack built again (the check
+   the prebuild and GC share: `lost_packs.still_stored`).
+7. A client that takes one URL of a chain of several parts gets them joined into one pack, by
+   byte ranges, on first demand; a clone's joined pack is recorded on its row.
 
 Every answer is counted (`musehub_fetch_total`, `musehub_fetch_seconds`) and logged as
 `[wire_fetch_mpack] cache=HIT|MISS|UNCACHED repo=… tip=… t=…ms` in one place, `_observe`."""
@@ -29,27 +34,26 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
-import msgpack
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from musehub.db.engine import session_factory
 from musehub.logs import info_line
-from musehub.metrics import (
-    BUILD_BYTES,
-    BUILD_SECONDS,
-    BUILDS_REFUSED,
-    FETCH_SECONDS,
-    FETCHES,
-)
-from musehub.services import mpack_cache
+from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, BUILDS_REFUSED, FETCH_SECONDS, FETCHES
+from musehub.services import chains, mpack_cache
+from musehub.services.chains import Chain, ChainPart
 from musehub.services.errors import Unavailable
+from musehub.services.fetch_answer import (
+    AnswerForm,
+    CacheOutcome,
+    FetchAnswer,
+    FetchMPack,
+    PresignedPart,
+)
 from musehub.services.lost_packs import still_stored
-from musehub.services.mpack_build import BuiltMPack, build_and_upload
+from musehub.services.mpack_build import BuiltMPack, build_and_upload, join_and_upload
 from musehub.services.mpack_cache import CacheEntry, CloneLookup
 from musehub.services.repos import (
     branch_heads,
@@ -64,43 +68,12 @@ from musehub.storage import ObjectStorage
 
 log = logging.getLogger("musehub.fetch")
 
-CacheOutcome = Literal["HIT", "MISS", "UNCACHED"]
-AnswerForm = Literal["url", "inline"]
 # What a fetch refused for want of a build slot is told to wait.
 BUSY_RETRY_SECONDS = 5
 # (session, repo_id, want, have) -> the pack, uploaded; swappable so tests need no patching.
 Build = Callable[[AsyncSession, str, Sequence[str], Sequence[str]], Awaitable[BuiltMPack]]
 
-
-@dataclass(frozen=True)
-class FetchMPack:
-    mpack_key: str
-    size: int
-    sha256: str
-    url: str
-    expires_at: datetime
-    cache: CacheOutcome
-
-
-@dataclass(frozen=True)
-class FetchAnswer:
-    pack: FetchMPack
-    branch_heads: dict[str, str]
-
-    @functools.cached_property
-    def url_form(self) -> bytes:
-        """The answer to a client that sent `mpack-url`, encoded once: a warm answer is given
-        to every request for its want set for a second."""
-        return msgpack.packb(
-            {
-                "mpack_url": self.pack.url,
-                "mpack_size": self.pack.size,
-                "mpack_sha256": self.pack.sha256,
-                "expires_at": self.pack.expires_at.isoformat(),
-                "branch_heads": self.branch_heads,
-            },
-            use_bin_type=True,
-        )
+__all__ = ["AnswerForm", "CacheOutcome", "FetchAnswer", "FetchMPack", "FetchMPacks"]
 
 
 class FetchMPacks:
@@ -129,16 +102,16 @@ class FetchMPacks:
         *,
         form: AnswerForm,
     ) -> FetchAnswer:
-        """Everything `want` reaches and `have` does not, as one pack in storage. Raises
-        NotFound for a repo `user` may not read, as if it did not exist, and Unavailable when
-        the answer needs a build and every build slot is taken."""
+        """Everything `want` reaches and `have` does not, as stored packs. Raises NotFound for a
+        repo `user` may not read, as if it did not exist, and Unavailable when the answer
+        needs a build and every build slot is taken. A `url` answer always has its one pack."""
         started = time.perf_counter()
         wants = mpack_cache.normalise_want(want)
         if have:
-            repo_id, answer = await self._uncached(owner, slug, wants, list(have), user)
+            repo_id, answer = await self._with_have(owner, slug, wants, list(have), user, form)
         else:
             repo_id, answer = await self._clone(owner, slug, wants, user, form)
-        _observe(answer.pack, form, repo_id, wants, started)
+        _observe(answer, form, repo_id, wants, started)
         return answer
 
     async def check_readable(self, owner: str, slug: str, user: str | None) -> None:
@@ -159,29 +132,35 @@ class FetchMPacks:
         )
         if found is None or not is_readable(found.owner, found.visibility, user):
             raise not_found(owner, slug)
-        # Inline bytes are promised by a Content-Length: check the pack is still there first.
-        if answer is not None and form == "inline" and not await self._still_stored(answer.pack):
-            await self._drop_lost(found.repo_id, answer.pack)
+        # Inline bytes are promised by a Content-Length: check the packs are still there first.
+        if (
+            answer is not None
+            and form == "inline"
+            and not await self._still_stored(found.repo_id, answer)
+        ):
             self._warm.forget_repo(owner, slug)
             answer = None
+        if answer is not None and form == "url" and answer.pack is None:
+            answer = await self._joined_for_clone(found.repo_id, want, answer)
+            self._warm.put(owner, slug, want, found, answer)
         if answer is not None:
             return found.repo_id, answer
         if not _asked_by_clones(want, found.branch_heads):
             # An old commit, a subset of the branches: built on demand, never recorded, so a
             # stranger cannot fill the cache with want sets (its object goes with the GC).
             pack = await self._build_unrecorded(found.repo_id, want, [])
-            return found.repo_id, FetchAnswer(pack, found.branch_heads)
-        pack = await self._build_and_record(found.repo_id, want)
+            return found.repo_id, FetchAnswer.of_pack(pack, found.branch_heads)
+        answer = await self._build_and_record(found.repo_id, want, found.branch_heads)
         # Just built (or found by a racing build): a live pack now answers this want set.
-        kept = FetchAnswer(replace(pack, cache="HIT"), found.branch_heads)
-        self._warm.put(owner, slug, want, found, kept)
-        return found.repo_id, FetchAnswer(pack, found.branch_heads)
+        self._warm.put(owner, slug, want, found, answer.as_hit())
+        return found.repo_id, answer
 
     async def _lookup(
         self, owner: str, slug: str, want: list[str]
     ) -> tuple[CloneLookup | None, FetchAnswer | None]:
-        """One round trip, one look at storage, one presign (and, outside the throttled expiry
-        slide, no further database work). Runs once per want set per second and process."""
+        """One round trip, one look at storage per pack, presigns (and, outside the throttled
+        expiry slide, no further database work). Runs once per want set per second and
+        process."""
         if not could_exist(owner, slug):
             return None, None  # a name no repo can have (NUL, newline): not found
         found = await mpack_cache.lookup_clone(self._engine, owner, slug, want)
@@ -192,10 +171,11 @@ class FetchMPacks:
             await session.commit()
         if entry is None:
             return found, None  # collected, or lost from storage: build it again
-        pack = await self._presigned(entry.mpack_id, entry.size_bytes, entry.sha256, "HIT")
-        return found, FetchAnswer(pack, found.branch_heads)
+        return found, await self._answer_of(entry, found.branch_heads, "HIT")
 
-    async def _build_and_record(self, repo_id: str, want: list[str]) -> FetchMPack:
+    async def _build_and_record(
+        self, repo_id: str, want: list[str], heads: dict[str, str]
+    ) -> FetchAnswer:
         """The single-flight build of a clone's pack: one build per want set at a time across
         every process; whoever waited finds the row the first one recorded."""
         async with self._sessions() as session:
@@ -208,31 +188,84 @@ class FetchMPacks:
                 entry = await self._live_entry(session, repo_id, want)  # built while we waited?
             if entry is not None:
                 await session.commit()  # ends the lock's transaction
-                return await self._presigned(entry.mpack_id, entry.size_bytes, entry.sha256, "HIT")
+                return await self._answer_of(entry, heads, "HIT")
             await self._take_build_slots(session, repo_id)
             built = await self.build(session, repo_id, want, [])
-            await mpack_cache.record(
-                session,
-                repo_id=repo_id,
-                want=want,
-                mpack_id=built.key,
-                size_bytes=built.digest.size,
-                sha256=built.digest.sha256,
-                commit_count=built.commit_count,
-                object_count=built.object_count,
-                ttl=self._settings.mpack_cache_ttl,
-            )
+            await record_built(session, repo_id, want, built, self._settings)
             await session.commit()
-        return await self._presigned(built.key, built.digest.size, built.digest.sha256, "MISS")
+        pack = await self._presigned(built.key, built.digest.size, built.digest.sha256, "MISS")
+        return FetchAnswer.of_pack(pack, heads)
 
-    async def _uncached(
-        self, owner: str, slug: str, want: list[str], have: list[str], user: str | None
+    async def _with_have(
+        self,
+        owner: str,
+        slug: str,
+        want: list[str],
+        have: list[str],
+        user: str | None,
+        form: AnswerForm,
     ) -> tuple[str, FetchAnswer]:
+        """A pull or fetch: the rest of the want set's chain when `have` holds one of its
+        positions, else a build for this request."""
         async with self._sessions() as session:
             repo = await repo_for_read(session, owner, slug, user)
             heads = await branch_heads(session, repo.repo_id)
+            entry = await mpack_cache.lookup(session, repo.repo_id, want)
+            rest = entry.chain.after(have) if entry is not None and entry.chain else None
+            stored = rest is not None and await self._parts_stored(session, repo.repo_id, rest)
+            if rest is not None and rest.parts and stored:
+                await session.commit()
+                return repo.repo_id, await self._answer_of_rest(repo.repo_id, rest, heads, form)
+            await session.commit()  # ends a lost part's drop
         pack = await self._build_unrecorded(repo.repo_id, want, have)
-        return repo.repo_id, FetchAnswer(pack, heads)
+        return repo.repo_id, FetchAnswer.of_pack(pack, heads)
+
+    async def _answer_of_rest(
+        self, repo_id: str, rest: Chain, heads: dict[str, str], form: AnswerForm
+    ) -> FetchAnswer:
+        answer = await self._chain_answer(rest, None, heads, "HIT")
+        if form == "url" and len(rest.parts) > 1:
+            # One URL for several parts: joined for this request, not recorded (a pull's rest
+            # is short-lived; its object goes with the orphan sweep).
+            key, digest = await join_and_upload(
+                self._storage, repo_id, [p.stored for p in rest.parts], self._settings.work_dir
+            )
+            pack = await self._presigned(key, digest.size, digest.sha256, "HIT")
+            answer = FetchAnswer(
+                "HIT", heads, answer.size, answer.expires_at, pack, rest, answer.parts
+            )
+        return answer
+
+    async def _joined_for_clone(
+        self, repo_id: str, want: list[str], answer: FetchAnswer
+    ) -> FetchAnswer:
+        """The clone's chain joined into one pack and recorded on its row, once for everyone
+        (under the want set's lock): for clients that take one URL."""
+        assert answer.chain is not None
+        async with self._sessions() as session:
+            await mpack_cache.lock_want_set(session, repo_id, want)
+            entry = await mpack_cache.lookup(session, repo_id, want)
+            if entry is not None and entry.mpack_id is not None and entry.sha256 is not None:
+                key, size, sha256 = entry.mpack_id, entry.size_bytes, entry.sha256
+            else:
+                parts = [p.stored for p in answer.chain.parts]
+                key, digest = await join_and_upload(
+                    self._storage, repo_id, parts, self._settings.work_dir
+                )
+                await mpack_cache.hold_mpack_object(session, key)
+                size, sha256 = digest.size, digest.sha256
+                await mpack_cache.record_joined(session, repo_id, want, key, sha256)
+            await session.commit()
+        pack = await self._presigned(key, size, sha256, answer.cache)
+        return FetchAnswer(
+            answer.cache,
+            answer.branch_heads,
+            answer.size,
+            answer.expires_at,
+            pack,
+            answer.chain,
+            answer.parts,
+        )
 
     async def _build_unrecorded(self, repo_id: str, want: list[str], have: list[str]) -> FetchMPack:
         async with self._sessions() as session:
@@ -264,9 +297,9 @@ class FetchMPacks:
     async def _usable(
         self, session: AsyncSession, repo_id: str, entry: CacheEntry
     ) -> CacheEntry | None:
-        """The entry with its expiry slid, if its pack is still in storage; a row whose pack
-        storage lost is dropped, so the caller builds it again instead of promising it."""
-        if not await still_stored(
+        """The entry with its expiry slid, if its packs are still in storage; a row naming a
+        pack storage lost is dropped, so the caller builds it again instead of promising it."""
+        if entry.mpack_id is not None and not await still_stored(
             session,
             self._storage,
             repo_id=repo_id,
@@ -274,21 +307,40 @@ class FetchMPacks:
             size_bytes=entry.size_bytes,
         ):
             return None
+        if entry.chain is not None and not await self._parts_stored(session, repo_id, entry.chain):
+            return None
         return await self._slide_expiry(session, entry)
 
-    async def _still_stored(self, pack: FetchMPack) -> bool:
-        return await self._storage.size(pack.mpack_key) == pack.size
-
-    async def _drop_lost(self, repo_id: str, pack: FetchMPack) -> None:
-        async with self._sessions() as session:
-            await still_stored(
+    async def _parts_stored(self, session: AsyncSession, repo_id: str, chain: Chain) -> bool:
+        for part in chain.parts:
+            if not await still_stored(
                 session,
                 self._storage,
                 repo_id=repo_id,
-                mpack_id=pack.mpack_key,
-                size_bytes=pack.size,
-            )
+                mpack_id=part.mpack_id,
+                size_bytes=part.size,
+            ):
+                return False
+        return True
+
+    async def _still_stored(self, repo_id: str, answer: FetchAnswer) -> bool:
+        """Whether every object the answer names is still in storage (a lost one's rows are
+        dropped)."""
+        async with self._sessions() as session:
+            if answer.pack is not None:
+                stored = await still_stored(
+                    session,
+                    self._storage,
+                    repo_id=repo_id,
+                    mpack_id=answer.pack.mpack_key,
+                    size_bytes=answer.pack.size,
+                )
+            else:
+                stored = answer.chain is not None and await self._parts_stored(
+                    session, repo_id, answer.chain
+                )
             await session.commit()
+        return stored
 
     async def _build_from_storage(
         self, session: AsyncSession, repo_id: str, want: Sequence[str], have: Sequence[str]
@@ -306,8 +358,8 @@ class FetchMPacks:
     async def _live_entry(
         self, session: AsyncSession, repo_id: str, want: list[str]
     ) -> CacheEntry | None:
-        """The cache entry to serve, its pack checked and its expiry slid past this answer's
-        URL."""
+        """The cache entry to serve, its packs checked and its expiry slid past this answer's
+        URLs."""
         entry = await mpack_cache.lookup(session, repo_id, want)
         if entry is None:
             return None
@@ -323,11 +375,49 @@ class FetchMPacks:
             throttle=self._settings.hit_extension_throttle,
         )
 
+    async def _answer_of(
+        self, entry: CacheEntry, heads: dict[str, str], cache: CacheOutcome
+    ) -> FetchAnswer:
+        """A recorded row's answer: its chain, presigned, and its one pack when there is one."""
+        pack = None
+        if entry.mpack_id is not None and entry.sha256 is not None:
+            pack = await self._presigned(entry.mpack_id, entry.size_bytes, entry.sha256, cache)
+        if entry.chain is None:
+            assert pack is not None  # a row from before chains is one pack
+            return FetchAnswer.of_pack(pack, heads)
+        return await self._chain_answer(entry.chain, pack, heads, cache)
+
+    async def _chain_answer(
+        self, chain: Chain, pack: FetchMPack | None, heads: dict[str, str], cache: CacheOutcome
+    ) -> FetchAnswer:
+        ttl = self._settings.storage.presign_ttl_seconds
+        expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
+        parts = tuple(
+            [
+                PresignedPart(await self._storage.presign_get(p.mpack_id, ttl), p.size, p.sha256)
+                for p in chain.parts
+            ]
+        )
+        return FetchAnswer(cache, heads, chain.joined_size, expires_at, pack, chain, parts)
+
     async def _presigned(self, key: str, size: int, sha256: str, cache: CacheOutcome) -> FetchMPack:
         ttl = self._settings.storage.presign_ttl_seconds
         url = await self._storage.presign_get(key, ttl)
         expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
         return FetchMPack(key, size, sha256, url, expires_at, cache)
+
+
+async def record_built(
+    session: AsyncSession, repo_id: str, want: list[str], built: BuiltMPack, settings: Settings
+) -> None:
+    """Record a pack just built for a want set as that want set's one-part chain."""
+    part = ChainPart(
+        built.key, built.digest.size, built.digest.sha256, tuple(want), built.digest.sections
+    )
+    await chains.record_part(session, repo_id, built.key, built.digest)
+    await mpack_cache.record_chain(
+        session, repo_id=repo_id, want=want, chain=Chain((part,)), ttl=settings.mpack_cache_ttl
+    )
 
 
 @functools.cache
@@ -344,15 +434,17 @@ def _asked_by_clones(want: list[str], heads: dict[str, str]) -> bool:
 
 
 def _observe(
-    pack: FetchMPack, form: AnswerForm, repo_id: str, want: list[str], started: float
+    answer: FetchAnswer, form: AnswerForm, repo_id: str, want: list[str], started: float
 ) -> None:
     elapsed = time.perf_counter() - started
-    answers, seconds = _counted(pack.cache, form)
+    answers, seconds = _counted(answer.cache, form)
     answers.inc()
     seconds.observe(elapsed)
-    if pack.cache != "HIT":
+    if answer.cache != "HIT":
         BUILD_SECONDS.labels(path="sync").observe(elapsed)
-        BUILD_BYTES.labels(path="sync").inc(pack.size)
+        BUILD_BYTES.labels(path="sync").inc(answer.size)
     tips = ",".join(w[:12] for w in want)
     ms = elapsed * 1000
-    info_line(log, f"[wire_fetch_mpack] cache={pack.cache} repo={repo_id} tip={tips} t={ms:.1f}ms")
+    info_line(
+        log, f"[wire_fetch_mpack] cache={answer.cache} repo={repo_id} tip={tips} t={ms:.1f}ms"
+    )

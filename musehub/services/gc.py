@@ -37,10 +37,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import TextClause, delete, exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from musehub.db.models import FetchMPackCache
+from musehub.db.models import FetchMPackCache, MPackChainLink, MPackPart
 from musehub.services import mpack_cache
 from musehub.services.lost_packs import still_stored
 from musehub.storage import ObjectStorage, StoredObjectInfo
@@ -77,25 +77,34 @@ class SweepOutcome:
             self.examples.append(key)
 
 
+# Deletes a batch of expired rows (their chain links go with them) and returns every storage key
+# they named: one-pack objects and chain parts. Every CTE reads the same snapshot, so the links
+# are read before the delete cascades to them.
+_DELETE_EXPIRED = text(
+    """
+WITH doomed AS (
+    SELECT cache_id FROM musehub_fetch_mpack_cache
+    WHERE expires_at < now() ORDER BY expires_at LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), linked AS (
+    SELECT l.mpack_id FROM musehub_mpack_chain_links l JOIN doomed d ON d.cache_id = l.cache_id
+), gone AS (
+    DELETE FROM musehub_fetch_mpack_cache c USING doomed d WHERE c.cache_id = d.cache_id
+    RETURNING c.mpack_id
+)
+SELECT (SELECT count(*) FROM gone) AS rows,
+       ARRAY(SELECT mpack_id FROM gone WHERE mpack_id IS NOT NULL
+             UNION SELECT mpack_id FROM linked) AS keys
+"""
+)
+
+
 async def delete_expired_rows(session: AsyncSession, *, limit: int) -> ExpiredRows:
     """Step 1: delete up to `limit` expired rows, oldest expiry first, and commit. Rows another
     GC holds are skipped, so two runs never wait on each other."""
-    doomed = (
-        select(FetchMPackCache.cache_id)
-        .where(FetchMPackCache.expires_at < func.now())
-        .order_by(FetchMPackCache.expires_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    deleted = await session.execute(
-        delete(FetchMPackCache)
-        .where(FetchMPackCache.cache_id.in_(doomed.scalar_subquery()))
-        .returning(FetchMPackCache.mpack_id)
-        .execution_options(synchronize_session=False)
-    )
-    mpack_ids = list(deleted.scalars())
+    rows, keys = (await session.execute(_DELETE_EXPIRED, {"limit": limit})).one()
     await session.commit()
-    return ExpiredRows(len(mpack_ids), sorted(set(mpack_ids)))
+    return ExpiredRows(int(rows), sorted(keys))
 
 
 async def delete_if_unnamed(
@@ -121,10 +130,15 @@ async def delete_if_unnamed(
             size = await storage.size(key)
             if size is None:
                 return None
+        # The part's description goes with its object, both under the lock: a failed delete
+        # rolls it back, and a crash in between leaves a description of bytes that a later
+        # build uploads again (its key is its content), never a row naming a missing object.
+        await session.execute(delete(MPackPart).where(MPackPart.mpack_id == key))
         await storage.delete(key)
+        await session.commit()
         return size
     finally:
-        await session.rollback()  # wrote nothing; ending the transaction releases the lock
+        await session.rollback()  # ends the transaction, and so the lock
 
 
 async def sweep_orphan_mpacks(
@@ -192,9 +206,8 @@ async def verify_live_packs(
     order from `start` (default: a random point), wrapping around, so runs cover every pack
     over time at a bounded cost each; drop the rows of each one storage lost."""
     start = start if start is not None else f"{MPACK_PREFIX}{uuid.uuid4()}/"
-    key = FetchMPackCache.mpack_id
-    packs = await _live_packs(session, key >= start, max_packs)
-    packs += await _live_packs(session, key < start, max_packs - len(packs))
+    packs = await _live_packs(session, _FROM_START, start, max_packs)
+    packs += await _live_packs(session, _BEFORE_START, start, max_packs - len(packs))
     await session.rollback()  # no transaction open while storage answers
     outcome = VerifyOutcome()
     for mpack_id, repo_id, size in packs:
@@ -209,24 +222,33 @@ async def verify_live_packs(
     return outcome
 
 
+# The distinct objects live rows name, as their one-pack object or through their chain, each
+# with its repo (keys contain it) and size, in key order from or before :start.
+_LIVE_PACKS = """
+SELECT key, min(repo_id), min(size) FROM (
+    SELECT c.mpack_id AS key, c.repo_id, c.size_bytes AS size
+    FROM musehub_fetch_mpack_cache c
+    WHERE c.expires_at > now() AND c.mpack_id IS NOT NULL
+  UNION ALL
+    SELECT p.mpack_id, p.repo_id, p.size_bytes
+    FROM musehub_mpack_chain_links l
+    JOIN musehub_fetch_mpack_cache c ON c.cache_id = l.cache_id
+    JOIN musehub_mpack_parts p ON p.mpack_id = l.mpack_id
+    WHERE c.expires_at > now()
+) named
+WHERE key {order} :start
+GROUP BY key ORDER BY key LIMIT :limit
+"""
+_FROM_START = text(_LIVE_PACKS.format(order=">="))
+_BEFORE_START = text(_LIVE_PACKS.format(order="<"))
+
+
 async def _live_packs(
-    session: AsyncSession, where: ColumnElement[bool], limit: int
+    session: AsyncSession, query: TextClause, start: str, limit: int
 ) -> list[LivePack]:
-    """The distinct objects live rows name, in key order."""
     if limit <= 0:
         return []
-    rows = await session.execute(
-        # One repo per key (keys contain it); rows of one key agree on its size.
-        select(
-            FetchMPackCache.mpack_id,
-            func.min(FetchMPackCache.repo_id),
-            func.min(FetchMPackCache.size_bytes),
-        )
-        .where(FetchMPackCache.expires_at > func.now(), where)
-        .group_by(FetchMPackCache.mpack_id)
-        .order_by(FetchMPackCache.mpack_id)
-        .limit(limit)
-    )
+    rows = await session.execute(query, {"start": start, "limit": limit})
     return [(key, repo_id, size) for key, repo_id, size in rows]
 
 
@@ -243,18 +265,29 @@ async def preview_expired(session: AsyncSession) -> ExpiredPreview:
     """What steps 1 and 2 would delete now, without deleting anything."""
     expired = FetchMPackCache.expires_at < func.now()
     rows = await session.scalar(select(func.count()).where(expired)) or 0
-    live = select(FetchMPackCache.mpack_id).where(FetchMPackCache.expires_at >= func.now())
-    freed = (
-        await session.execute(
-            select(FetchMPackCache.mpack_id, func.max(FetchMPackCache.size_bytes))
-            .where(expired, FetchMPackCache.mpack_id.not_in(live))
-            .group_by(FetchMPackCache.mpack_id)
-            .order_by(FetchMPackCache.mpack_id)
-        )
-    ).all()
+    freed = (await session.execute(_FREED_BY_EXPIRY)).all()
     return ExpiredPreview(
         rows, len(freed), sum(size for _, size in freed), [key for key, _ in freed[:EXAMPLES]]
     )
+
+
+# Objects that only expired rows name (as their one-pack object or through their chain).
+_FREED_BY_EXPIRY = text(
+    """
+WITH named AS (
+    SELECT c.mpack_id AS key, c.size_bytes AS size, c.expires_at
+    FROM musehub_fetch_mpack_cache c WHERE c.mpack_id IS NOT NULL
+  UNION ALL
+    SELECT p.mpack_id, p.size_bytes, c.expires_at
+    FROM musehub_mpack_chain_links l
+    JOIN musehub_fetch_mpack_cache c ON c.cache_id = l.cache_id
+    JOIN musehub_mpack_parts p ON p.mpack_id = l.mpack_id
+)
+SELECT key, max(size) FROM named
+GROUP BY key HAVING max(expires_at) < now()
+ORDER BY key
+"""
+)
 
 
 async def stat(storage: ObjectStorage, key: str) -> StoredObjectInfo | None:
@@ -266,18 +299,15 @@ async def stat(storage: ObjectStorage, key: str) -> StoredObjectInfo | None:
 
 
 async def _named(session: AsyncSession, key: str) -> bool:
-    return bool(
-        await session.scalar(
-            select(select(FetchMPackCache.cache_id).where(FetchMPackCache.mpack_id == key).exists())
-        )
-    )
+    return bool(await session.scalar(select(exists().where(mpack_cache.naming(key)))))
 
 
 async def _named_among(session: AsyncSession, keys: list[str]) -> set[str]:
-    rows = await session.scalars(
-        select(FetchMPackCache.mpack_id).where(FetchMPackCache.mpack_id.in_(keys)).distinct()
-    )
-    return set(rows)
+    """The keys some row names, as its one-pack object or as a part of its chain."""
+    as_pack = select(FetchMPackCache.mpack_id).where(FetchMPackCache.mpack_id.in_(keys))
+    as_part = select(MPackChainLink.mpack_id).where(MPackChainLink.mpack_id.in_(keys))
+    rows = await session.scalars(as_pack.union(as_part))
+    return {key for key in rows if key is not None}
 
 
 async def _listed(

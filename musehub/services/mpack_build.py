@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from musehub.mpack.chain import StoredPart, joined_sections, joined_size, joined_stream
 from musehub.mpack.sink import ThreadedPackSink
 from musehub.mpack.writer import MPackWriter, PackDigest
 from musehub.services import history
@@ -284,3 +285,29 @@ async def build_and_upload(
     finally:
         await asyncio.to_thread(path.unlink, missing_ok=True)  # gone if the upload moved it
     return BuiltMPack(key, digest, len(plan.commit_ids), len(plan.objects))
+
+
+async def join_and_upload(
+    storage: ObjectStorage, repo_id: str, parts: Sequence[StoredPart], work_dir: Path
+) -> tuple[str, PackDigest]:
+    """Join stored parts into one stored pack (a chain for clients that take one URL, or a
+    compacted base) by byte ranges: no blob is read and nothing is decoded. Content-addressed,
+    so joining the same parts twice stores one object."""
+
+    async def read_range(key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        async for chunk in storage.stream(key, start=start, end=end):
+            yield chunk
+
+    handle, name = tempfile.mkstemp(dir=work_dir, prefix="join-", suffix=".mpack")
+    path = Path(name)
+    sha = hashlib.sha256()
+    try:
+        with os.fdopen(handle, "wb") as out:
+            async for chunk in joined_stream(parts, read_range):
+                await asyncio.to_thread(out.write, chunk)
+                sha.update(chunk)
+        digest = PackDigest(joined_size(parts), sha.hexdigest(), joined_sections(parts))
+        key = await upload_mpack(storage, repo_id, path, digest, move=True)
+    finally:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+    return key, digest

@@ -10,11 +10,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from musehub.db.models import FetchMPackCache
+from musehub.db.models import FetchMPackCache, MPackChainLink
+from musehub.services.chains import CHAIN_JSON, Chain, chain_from_json
 
 
 def normalise_want(want: Iterable[str]) -> list[str]:
@@ -31,11 +32,12 @@ def cache_id_for(repo_id: str, want: Iterable[str]) -> str:
 @dataclass(frozen=True)
 class CacheEntry:
     cache_id: str
-    mpack_id: str
-    size_bytes: int
-    sha256: str
+    mpack_id: str | None  # the whole answer as one pack object, once made
+    size_bytes: int  # of the whole answer as one pack
+    sha256: str | None
     expires_at: datetime
     last_hit_at: datetime | None = None
+    chain: Chain | None = None  # its parts; None for a row from before chains
 
 
 # Room for clock skew between API hosts and the database when an expiry must outlast a URL.
@@ -52,13 +54,19 @@ async def lookup(session: AsyncSession, repo_id: str, want: Iterable[str]) -> Ca
             FetchMPackCache.sha256,
             FetchMPackCache.expires_at,
             FetchMPackCache.last_hit_at,
+            text(CHAIN_JSON.format(cache_id="musehub_fetch_mpack_cache.cache_id")),
         ).where(
             FetchMPackCache.cache_id == cache_id_for(repo_id, want),
             FetchMPackCache.expires_at > datetime.now(UTC),
         )
     )
     found = row.first()
-    return CacheEntry(*found) if found else None
+    if found is None:
+        return None
+    cache_id, mpack_id, size_bytes, sha256, expires_at, last_hit_at, chain = found
+    return CacheEntry(
+        cache_id, mpack_id, size_bytes, sha256, expires_at, last_hit_at, chain_from_json(chain)
+    )
 
 
 # A warm clone must cost one round trip whatever the repo's size: an ORM session with
@@ -69,7 +77,10 @@ _CLONE_LOOKUP = text(
 SELECT r.repo_id, r.owner, r.visibility,
        c.cache_id, c.mpack_id, c.size_bytes, c.sha256, c.expires_at, c.last_hit_at,
        coalesce((SELECT json_object_agg(b.name, b.head_commit_id ORDER BY b.name)
-                 FROM musehub_branches b WHERE b.repo_id = r.repo_id), '{}') AS heads
+                 FROM musehub_branches b WHERE b.repo_id = r.repo_id), '{}') AS heads,
+       """
+    + CHAIN_JSON.format(cache_id="c.cache_id")
+    + """ AS chain
 FROM musehub_repos r
 LEFT JOIN musehub_fetch_mpack_cache c
   ON c.repo_id = r.repo_id
@@ -112,6 +123,7 @@ async def lookup_clone(
             row.sha256,
             row.expires_at,
             last_hit_at=row.last_hit_at,
+            chain=chain_from_json(row.chain),
         )
     return CloneLookup(row.repo_id, row.owner, row.visibility, dict(row.heads), entry)
 
@@ -174,11 +186,19 @@ async def take_build_slot(session: AsyncSession, key: str, slots: int) -> bool:
     return slot is not None
 
 
+def naming(mpack_id: str) -> ColumnElement[bool]:
+    """Rows that name the pack object `mpack_id`: as their one-pack object, or as a part of
+    their chain."""
+    linked = select(MPackChainLink.cache_id).where(MPackChainLink.mpack_id == mpack_id)
+    return or_(FetchMPackCache.mpack_id == mpack_id, FetchMPackCache.cache_id.in_(linked))
+
+
 async def drop_lost_pack(session: AsyncSession, repo_id: str, mpack_id: str) -> int:
-    """Delete the rows that name a pack object storage no longer holds; the caller commits."""
+    """Delete the rows that name a pack object storage no longer holds (their chain links go
+    with them); the caller commits."""
     result = await session.execute(
         delete(FetchMPackCache)
-        .where(FetchMPackCache.repo_id == repo_id, FetchMPackCache.mpack_id == mpack_id)
+        .where(FetchMPackCache.repo_id == repo_id, naming(mpack_id))
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -232,3 +252,66 @@ async def record(
         .on_conflict_do_update(index_elements=[FetchMPackCache.cache_id], set_=values)
     )
     return CacheEntry(cache_id, mpack_id, size_bytes, sha256, now + ttl)
+
+
+async def record_chain(
+    session: AsyncSession,
+    *,
+    repo_id: str,
+    want: Iterable[str],
+    chain: Chain,
+    ttl: timedelta,
+) -> str:
+    """Insert or replace the cache row of (repo, want set) as `chain` (its parts recorded
+    already); a one-part chain is also its one-pack object. The caller commits."""
+    wants = normalise_want(want)
+    cache_id = cache_id_for(repo_id, wants)
+    now = datetime.now(UTC)
+    single = chain.parts[0] if len(chain.parts) == 1 else None
+    values = {
+        "mpack_id": single.mpack_id if single else None,
+        "sha256": single.sha256 if single else None,
+        "size_bytes": chain.joined_size,
+        "commit_count": chain.commit_count,
+        "object_count": chain.object_count,
+        "created_at": now,
+        "expires_at": now + ttl,
+    }
+    await session.execute(
+        insert(FetchMPackCache)
+        .values(
+            cache_id=cache_id,
+            repo_id=repo_id,
+            want_commit_ids=wants,
+            tip_commit_id=wants[0] if len(wants) == 1 else None,
+            **values,
+        )
+        .on_conflict_do_update(index_elements=[FetchMPackCache.cache_id], set_=values)
+    )
+    await session.execute(delete(MPackChainLink).where(MPackChainLink.cache_id == cache_id))
+    await session.execute(
+        insert(MPackChainLink),
+        [
+            {
+                "cache_id": cache_id,
+                "position": position,
+                "mpack_id": part.mpack_id,
+                "want_commit_ids": list(part.want),
+            }
+            for position, part in enumerate(chain.parts)
+        ],
+    )
+    return cache_id
+
+
+async def record_joined(
+    session: AsyncSession, repo_id: str, want: Iterable[str], mpack_id: str, sha256: str
+) -> None:
+    """Record the one-pack object made of a row's chain (its size is the row's already); the
+    caller holds the object's lock and commits."""
+    await session.execute(
+        update(FetchMPackCache)
+        .where(FetchMPackCache.cache_id == cache_id_for(repo_id, want))
+        .values(mpack_id=mpack_id, sha256=sha256)
+        .execution_options(synchronize_session=False)
+    )

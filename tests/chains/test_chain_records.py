@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.mpack.chain import joined_stream
 from musehub.mpack.reader import read_mpack
-from musehub.services import chains
+from musehub.services import chains, mpack_cache
 from musehub.services.chains import Chain, ChainPart
 from musehub.services.mpack_build import build_and_upload
 from musehub.services.mpack_cache import cache_id_for
@@ -72,7 +72,9 @@ async def test_a_top_up_appends_to_the_furthest_ancestor_chain(hub: Hub) -> None
     async with AsyncSession(hub.engine) as session:
         repo = await repo_id_of(session, owner, slug)
         base = await build_part(hub, session, repo, [c1], [])
-        await chains.record_chain(session, repo_id=repo, want=[c1], chain=Chain((base,)), ttl=TTL)
+        await mpack_cache.record_chain(
+            session, repo_id=repo, want=[c1], chain=Chain((base,)), ttl=TTL
+        )
         await session.commit()
 
         found = await chains.closest_base(session, repo, [c3])
@@ -80,7 +82,7 @@ async def test_a_top_up_appends_to_the_furthest_ancestor_chain(hub: Hub) -> None
         top_up = await build_part(hub, session, repo, [c3], found[0])
         assert top_up.sections[0].count == 2  # c2 and c3, nothing of c1
         chain = Chain((*found[1].parts, top_up))
-        await chains.record_chain(session, repo_id=repo, want=[c3], chain=chain, ttl=TTL)
+        await mpack_cache.record_chain(session, repo_id=repo, want=[c3], chain=chain, ttl=TTL)
         await session.commit()
 
         loaded = await chains.load_chain(session, cache_id_for(repo, [c3]))
@@ -106,6 +108,8 @@ async def test_no_chain_is_a_base_for_history_it_does_not_reach(hub: Hub) -> Non
     async with AsyncSession(hub.engine) as session:
         repo = await repo_id_of(session, owner, slug)
         part = await build_part(hub, session, repo, [c2], [])
-        await chains.record_chain(session, repo_id=repo, want=[c2], chain=Chain((part,)), ttl=TTL)
+        await mpack_cache.record_chain(
+            session, repo_id=repo, want=[c2], chain=Chain((part,)), ttl=TTL
+        )
         await session.commit()
         assert await chains.closest_base(session, repo, [rewritten]) is None

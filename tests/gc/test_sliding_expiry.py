@@ -24,6 +24,7 @@ async def clone(hub: Hub, repo: PushedRepo) -> FetchMPack:
     """One clone answer from a fresh FetchMPacks (nothing kept in memory from an earlier one)."""
     fetcher = FetchMPacks(hub.engine, hub.storage, hub.settings)
     answer = await fetcher.answer(repo.owner, repo.slug, [MAIN], [], None, form="url")
+    assert answer.pack is not None  # a URL-form answer is one pack
     return answer.pack
 
 

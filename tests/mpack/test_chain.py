@@ -11,7 +11,7 @@ import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from musehub.mpack.chain import StoredPart, joined_size, joined_stream
+from musehub.mpack.chain import StoredPart, joined_sections, joined_size, joined_stream
 from musehub.mpack.inline import INLINE_HEADER, branch_heads_trailer
 from musehub.mpack.writer import SECTIONS
 from tests.mpack.helpers import make_commit, make_object, make_snapshot, write_pack
@@ -63,9 +63,10 @@ def test_joined_parts_are_the_pack_of_all_their_records(
         parts.append(StoredPart(f"part{n}", digest.sections))
         assert [s.count for s in digest.sections] == [len(commits), len(snapshots), len(objects)]
 
-    whole, _ = write_pack(*records)
+    whole, digest = write_pack(*records)
     assert asyncio.run(joined(stored, parts, whole[:1])) == whole
     assert joined_size(parts) == len(whole)
+    assert joined_sections(parts) == digest.sections
 
     heads = {"main": "a" * 64}
     inline = asyncio.run(joined(stored, parts, INLINE_HEADER)) + branch_heads_trailer(heads)

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from musehub.services import mpack_cache
 from musehub.settings import Settings
 from musehub.temporal import LazyTemporalClient
 from tests.conftest import Hub
@@ -60,3 +62,15 @@ async def prebuild_hub(hub: Hub, temporal_env: WorkflowEnvironment) -> AsyncIter
         ),
     ):
         yield PrebuildHub(app, client, settings, hub.storage, hub.engine, temporal_env.client)
+
+
+async def named_objects_stored(hub: Hub, repo_id: str, want: list[str]) -> bool:
+    """Whether every object the want set's row names (its one pack, its chain's parts) is in
+    storage at its size."""
+    async with AsyncSession(hub.engine) as session:
+        entry = await mpack_cache.lookup(session, repo_id, want)
+    assert entry is not None
+    named = [(p.mpack_id, p.size) for p in entry.chain.parts] if entry.chain else []
+    if entry.mpack_id is not None:
+        named.append((entry.mpack_id, entry.size_bytes))
+    return bool(named) and all([await hub.storage.size(k) == size for k, size in named])

@@ -27,6 +27,7 @@ async def fetch(
     """One answer from a fresh FetchMPacks (no answers kept in memory from an earlier call)."""
     fetcher = FetchMPacks(hub.engine, storage, hub.settings)
     answer = await fetcher.answer(repo.owner, repo.slug, want, have, None, form="url")
+    assert answer.pack is not None  # a URL-form answer is one pack
     return answer.pack
 
 

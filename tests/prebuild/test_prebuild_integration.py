@@ -25,7 +25,7 @@ from musehub.temporal import LazyTemporalClient
 from tests.conftest import Hub
 from tests.faults import FaultyStorage
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
-from tests.prebuild.conftest import PrebuildHub, settings_with_fresh_queue
+from tests.prebuild.conftest import PrebuildHub, named_objects_stored, settings_with_fresh_queue
 from tests.wire.helpers import call, decode, push_records, push_vector
 from worker import running_workers
 
@@ -68,7 +68,7 @@ async def test_push_prebuilds_every_tip_and_the_head_set_then_clone_hits(
     }
     assert {r.tip_commit_id for r in rows} == {MAIN, CHORUS, None}
     for row in rows:
-        assert await prebuild_hub.storage.size(row.mpack_id) == row.size_bytes
+        assert await named_objects_stored(prebuild_hub, repo_id, list(row.want_commit_ids))
 
     response = await call(
         prebuild_hub.client,
@@ -152,6 +152,6 @@ async def test_storage_fault_on_first_attempt_is_retried_to_success(
         await request_prebuild(
             temporal_env.client, settings, repo_id=repo_id, repo_name=f"{owner}/{slug}", tips=[MAIN]
         )
-        rows = await wait_for_rows(hub, repo_id, 1)
+        await wait_for_rows(hub, repo_id, 1)
     assert flaky.fail_reads == 0  # both injected faults were hit ...
-    assert await hub.storage.size(rows[0].mpack_id) == rows[0].size_bytes  # ... and survived
+    assert await named_objects_stored(hub, repo_id, [MAIN])  # ... and survived

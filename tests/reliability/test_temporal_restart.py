@@ -15,7 +15,7 @@ from musehub.services.prebuild_trigger import request_prebuild
 from musehub.storage import LatencyInjectingStorage
 from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
-from tests.prebuild.conftest import settings_with_fresh_queue
+from tests.prebuild.conftest import named_objects_stored, settings_with_fresh_queue
 from tests.prebuild.test_prebuild_integration import wait_for_rows
 from tests.wire.helpers import push_vector
 from worker import running_workers
@@ -52,6 +52,6 @@ async def test_prebuild_finishes_across_a_temporal_restart(hub: Hub, tmp_path: P
             server.start()
             rows = await wait_for_rows(hub, repo_id, 1, within=90)
         assert rows[0].tip_commit_id == MAIN
-        assert await hub.storage.size(rows[0].mpack_id) == rows[0].size_bytes
+        assert await named_objects_stored(hub, repo_id, [MAIN])
     finally:
         server.stop()
