@@ -24,6 +24,7 @@ from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.compaction import CompactionActivities
 from activities.gc import GcActivities
 from activities.prebuild import PrebuildActivities
 from musehub.db.engine import create_engine, session_factory
@@ -33,11 +34,12 @@ from musehub.services.staging import StagingArea, sweep_abandoned
 from musehub.settings import Settings, load_settings
 from musehub.storage import ObjectStorage, build_storage
 from musehub.temporal import connect
+from workflows.compaction import CompactMPackChain
 from workflows.gc import GarbageCollectFetchMPacks
 from workflows.prebuild import PrebuildFetchMPacks
 
 log = logging.getLogger("musehub.worker")
-WORKFLOWS = [PrebuildFetchMPacks]
+WORKFLOWS = [PrebuildFetchMPacks, CompactMPackChain]
 GENERAL_WORKFLOWS = [GarbageCollectFetchMPacks]
 # On shutdown, running activities get this long to finish before they are cancelled.
 _GRACE = timedelta(seconds=30)
@@ -70,11 +72,17 @@ async def running_workers(
         sessions, storage, settings, staging=staging, worker_task_queue=own_queue
     )
     gc = GcActivities(sessions, storage, settings, client)
+    compaction = CompactionActivities(sessions, storage, settings)
     shared = Worker(
         client,
         task_queue=settings.temporal.prebuild_task_queue,
         workflows=WORKFLOWS,
-        activities=[activities.check_cache, activities.claim_worker, activities.record_cache],
+        activities=[
+            activities.check_cache,
+            activities.claim_worker,
+            activities.record_cache,
+            compaction.compact,
+        ],
         graceful_shutdown_timeout=_GRACE,
     )
     local = Worker(

@@ -34,6 +34,7 @@ from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, PREBUILD_QUEUE_DELAY
 from musehub.mpack.writer import PackDigest, SectionSpan
 from musehub.services import chains, history, mpack_cache
 from musehub.services.chains import Chain, ChainPart
+from musehub.services.compaction import needs_compaction
 from musehub.services.errors import NotFound
 from musehub.services.keys import mpack_key
 from musehub.services.lost_packs import still_stored
@@ -52,6 +53,9 @@ from musehub.storage import ObjectStorage
 # Plans kept for builds between their load and assemble steps. A long history's plan is large,
 # and losing one only costs its assemble step a second planning, so few are kept.
 KEPT_PLANS = 8
+# A chain this many times its compaction bound long means compaction keeps failing: stop
+# appending to it.
+MAX_UNCOMPACTED_PARTS = 4
 
 
 class PrebuildActivities:
@@ -96,9 +100,9 @@ class PrebuildActivities:
             # this lock GC waits, so a pack still there now stays until the row is committed.
             await self._hold_stored(session, pack.mpack_id, pack.size)
             if pack.sections:
-                cache_id = await self._record_chain(session, pack)
+                cache_id, chain = await self._record_chain(session, pack)
                 await session.commit()
-                return RecordCacheResult(cache_id)
+                return RecordCacheResult(cache_id, needs_compaction(chain, self._settings))
             entry = await mpack_cache.record(
                 session,
                 repo_id=pack.repo_id,
@@ -167,7 +171,9 @@ class PrebuildActivities:
         if await self._storage.size(key) != size:
             raise business_error(f"pack {key} was collected before it was recorded", PACK_GONE)
 
-    async def _record_chain(self, session: AsyncSession, pack: RecordCacheInput) -> str:
+    async def _record_chain(
+        self, session: AsyncSession, pack: RecordCacheInput
+    ) -> tuple[str, Chain]:
         """The new pack as a part, and the want set's chain: the base's chain plus this part
         (or this part alone, a base). A base chain gone since the plan (expired, lost) means
         the top-up has nothing to stand on: the build starts over and finds another base."""
@@ -189,13 +195,14 @@ class PrebuildActivities:
                 pack.mpack_id, pack.size, pack.sha256, tuple(pack.want), digest.sections
             )
             chain = Chain((*base.parts, part))
-        return await mpack_cache.record_chain(
+        cache_id = await mpack_cache.record_chain(
             session,
             repo_id=pack.repo_id,
             want=pack.want,
             chain=chain,
             ttl=self._settings.mpack_cache_ttl,
         )
+        return cache_id, chain
 
     async def _cached(self, session: AsyncSession, target: CheckCacheInput) -> bool:
         """A live row whose pack is still in storage; a row whose pack storage lost does not
@@ -274,8 +281,10 @@ class PrebuildActivities:
             return kept
         async with self._sessions() as session:
             base = await chains.closest_base(session, step.repo_id, step.want)
-            if base is not None and len(base[1].parts) >= self._settings.mpack.max_chain_parts:
-                base = None  # long enough: a new base instead of another top-up
+            if base is not None and len(base[1].parts) >= MAX_UNCOMPACTED_PARTS * (
+                self._settings.mpack.chain_compact_parts
+            ):
+                base = None  # compaction is failing: a new base rather than a longer chain
             base_want = base[0] if base is not None else []
             try:
                 plan = await plan_fetch(session, step.repo_id, step.want, base_want)

@@ -17,6 +17,7 @@ from typing import Final, Literal
 
 PREBUILD_WORKFLOW: Final = "PrebuildFetchMPacks"
 GC_WORKFLOW: Final = "GarbageCollectFetchMPacks"
+COMPACT_WORKFLOW: Final = "CompactMPackChain"
 
 # A push sends its tips; `musehub rebuild` sends the current tips (usually with force).
 TIPS_PUSHED_SIGNAL: Final = "tips_pushed"
@@ -30,6 +31,11 @@ PREBUILD_WORKFLOW_ID_PREFIX: Final = "prebuild-fetch-mpacks/"
 def prebuild_workflow_id(repo_id: str) -> str:
     """One prebuild workflow id per repo: pushes signal-with-start it."""
     return PREBUILD_WORKFLOW_ID_PREFIX + repo_id
+
+
+def compaction_workflow_id(cache_id: str) -> str:
+    """One compaction at a time per chain (per cache row)."""
+    return "compact-mpack-chain/" + cache_id
 
 
 # -- error types (ApplicationError.type) ----------------------------------------------------------
@@ -198,6 +204,22 @@ class RecordCacheInput:
 @dataclass
 class RecordCacheResult:
     cache_id: str
+    # The recorded chain has grown past its bound: compact it (CompactMPackChain).
+    compact: bool = False
+
+
+@dataclass
+class CompactChainInput:
+    repo_id: str
+    want: list[str]
+
+
+@dataclass
+class CompactChainResult:
+    parts_before: int = 0
+    parts_after: int = 0
+    # Bytes of the new base, written by joining stored parts (no blob read).
+    joined_bytes: int = 0
 
 
 @dataclass

@@ -117,9 +117,12 @@ class MPackSettings(BaseModel):
     # process and host; a fetch beyond them gets 503 with Retry-After.
     sync_builds: int = Field(default=8, ge=1, le=1000)
     sync_builds_per_repo: int = Field(default=2, ge=1, le=1000)
-    # A prebuild appends a top-up to a chain of at most this many parts; a longer one gets a
-    # new base instead (bounds what a clone downloads in pieces and a lookup reads).
-    max_chain_parts: int = Field(default=16, ge=1, le=1000)
+    # A chain is compacted (its oldest parts joined into a new base, no blob read) when it has
+    # more parts than this, or when its top-ups hold more bytes than its base times the ratio.
+    chain_compact_parts: int = Field(default=32, ge=2, le=1000)
+    chain_compact_ratio: float = Field(default=1.0, gt=0)
+    # Top-ups a compaction keeps: a pull from any of that many recent pushes is still a hit.
+    chain_keep_parts: int = Field(default=24, ge=0, le=1000)
 
 
 class GcSettings(BaseModel):

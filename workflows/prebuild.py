@@ -12,7 +12,13 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.prebuild import PrebuildActivities
@@ -30,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         BuildStepInput,
         CheckCacheInput,
         ClaimWorkerInput,
+        CompactChainInput,
         DiscardBuildInput,
         PrebuildInput,
         PrebuildRequest,
@@ -38,8 +45,12 @@ with workflow.unsafe.imports_passed_through():
         RecordCacheInput,
         UploadInput,
         build_targets,
+        compaction_workflow_id,
     )
+    from workflows.compaction import CompactMPackChain
 
+# workflow.patched marker: runs that recorded a chain to compact start CompactMPackChain.
+CHAIN_COMPACTION_PATCH = "chain-compaction"
 QUICK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
@@ -259,7 +270,7 @@ class PrebuildFetchMPacks:
         except ActivityError:
             await self._discard(queue, step.build_id, worker_loss)
             raise
-        await workflow.execute_activity_method(
+        recorded = await workflow.execute_activity_method(
             PrebuildActivities.record_cache,
             RecordCacheInput(
                 repo_id,
@@ -275,6 +286,21 @@ class PrebuildFetchMPacks:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=QUICK_RETRY,
         )
+        # Histories from before chains never ask for compaction, so they replay unchanged.
+        if recorded.compact and workflow.patched(CHAIN_COMPACTION_PATCH):
+            await self._start_compaction(repo_id, want, recorded.cache_id)
+
+    async def _start_compaction(self, repo_id: str, want: list[str], cache_id: str) -> None:
+        """A job of its own, left running when this run ends; one per chain at a time."""
+        try:
+            await workflow.start_child_workflow(
+                CompactMPackChain.run,
+                CompactChainInput(repo_id, want),
+                id=compaction_workflow_id(cache_id),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # already compacting this chain
 
     async def _discard(self, task_queue: str, build_id: str, worker_loss: timedelta) -> None:
         try:

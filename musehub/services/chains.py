@@ -80,6 +80,17 @@ class Chain:
         return None
 
 
+def parts_to_merge(chain: Chain, *, compact_parts: int, ratio: float, keep: int) -> int:
+    """How many of the chain's first parts a compaction joins into a new base: none while the
+    chain has at most `compact_parts` parts and its top-ups hold at most `ratio` times its
+    base's bytes; else all but the last `keep` top-ups (at least two parts)."""
+    count = len(chain.parts)
+    top_ups = sum(part.size for part in chain.parts[1:])
+    if count < 2 or (count <= compact_parts and top_ups <= ratio * chain.parts[0].size):
+        return 0
+    return min(count, max(count - keep, 2))
+
+
 def part_from_json(row: Sequence[Any]) -> ChainPart:
     """A ChainPart from the JSON array `CHAIN_JSON` builds for each link."""
     mpack_id, want, size, sha256, *numbers = row

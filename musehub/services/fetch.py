@@ -223,18 +223,19 @@ class FetchMPacks:
     async def _answer_of_rest(
         self, repo_id: str, rest: Chain, heads: dict[str, str], form: AnswerForm
     ) -> FetchAnswer:
-        answer = await self._chain_answer(rest, None, heads, "HIT")
-        if form == "url" and len(rest.parts) > 1:
-            # One URL for several parts: joined for this request, not recorded (a pull's rest
-            # is short-lived; its object goes with the orphan sweep).
+        """The parts after the client's position; as one pack too when it is one part, or when
+        the client takes one URL (joined for this request, not recorded: a pull's rest is
+        short-lived, and its object goes with the orphan sweep)."""
+        pack = None
+        if len(rest.parts) == 1:
+            only = rest.parts[0]
+            pack = await self._presigned(only.mpack_id, only.size, only.sha256, "HIT")
+        elif form == "url":
             key, digest = await join_and_upload(
                 self._storage, repo_id, [p.stored for p in rest.parts], self._settings.work_dir
             )
             pack = await self._presigned(key, digest.size, digest.sha256, "HIT")
-            answer = FetchAnswer(
-                "HIT", heads, answer.size, answer.expires_at, pack, rest, answer.parts
-            )
-        return answer
+        return await self._chain_answer(rest, pack, heads, "HIT")
 
     async def _joined_for_clone(
         self, repo_id: str, want: list[str], answer: FetchAnswer

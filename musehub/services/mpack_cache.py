@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, delete, func, or_, select, text, update
@@ -165,9 +165,7 @@ async def extend_on_hit(
     new_expiry = extended.scalar_one_or_none()
     if new_expiry is None:
         return None
-    return CacheEntry(
-        entry.cache_id, entry.mpack_id, entry.size_bytes, entry.sha256, new_expiry, last_hit_at=now
-    )
+    return replace(entry, expires_at=new_expiry, last_hit_at=now)
 
 
 # The first free slot of `slots`, taken until the transaction ends; NULL when all are taken.
@@ -288,6 +286,12 @@ async def record_chain(
         )
         .on_conflict_do_update(index_elements=[FetchMPackCache.cache_id], set_=values)
     )
+    await replace_links(session, cache_id, chain)
+    return cache_id
+
+
+async def replace_links(session: AsyncSession, cache_id: str, chain: Chain) -> None:
+    """Make `chain` the row's chain (its parts recorded already); the caller commits."""
     await session.execute(delete(MPackChainLink).where(MPackChainLink.cache_id == cache_id))
     await session.execute(
         insert(MPackChainLink),
@@ -301,7 +305,6 @@ async def record_chain(
             for position, part in enumerate(chain.parts)
         ],
     )
-    return cache_id
 
 
 async def record_joined(

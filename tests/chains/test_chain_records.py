@@ -21,7 +21,7 @@ from musehub.services.mpack_cache import cache_id_for
 from tests.chains.history import History
 from tests.conftest import Hub
 
-TTL = timedelta(days=1)
+TTL = timedelta(days=7)  # the default: other tests read the table
 
 
 async def repo_id_of(session: AsyncSession, owner: str, slug: str) -> str:

@@ -1,0 +1,88 @@
+"""Compaction of a chain: its oldest parts joined into a new base, by byte ranges.
+
+A chain grows by one top-up per push. Past a bound (`MUSEHUB_MPACK_CHAIN_COMPACT_PARTS`, or
+top-ups heavier than the base times `…_COMPACT_RATIO`) the prebuild starts CompactMPackChain,
+which joins the base and the oldest top-ups into one stored pack (no blob is read: the parts'
+records are copied by range) and makes it the chain's base, keeping the last
+`…_CHAIN_KEEP_PARTS` top-ups so pulls from recent pushes still hit.
+
+Crash safety. The new base is uploaded first, then, in one transaction under its object lock,
+described as a part and linked in place of the parts it joins, provided the row still begins
+with those parts. A crash before that commit leaves the row as it was (naming parts that are all
+still stored) and the new base an orphan the sweep collects; after it, the replaced parts are
+named by no row (unless another chain shares them) and go with the orphan sweep, after a grace
+longer than any URL handed out for them. A row never names a missing part."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from musehub.contract import CompactChainResult
+from musehub.services import chains, mpack_cache
+from musehub.services.chains import Chain, ChainPart
+from musehub.services.mpack_build import join_and_upload
+from musehub.settings import Settings
+from musehub.storage import ObjectStorage
+
+log = logging.getLogger("musehub.compaction")
+
+
+def needs_compaction(chain: Chain, settings: Settings) -> bool:
+    return _parts_to_merge(chain, settings) > 0
+
+
+async def compact_chain(
+    sessions: async_sessionmaker[AsyncSession],
+    storage: ObjectStorage,
+    settings: Settings,
+    repo_id: str,
+    want: list[str],
+) -> CompactChainResult:
+    async with sessions() as session:
+        entry = await mpack_cache.lookup(session, repo_id, want)
+    if entry is None or entry.chain is None:
+        return CompactChainResult()  # expired or rebuilt meanwhile: nothing to compact
+    chain = entry.chain
+    merge = _parts_to_merge(chain, settings)
+    if merge == 0:
+        return CompactChainResult(len(chain.parts), len(chain.parts))
+    joined = chain.parts[:merge]
+    key, digest = await join_and_upload(
+        storage, repo_id, [p.stored for p in joined], settings.work_dir
+    )
+    base = ChainPart(key, digest.size, digest.sha256, joined[-1].want, digest.sections)
+    async with sessions() as session:
+        await mpack_cache.hold_mpack_object(session, key)
+        current = await mpack_cache.lookup(session, repo_id, want)
+        if (
+            current is None
+            or current.chain is None
+            or current.chain.parts[:merge] != joined
+            or await storage.size(key) != digest.size
+        ):
+            return CompactChainResult(len(chain.parts), len(chain.parts))  # changed: next time
+        compacted = Chain((base, *current.chain.parts[merge:]))
+        await chains.record_part(session, repo_id, key, digest)
+        await mpack_cache.replace_links(session, current.cache_id, compacted)
+        await session.commit()
+    log.info(
+        "compacted chain repo=%s want=%s parts=%d->%d joined_bytes=%d",
+        repo_id,
+        ",".join(w[:12] for w in want),
+        len(current.chain.parts),
+        len(compacted.parts),
+        digest.size,
+    )
+    return CompactChainResult(len(current.chain.parts), len(compacted.parts), digest.size)
+
+
+def _parts_to_merge(chain: Chain, settings: Settings) -> int:
+    limits = settings.mpack
+    return chains.parts_to_merge(
+        chain,
+        compact_parts=limits.chain_compact_parts,
+        ratio=limits.chain_compact_ratio,
+        keep=limits.chain_keep_parts,
+    )

@@ -1,0 +1,122 @@
+"""Compaction (issue 13, item 2): a chain past its bound gets its oldest parts joined into a new
+base by a CompactMPackChain run, no blob read; a compaction that dies before its commit leaves
+the row naming only parts that are still stored."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from musehub.db.engine import session_factory
+from musehub.services import mpack_cache
+from musehub.services.chains import Chain
+from musehub.services.compaction import compact_chain
+from musehub.storage import LatencyInjectingStorage, StorageError
+from tests.chains.history import History
+from tests.chains.test_chain_e2e import applied, fetch, ids
+from tests.conftest import Hub
+from tests.prebuild.conftest import PrebuildHub
+from tests.wire.helpers import call, decode
+
+
+async def chain_now(hub: Hub, repo_id: str, want: list[str]) -> Chain | None:
+    async with AsyncSession(hub.engine) as session:
+        entry = await mpack_cache.lookup(session, repo_id, want)
+    return entry.chain if entry is not None else None
+
+
+async def wait_for(hub: Hub, repo_id: str, want: list[str], parts: int) -> Chain:
+    deadline = time.monotonic() + 60
+    while True:
+        chain = await chain_now(hub, repo_id, want)
+        if chain is not None and len(chain.parts) <= parts:
+            return chain
+        assert time.monotonic() < deadline, f"chain of {want}: {chain}"
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+def small_chains(prebuild_hub: PrebuildHub):  # type: ignore[no-untyped-def]
+    limits = prebuild_hub.settings.mpack
+    saved = (limits.chain_compact_parts, limits.chain_keep_parts, limits.chain_compact_ratio)
+    limits.chain_compact_parts, limits.chain_keep_parts, limits.chain_compact_ratio = 3, 1, 1e9
+    yield prebuild_hub
+    limits.chain_compact_parts, limits.chain_keep_parts, limits.chain_compact_ratio = saved
+
+
+async def push_one_at_a_time(hub: Hub, pushes: int) -> tuple[str, list[str]]:
+    owner, slug, token = await hub.create_repo()
+    history = History()
+    tips = [history.commit([], {"a": b"0" * 50_000})]
+    await history.push(hub, owner, slug, token, "main", tips[-1])
+    repo_id = decode(await call(hub.client, owner, slug, "refs"))["repo_id"]
+    for n in range(1, pushes):
+        await wait_for(hub, repo_id, [tips[-1]], 99)  # its chain is recorded: the next appends
+        tips.append(history.commit([tips[-1]], {"a": bytes([n]) * 50_000, f"f{n}": b"x"}))
+        await history.push(hub, owner, slug, token, "main", tips[-1])
+    return repo_id, tips
+
+
+async def test_a_long_chain_is_compacted_into_a_new_base(small_chains: PrebuildHub) -> None:
+    hub = small_chains
+    repo_id, tips = await push_one_at_a_time(hub, 4)
+    # The fourth push made a 4-part chain (past 3): compacted to a base and the last top-up.
+    chain = await wait_for(hub, repo_id, [tips[-1]], 2)
+    assert [p.want for p in chain.parts] == [(tips[-2],), (tips[-1],)]
+
+    owner, slug = await owner_slug(hub, repo_id)
+    full = ids(msgpack.unpackb((await fetch(hub, owner, slug, [tips[-1]], [], [])).content))
+    assert len(full["commits"]) == 4
+    chained = decode(await fetch(hub, owner, slug, [tips[-1]], [], ["mpack-chain"]))
+    assert await applied(hub, chained) == full
+    pulled = decode(await fetch(hub, owner, slug, [tips[-1]], [tips[-2]], ["mpack-chain"]))
+    assert len(pulled["mpack_parts"]) == 1  # the kept top-up still answers a pull
+
+
+async def owner_slug(hub: Hub, repo_id: str) -> tuple[str, str]:
+    from sqlalchemy import text
+
+    async with AsyncSession(hub.engine) as session:
+        row = (
+            await session.execute(
+                text("SELECT owner, slug FROM musehub_repos WHERE repo_id = :r"), {"r": repo_id}
+            )
+        ).one()
+    return row.owner, row.slug
+
+
+class UploadDies(LatencyInjectingStorage):
+    """Storage that dies while taking the joined base (a worker killed mid-compaction)."""
+
+    async def move_file(self, key: str, path: Path) -> None:
+        raise StorageError("the worker died here")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_compaction_that_dies_leaves_a_whole_chain(small_chains: PrebuildHub) -> None:
+    hub = small_chains
+    limits = hub.settings.mpack
+    limits.chain_compact_parts = 99  # no compaction while the chain grows
+    repo_id, tips = await push_one_at_a_time(hub, 4)
+    before = await wait_for(hub, repo_id, [tips[-1]], 99)
+    assert len(before.parts) == 4
+    limits.chain_compact_parts = 3
+
+    dying = UploadDies(hub.storage, read_delay_seconds=0)
+    with pytest.raises(StorageError):
+        await compact_chain(session_factory(hub.engine), dying, hub.settings, repo_id, [tips[-1]])
+    assert await chain_now(hub, repo_id, [tips[-1]]) == before
+    for part in before.parts:
+        assert await hub.storage.size(part.mpack_id) == part.size
+
+    result = await compact_chain(
+        session_factory(hub.engine), hub.storage, hub.settings, repo_id, [tips[-1]]
+    )
+    assert (result.parts_before, result.parts_after) == (4, 2)
