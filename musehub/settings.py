@@ -78,6 +78,14 @@ class TemporalSettings(BaseModel):
     prebuild_task_queue: str = "musehub-prebuild"
     # The worker serves its Prometheus metrics (builds, queue delay, GC) on this port; None: off.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # ... on this address (0.0.0.0 for a scraper on another host or container).
+    worker_metrics_host: str = "127.0.0.1"
+    # Activities one worker runs at once on each shared queue (cache checks, claims, records,
+    # GC steps: light work, mostly waiting on the database or storage).
+    worker_max_concurrent_activities: int = Field(default=100, ge=1, le=10_000)
+    # Pack build steps (load blobs, assemble, upload) one worker runs at once: each holds its
+    # blobs on local disk and a core while it assembles.
+    worker_max_concurrent_builds: int = Field(default=4, ge=1, le=256)
     # A prebuild step silent this long (worker killed) is given up and the build starts over.
     worker_loss_seconds: float = Field(default=30.0, ge=3.0)
     # Tag prebuild runs with MusehubRepo / MusehubRepoId (a cluster must have them registered).
