@@ -5,6 +5,8 @@ runs what production runs, and the tests serve the app with the same `server_opt
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 from typing import Any, NoReturn
 
@@ -48,8 +50,16 @@ def serve(settings: Settings) -> None:
         port=settings.api.port,
         workers=settings.api.workers,
         log_config=None,  # the hub's own log format (musehub/logs.py) for uvicorn's lines too
+        log_level=_log_level(),
         **server_options(settings.api),
     )
+
+
+def _log_level() -> int:
+    """uvicorn's loggers at MUSEHUB_LOG_LEVEL (left unset, uvicorn checks for TRACE lines on
+    every connection)."""
+    name = os.environ.get("MUSEHUB_LOG_LEVEL", "INFO").upper()
+    return logging.getLevelNamesMapping().get(name, logging.INFO)
 
 
 def _exit_cleanly(signum: int, frame: object) -> NoReturn:
