@@ -1,8 +1,8 @@
 """The Temporal worker: the prebuild and garbage-collection workflows and their activities,
-with their database, storage and Temporal dependencies injected. `python -m worker` runs it;
-`musehub dev` starts it too. At start it creates (or updates) the GC schedule and claims its own
-staging folder; at start and every few minutes it removes those of workers that are gone
-(`musehub.services.staging`).
+with their database, storage and Temporal dependencies injected. `musehub worker` runs it, as
+`musehub dev` does (`python -m worker` still works). At start it creates (or updates) the GC
+schedule and claims its own staging folder; at start and every few minutes it removes those of
+workers that are gone (`musehub.services.staging`).
 
 Three queues: the shared prebuild queue (workflows and the steps any worker can run), a queue
 only this process polls, where the build steps that hand local files to each other run, and the
@@ -83,6 +83,7 @@ async def running_workers(
             activities.record_cache,
             compaction.compact,
         ],
+        max_concurrent_activities=settings.temporal.worker_max_concurrent_activities,
         graceful_shutdown_timeout=_GRACE,
     )
     local = Worker(
@@ -94,7 +95,7 @@ async def running_workers(
             activities.upload,
             activities.discard,
         ],
-        max_concurrent_activities=4,
+        max_concurrent_activities=settings.temporal.worker_max_concurrent_builds,
         graceful_shutdown_timeout=_GRACE,
     )
     general = Worker(
@@ -109,6 +110,7 @@ async def running_workers(
             gc.sweep_uploads,
             gc.reconcile,
         ],
+        max_concurrent_activities=settings.temporal.worker_max_concurrent_activities,
         graceful_shutdown_timeout=_GRACE,
     )
     await _sweep_staging(staging_root)
@@ -145,9 +147,10 @@ async def _sweep_staging(root: Path) -> None:
         log.info("removed %d staging folder(s) no live worker owns", swept)
 
 
-async def main() -> None:
+async def main(settings: Settings | None = None) -> None:
+    """Run until SIGINT or SIGTERM; `musehub worker` passes the settings its flags changed."""
     configure_logging()
-    settings = load_settings()
+    settings = settings or load_settings()
     client = await connect(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -155,7 +158,9 @@ async def main() -> None:
         loop.add_signal_handler(signum, stop.set)
     await _apply_schedules(client, settings)
     if settings.temporal.worker_metrics_port:
-        start_http_server(settings.temporal.worker_metrics_port, addr="127.0.0.1")
+        start_http_server(
+            settings.temporal.worker_metrics_port, addr=settings.temporal.worker_metrics_host
+        )
     async with running_workers(client, settings):
         log.info(
             "worker polling %s and %s (namespace %s)",

@@ -78,6 +78,14 @@ class TemporalSettings(BaseModel):
     prebuild_task_queue: str = "musehub-prebuild"
     # The worker serves its Prometheus metrics (builds, queue delay, GC) on this port; None: off.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # ... on this address (0.0.0.0 for a scraper on another host or container).
+    worker_metrics_host: str = "127.0.0.1"
+    # Activities one worker runs at once on each shared queue (cache checks, claims, records,
+    # GC steps: light work, mostly waiting on the database or storage).
+    worker_max_concurrent_activities: int = Field(default=100, ge=1, le=10_000)
+    # Pack build steps (load blobs, assemble, upload) one worker runs at once: each holds its
+    # blobs on local disk and a core while it assembles.
+    worker_max_concurrent_builds: int = Field(default=4, ge=1, le=256)
     # A prebuild step silent this long (worker killed) is given up and the build starts over.
     worker_loss_seconds: float = Field(default=30.0, ge=3.0)
     # Tag prebuild runs with MusehubRepo / MusehubRepoId (a cluster must have them registered).
@@ -93,13 +101,38 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     # How long a process reuses a warm clone answer (0 = never): see services/warm_answers.py.
     warm_answer_ttl_seconds: float = Field(default=1.0, ge=0, le=60)
-    # API processes `musehub dev` runs (uvicorn --workers); in production run N replicas instead.
+    # API processes `musehub api` (and so `musehub dev`) runs: uvicorn's workers.
     workers: int = Field(default=2, ge=1, le=64)
+    # Slow clients (api/protocol.py): a request's headers must be in this long after the
+    # connection opens or the previous response ends (else 408 and close) ...
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # ... and from this long after the headers on, its body must have arrived at this average.
+    body_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
+    min_body_bytes_per_second: int = Field(default=1024, ge=1)
+    # Connections one API process holds at once; requests beyond it are answered 503.
+    max_connections: int = Field(default=1024, ge=1)
+    # An idle keep-alive connection is closed after this long.
+    keep_alive_seconds: int = Field(default=5, ge=1, le=3600)
+    # On SIGTERM, requests in flight get this long before their connections are closed.
+    graceful_shutdown_seconds: int = Field(default=20, ge=0)
+    # Take the client address and scheme from X-Forwarded-* set by these proxies ("*": any).
+    proxy_headers: bool = True
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     # Bearer token for the operator API (/api/...); unset keeps that API switched off.
     admin_token: SecretStr | None = None
     # FastAPI's own OpenTelemetry spans, metrics and logs per request (off: /metrics already
     # counts what matters, and the check alone costs a warm answer ~15% of its CPU).
     opentelemetry: bool = False
+
+    @model_validator(mode="after")
+    def _idle_within_header_timeout(self) -> ApiSettings:
+        if self.keep_alive_seconds > self.header_timeout_seconds:
+            raise ValueError(
+                "MUSEHUB_API_KEEP_ALIVE_SECONDS must not exceed "
+                "MUSEHUB_API_HEADER_TIMEOUT_SECONDS: an idle connection is waiting for the "
+                "next request's headers, so it is closed at the header timeout anyway"
+            )
+        return self
 
 
 class DevSettings(BaseModel):

@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="musehub", description="MuseHub: a muse hosting service with prebuilt clone packs."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_dev, _repos, _rebuild, _gc, _schedules, _client):
+    for add in (_dev, _servers, _repos, _rebuild, _gc, _schedules, _client):
         add(commands)
     return parser
 
@@ -37,6 +37,78 @@ def _dev(commands: Any) -> None:
         "migrate", help="migrate MUSEHUB_DATABASE_URL to the newest schema"
     )
     migrate.set_defaults(handler="musehub.cli.dev:run_migrate")
+
+
+def _servers(commands: Any) -> None:
+    api = commands.add_parser(
+        "api", help="run the API server (uvicorn; stops gracefully on SIGTERM or Ctrl-C)"
+    )
+    api.add_argument("--host", help="address to listen on (default 127.0.0.1, MUSEHUB_API_HOST)")
+    api.add_argument("--port", type=int, help="port to listen on (default 8000, MUSEHUB_API_PORT)")
+    api.add_argument(
+        "--workers",
+        type=int,
+        help="API processes sharing the port (default 2, MUSEHUB_API_WORKERS)",
+    )
+    api.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        help="take the client's address and scheme from X-Forwarded-* "
+        "(default on, MUSEHUB_API_PROXY_HEADERS)",
+    )
+    api.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="comma-separated proxies whose X-Forwarded-* are believed, '*' for any "
+        "(default 127.0.0.1,::1, MUSEHUB_API_FORWARDED_ALLOW_IPS)",
+    )
+    api.add_argument(
+        "--shutdown-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="on SIGTERM, how long requests in flight may finish "
+        "(default 20, MUSEHUB_API_GRACEFUL_SHUTDOWN_SECONDS)",
+    )
+    api.set_defaults(handler="musehub.cli.api:run_api")
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a Temporal worker: prebuilds and garbage collection "
+        "(stops gracefully on SIGTERM or Ctrl-C)",
+    )
+    worker.add_argument(
+        "--task-queue", help="the general queue (default musehub, MUSEHUB_TEMPORAL_TASK_QUEUE)"
+    )
+    worker.add_argument(
+        "--prebuild-task-queue",
+        help="the prebuild queue (default musehub-prebuild, MUSEHUB_TEMPORAL_PREBUILD_TASK_QUEUE)",
+    )
+    worker.add_argument(
+        "--max-concurrent-activities",
+        type=int,
+        metavar="N",
+        help="activities run at once on each shared queue "
+        "(default 100, MUSEHUB_TEMPORAL_WORKER_MAX_CONCURRENT_ACTIVITIES)",
+    )
+    worker.add_argument(
+        "--max-concurrent-builds",
+        type=int,
+        metavar="N",
+        help="pack build steps run at once, each with its blobs on local disk "
+        "(default 4, MUSEHUB_TEMPORAL_WORKER_MAX_CONCURRENT_BUILDS)",
+    )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus /metrics on this port (default off, "
+        "MUSEHUB_TEMPORAL_WORKER_METRICS_PORT)",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        help="address of the metrics port (default 127.0.0.1, "
+        "MUSEHUB_TEMPORAL_WORKER_METRICS_HOST)",
+    )
+    worker.set_defaults(handler="musehub.cli.worker:run_worker")
 
 
 def _repos(commands: Any) -> None:

@@ -1,7 +1,8 @@
 """`musehub dev`: every part on its embedded default, in the foreground, stopped by Ctrl-C.
 
-Each part runs as its own process, as in production: PostgreSQL, the Temporal dev server, the
-worker and the API. A part given an external address in settings is used instead of started.
+Each part runs as its own process, as in production: PostgreSQL, the Temporal dev server, and
+the worker and the API started by the commands a deployment runs, `musehub worker` and
+`musehub api`. A part given an external address in settings is used instead of started.
 Once the stack is ready, a worker or API process that dies is restarted with backoff
 (`supervisor.py`); only Ctrl-C or SIGTERM stops the stack."""
 
@@ -26,6 +27,8 @@ from musehub.devstack.temporal import TemporalDevServer
 from musehub.settings import Settings
 
 POLL_SECONDS = 0.2
+# The `musehub` command of this interpreter, whether or not its script is on PATH.
+MUSEHUB = [sys.executable, "-m", "musehub.cli.main"]
 
 
 def say(message: str) -> None:
@@ -47,7 +50,7 @@ class DevStack:
                 database_url = self._database(stack, state_dir)
                 temporal_address, ui_url = self._temporal(stack, state_dir)
                 env = self._child_env(state_dir, database_url, temporal_address)
-                self._spawn("worker", [sys.executable, "-m", "worker"], env, state_dir)
+                self._spawn("worker", [*MUSEHUB, "worker"], env, state_dir)
                 self._spawn("api", self._api_command(), env, state_dir)
                 self._wait_healthy()
                 self._print_ready(database_url, temporal_address, ui_url, state_dir)
@@ -97,22 +100,8 @@ class DevStack:
         return env
 
     def _api_command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.app:create_app",
-            "--factory",
-            "--host",
-            self.settings.api.host,
-            "--port",
-            str(self.settings.api.port),
-            "--workers",
-            str(self.settings.api.workers),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+        api = self.settings.api
+        return [*MUSEHUB, "api", "--host", api.host, "--port", str(api.port)]
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str], state_dir: Path) -> None:
         child = SupervisedChild(name, command, env, state_dir / f"{name}.log", say)
