@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -33,14 +34,19 @@ from musehub.contract import (
     REBUILD_SIGNAL,
     STATUS_QUERY,
     TIPS_PUSHED_SIGNAL,
+    CompactChainResult,
     GcInput,
     GcResult,
     PrebuildInput,
     PrebuildRequest,
     PrebuildResult,
     PrebuildStatus,
+    compaction_workflow_id,
     prebuild_workflow_id,
 )
+from musehub.services import mpack_cache
+from tests.chains.history import History
+from tests.chains.test_chain_records import repo_id_of as repo_id_in
 from tests.conftest import Hub
 from tests.gc.helpers import DAY, age, cache_row, new_repo_id, put_pack
 from tests.gc.test_schedule import make_oldest_push
@@ -189,6 +195,57 @@ async def test_record_prebuild_superseded_restarted_and_failed_builds(
     # the new head set and C (gone), D (superseded).
     assert (result.targets, result.built, result.skipped) == (7, 3, 4)
     await save(handle, path)
+
+
+async def test_record_prebuild_of_a_chain_and_its_compaction(
+    hub: Hub, temporal_env: WorkflowEnvironment
+) -> None:
+    """Real activities: four one-commit pushes, each a top-up of the chain before it; the fourth
+    passes the compaction bound (3 parts), so the run starts CompactMPackChain, recorded too."""
+    prebuild_path = new_history("prebuild_chain_top_ups_and_compaction")
+    compaction_path = new_history("compaction_of_a_chain")
+    settings = settings_with_fresh_queue(hub.settings)
+    settings.mpack.chain_compact_parts, settings.mpack.chain_keep_parts = 3, 1
+    settings.mpack.chain_compact_ratio = 1e9  # by the count of parts only
+    owner, slug, token = await hub.create_repo()
+    history = History()
+    tips = [history.commit([], {"a": b"0" * 10_000})]
+    await history.push(hub, owner, slug, token, "main", tips[-1])
+    repo_id = await repo_id_of(hub, owner, slug)
+    async with running_workers(
+        temporal_env.client,
+        settings,
+        storage=hub.storage,
+        database_url=hub.engine.url.render_as_string(False),
+    ):
+        handle = await start_prebuild(
+            temporal_env.client, settings.temporal.prebuild_task_queue, repo_id, tips, 3
+        )
+        for n in range(1, 4):
+            await until(lambda: chained(hub, repo_id, tips[-1]))
+            tips.append(history.commit([tips[-1]], {"a": bytes([n]) * 10_000}))
+            await history.push(hub, owner, slug, token, "main", tips[-1])
+            await handle.signal(TIPS_PUSHED_SIGNAL, PrebuildRequest([tips[-1]]))
+        await handle.result()
+        cache_id = mpack_cache.cache_id_for(repo_id, [tips[-1]])
+        compaction = temporal_env.client.get_workflow_handle(
+            compaction_workflow_id(cache_id), result_type=CompactChainResult
+        )
+        result = await compaction.result()
+    assert (result.parts_before, result.parts_after) == (4, 2)
+    await save(handle, prebuild_path)
+    await save(compaction, compaction_path)
+
+
+async def repo_id_of(hub: Hub, owner: str, slug: str) -> str:
+    async with AsyncSession(hub.engine) as session:
+        return await repo_id_in(session, owner, slug)
+
+
+async def chained(hub: Hub, repo_id: str, tip: str) -> bool:
+    async with AsyncSession(hub.engine) as session:
+        entry = await mpack_cache.lookup(session, repo_id, [tip])
+    return entry is not None and entry.chain is not None
 
 
 async def test_record_gc_run(hub: Hub, temporal_env: WorkflowEnvironment) -> None:

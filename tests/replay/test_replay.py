@@ -17,6 +17,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from musehub.contract import GC_WORKFLOW, PREBUILD_WORKFLOW
+from workflows.compaction import CompactMPackChain
 from workflows.gc import GarbageCollectFetchMPacks
 from workflows.prebuild import PrebuildFetchMPacks
 
@@ -43,6 +44,8 @@ def test_every_workflow_has_recorded_histories() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
 async def test_recorded_history_replays_on_the_current_code(path: Path) -> None:
-    replayer = Replayer(workflows=[PrebuildFetchMPacks, GarbageCollectFetchMPacks])
+    replayer = Replayer(
+        workflows=[PrebuildFetchMPacks, GarbageCollectFetchMPacks, CompactMPackChain]
+    )
     result = await replayer.replay_workflow(load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
