@@ -1,7 +1,8 @@
 """The ceiling of the warm-answer benchmark: the cheapest POST endpoint this machine can serve.
 
 A plain ASGI app that reads the request body and answers a fixed msgpack map, run under
-uvicorn with the API's own settings (workers, no access log). Whatever the hub's /fetch does,
+uvicorn with the API's own server options (`api/server.py`: the slow-client protocol, the
+connection cap, no access log) and as many workers. Whatever the hub's /fetch does,
 it cannot answer faster than this on the same machine in the same run, so the warm answer's
 rate is reported as a share of it."""
 
@@ -33,13 +34,23 @@ async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-de
     await send({"type": "http.response.body", "body": ANSWER})
 
 
+def _serve(port: int, workers: int) -> None:
+    """The child process: uvicorn with the API's server options (`musehub api` does the same)."""
+    import uvicorn
+
+    from api.server import server_options
+    from musehub.settings import ApiSettings
+
+    uvicorn.run("bench.bare_asgi:app", host="127.0.0.1", port=port, workers=workers,
+                log_level="warning", **server_options(ApiSettings()))
+
+
 @contextmanager
 def serving(workers: int) -> Iterator[str]:
-    """This app under uvicorn as `musehub dev` runs the API; yields its base URL."""
+    """This app served as `musehub api` serves the hub; yields its base URL."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "bench.bare_asgi:app", "--host", "127.0.0.1",
-               "--port", str(port), "--workers", str(workers), "--no-access-log",
-               "--log-level", "warning"]
+    command = [sys.executable, "-c",
+               f"from bench.bare_asgi import _serve; _serve({port}, {workers})"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

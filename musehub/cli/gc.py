@@ -37,7 +37,8 @@ def describe_result(result: GcResult) -> str:
     return (
         f"{result.rows_deleted} expired rows and {result.objects_deleted} pack objects "
         f"deleted, {result.orphans_swept} orphan packs and {result.uploads_swept} stale "
-        f"uploads swept, {format_bytes(result.bytes_freed)} freed; {result.tips_reconciled} "
+        f"uploads swept, {format_bytes(result.bytes_freed)} freed; {result.packs_verified} packs "
+        f"verified against storage, {result.lost_packs} lost; {result.tips_reconciled} "
         f"tips reconciled in {result.repos_reconciled} repos ({result.elapsed_seconds:.1f}s)"
     )
 
