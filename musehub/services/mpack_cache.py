@@ -6,7 +6,7 @@ name and the want set itself, with the repo and its branch heads, in one stateme
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -225,9 +225,8 @@ async def record(
     object_count: int,
     ttl: timedelta,
 ) -> CacheEntry:
-    """Insert or refresh the entry for (repo, want set); the caller commits."""
-    wants = normalise_want(want)
-    cache_id = cache_id_for(repo_id, wants)
+    """Insert or refresh the entry for (repo, want set) as one pack, with no chain (a pack built
+    by code from before chains, whose spans are unknown); the caller commits."""
     now = datetime.now(UTC)
     values = {
         "mpack_id": mpack_id,
@@ -238,17 +237,7 @@ async def record(
         "created_at": now,
         "expires_at": now + ttl,
     }
-    await session.execute(
-        insert(FetchMPackCache)
-        .values(
-            cache_id=cache_id,
-            repo_id=repo_id,
-            want_commit_ids=wants,
-            tip_commit_id=wants[0] if len(wants) == 1 else None,
-            **values,
-        )
-        .on_conflict_do_update(index_elements=[FetchMPackCache.cache_id], set_=values)
-    )
+    cache_id = await _upsert_row(session, repo_id, want, values)
     return CacheEntry(cache_id, mpack_id, size_bytes, sha256, now + ttl)
 
 
@@ -262,8 +251,6 @@ async def record_chain(
 ) -> str:
     """Insert or replace the cache row of (repo, want set) as `chain` (its parts recorded
     already); a one-part chain is also its one-pack object. The caller commits."""
-    wants = normalise_want(want)
-    cache_id = cache_id_for(repo_id, wants)
     now = datetime.now(UTC)
     single = chain.parts[0] if len(chain.parts) == 1 else None
     values = {
@@ -275,6 +262,16 @@ async def record_chain(
         "created_at": now,
         "expires_at": now + ttl,
     }
+    cache_id = await _upsert_row(session, repo_id, want, values)
+    await replace_links(session, cache_id, chain)
+    return cache_id
+
+
+async def _upsert_row(
+    session: AsyncSession, repo_id: str, want: Iterable[str], values: Mapping[str, object]
+) -> str:
+    wants = normalise_want(want)
+    cache_id = cache_id_for(repo_id, wants)
     await session.execute(
         insert(FetchMPackCache)
         .values(
@@ -286,7 +283,6 @@ async def record_chain(
         )
         .on_conflict_do_update(index_elements=[FetchMPackCache.cache_id], set_=values)
     )
-    await replace_links(session, cache_id, chain)
     return cache_id
 
 
