@@ -4,31 +4,13 @@
 pack by URL (resumable, ranged), ``pipe`` hands it to ``unpack`` as it arrives, ``unpack`` checks
 every id and hands files to ``writer``'s threads, ``layout`` is the on-disk ``.muse``. The
 ``musehub clone`` command that drives it is in ``musehub/cli/clone.py``. This package imports
-nothing else of the hub but the mpack reader and ids, and its names load on first use (a
-command pays only for the modules it runs).
+nothing else of the hub but the mpack reader and ids.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from musehub.client.clone import CloneResult, clone
-    from musehub.client.errors import CloneError, DownloadError, PushRejected, RemoteError
-    from musehub.client.push import push_repository
-    from musehub.client.wire import MuseRemote
-
-_HOMES = {
-    "CloneError": "errors",
-    "CloneResult": "clone",
-    "DownloadError": "errors",
-    "MuseRemote": "wire",
-    "PushRejected": "errors",
-    "RemoteError": "errors",
-    "clone": "clone",
-    "push_repository": "push",
-}
+from musehub.client.clone import CloneResult, clone
+from musehub.client.errors import CloneError, DownloadError, PushRejected, RemoteError
+from musehub.client.push import push_repository
+from musehub.client.wire import MuseRemote
 
 __all__ = [
     "CloneError",
@@ -40,10 +22,3 @@ __all__ = [
     "clone",
     "push_repository",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'musehub.client' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"musehub.client.{home}"), name)

@@ -105,7 +105,7 @@ class MuseRemote:
             _refuse_token_over_plain_http(self.base_url)
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.AsyncClient(
-            transport=transport if transport is not None else _PlainOrTLS(),
+            transport=transport if transport is not None else _default_transport(),
             follow_redirects=False,
             timeout=httpx.Timeout(timeout),
             headers={"Accept": ACCEPT},
@@ -253,6 +253,14 @@ class MuseRemote:
                 yield resp
         except httpx.HTTPError as exc:
             raise RemoteError(0, f"cannot reach {url}: {exc}") from exc
+
+
+def _default_transport() -> httpx.AsyncBaseTransport | None:
+    """``_PlainOrTLS``, or httpx's own choice (``None``) when the environment names a proxy:
+    httpx reads ``HTTP_PROXY`` and the like only for a client built without a transport."""
+    import urllib.request  # already loaded by httpx
+
+    return None if urllib.request.getproxies() else _PlainOrTLS()
 
 
 class _PlainOrTLS(httpx.AsyncBaseTransport):
