@@ -29,7 +29,7 @@ import datetime
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -251,6 +251,11 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
 
 
+def _only_str(items: Iterable[Any]) -> bool:
+    kinds = set(map(type, items))
+    return kinds <= {str}
+
+
 def _orjson_exact(value: Any) -> bool:
     """True when the record holds only what orjson writes as ``json.dumps`` does: str keys,
     strings, bools, None, 64-bit ints, lists and dicts (no floats, no subclasses)."""
@@ -261,10 +266,10 @@ def _orjson_exact(value: Any) -> bool:
         if kind is str or item is None or kind is bool:
             continue
         if kind is dict:
-            if not all(type(k) is str for k in item):
+            if not _only_str(item):
                 return False
             values = item.values()
-            if not all(type(v) is str for v in values):
+            if not _only_str(values):  # a manifest: thousands of strings, checked in C
                 stack.extend(values)
         elif kind is list:
             stack.extend(item)
