@@ -133,19 +133,20 @@ def check_download(size: int, sha256: str, expected_size: int, expected_sha256: 
 async def _ranges_in_order(source: _Source, emit: Write, parallel: int, chunk: int) -> None:
     size = source.part.size
     ranges = iter([(start, min(start + chunk, size)) for start in range(0, size, chunk)])
-    pending: deque[asyncio.Task[bytes]] = deque()
+    pending: deque[asyncio.Task[list[bytes]]] = deque()
 
     def start_next() -> None:
         span = next(ranges, None)
         if span is not None:
-            pending.append(asyncio.create_task(source.fetch_bytes(*span)))
+            pending.append(asyncio.create_task(source.fetch_pieces(*span)))
 
     try:
         for _ in range(parallel):
             start_next()
         while pending:
-            data = await pending.popleft()
-            await emit(data)
+            pieces = await pending.popleft()
+            while pieces:
+                await emit(pieces.pop(0))  # each piece freed once the decoder has it
             start_next()  # after the write: never more than `parallel` ranges held
     finally:
         for task in pending:
@@ -173,14 +174,15 @@ class _Source:
         self._refreshing = asyncio.Lock()
         self._renewed_at = float("-inf")
 
-    async def fetch_bytes(self, start: int, end: int) -> bytes:
-        buf = bytearray()
+    async def fetch_pieces(self, start: int, end: int) -> list[bytes]:
+        """Bytes ``[start, end)`` as received, in order (kept apart: no copy to join them)."""
+        pieces: list[bytes] = []
 
         async def keep(data: bytes) -> None:
-            buf.extend(data)
+            pieces.append(data)
 
         await self.fetch(start, end, keep)
-        return bytes(buf)
+        return pieces
 
     async def fetch(self, start: int, end: int, emit: Write) -> None:
         """Emit bytes ``[start, end)``, resuming after every break until the retries run out."""
