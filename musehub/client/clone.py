@@ -73,10 +73,10 @@ async def clone(
             branch, head = _default_head(refs)
             want = sorted(set(refs.branch_heads.values()))
             answer = await _fetch(remote, want, dest.parent, progress, stderr)
-            staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.muse-", dir=dest.parent))
-            repo = MuseDir(dest, staging=staging)
-            repo.init(repo_id=refs.repo_id, domain=refs.domain, default_branch=branch)
-            with _as_clone_error(url, repo, branch):
+            with _as_clone_error(url, dest, branch):
+                staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.muse-", dir=dest.parent))
+                repo = MuseDir(dest, staging=staging)
+                repo.init(repo_id=refs.repo_id, domain=refs.domain, default_branch=branch)
                 if isinstance(answer, MPackURL):
                     unpacked = await _stream_into(
                         remote, want, answer, repo, head, progress, stderr
@@ -239,7 +239,7 @@ def _finish(url: str, repo: MuseDir, refs: RemoteRefs, default_branch: str) -> N
 
 
 @contextlib.contextmanager
-def _as_clone_error(url: str, repo: MuseDir, branch: str) -> Iterator[None]:
+def _as_clone_error(url: str, dest: Path, branch: str) -> Iterator[None]:
     try:
         yield
     except PackError as exc:
@@ -249,7 +249,7 @@ def _as_clone_error(url: str, repo: MuseDir, branch: str) -> Iterator[None]:
     except PipeAborted:
         raise
     except OSError as exc:
-        raise CloneError(f"cannot write to {repo.root}: {exc}") from exc
+        raise CloneError(f"cannot write to {dest}: {exc}") from exc
 
 
 def _claim_destination(dest: Path) -> tuple[Path, bool]:

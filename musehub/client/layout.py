@@ -229,14 +229,21 @@ def encode_json(value: Any) -> bytes:
     (re-escaped here, exactly as ``ensure_ascii`` does), and floats and integers past 64 bits
     its own way (those records go to the standard library).
     """
-    if _orjson_exact(value):
-        import orjson
+    out = _orjson(value) if _orjson_exact(value) else None
+    if out is None:
+        return (json.dumps(value, indent=2) + "\n").encode("ascii")
+    if out.isascii() and b"\x7f" not in out:
+        return out
+    return _NON_ASCII.sub(_escape, out.decode("utf-8")).encode("ascii")
 
-        out = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-        if out.isascii() and b"\x7f" not in out:
-            return out
-        return _NON_ASCII.sub(_escape, out.decode("utf-8")).encode("ascii")
-    return (json.dumps(value, indent=2) + "\n").encode("ascii")
+
+def _orjson(value: Any) -> bytes | None:
+    import orjson
+
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:  # e.g. a lone surrogate, which json.dumps escapes
+        return None
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7e]")  # json.dumps escapes DEL too
