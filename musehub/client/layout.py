@@ -156,12 +156,12 @@ class MuseDir:
         rename (the whole folder is published at once); ``False`` when already present."""
         check_object_id(object_id)
         fanout = object_id[:2]
-        folder = self.muse / "objects" / fanout
+        folder = os.path.join(self.muse, "objects", fanout)  # str paths: 1,000s of files
         if fanout not in self._fanout_made:
-            folder.mkdir(exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             self._fanout_made.add(fanout)
         try:
-            with open(folder / object_id[2:], "xb") as fh:
+            with open(os.path.join(folder, object_id[2:]), "xb") as fh:
                 fh.write(content)
         except FileExistsError:
             return False
@@ -170,12 +170,12 @@ class MuseDir:
     def write_commit(self, commit: Mapping[str, Any]) -> None:
         commit_id = str(commit.get("commit_id", ""))
         check_object_id(commit_id)
-        _write_json(self.muse / "commits" / f"{commit_id}.json", dict(commit))
+        _write_json(os.path.join(self.muse, "commits", commit_id + ".json"), dict(commit))
 
     def write_snapshot(self, snapshot: Mapping[str, Any]) -> None:
         snapshot_id = str(snapshot.get("snapshot_id", ""))
         check_object_id(snapshot_id)
-        _write_json(self.muse / "snapshots" / f"{snapshot_id}.json", dict(snapshot))
+        _write_json(os.path.join(self.muse, "snapshots", snapshot_id + ".json"), dict(snapshot))
 
     def read_commit(self, commit_id: str) -> dict[str, Any] | None:
         return _read_json(self.muse / "commits" / f"{commit_id}.json")
@@ -214,12 +214,14 @@ class MuseDir:
         return report
 
 
-def _write_json(path: Path, value: Any) -> None:
+def _write_json(path: str | Path, value: Any) -> None:
     try:
         data = encode_json(value)
     except (TypeError, ValueError) as exc:
-        raise LayoutError(f"{path.name}: record is not JSON-serialisable: {exc}") from exc
-    path.write_bytes(data)
+        name = os.path.basename(path)
+        raise LayoutError(f"{name}: record is not JSON-serialisable: {exc}") from exc
+    with open(path, "wb") as fh:
+        fh.write(data)
 
 
 def encode_json(value: Any) -> bytes:
