@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -18,25 +17,19 @@ from typing import Any
 from sqlalchemy import text
 
 from bench.baselines import serial_build
+from bench.rss import peak_rss_kib
 from musehub.db.engine import create_engine, session_factory
 from musehub.services.mpack_build import build_and_upload
 from musehub.settings import ApiSettings, DatabaseSettings, Settings
 from musehub.storage import build_storage
 
 
-def peak_rss_kib() -> int:
-    """VmHWM: this process image's peak RSS. Not `ru_maxrss`, which Linux carries over from the
-    parent across fork + exec, so a child of a big parent would report the parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 async def build(job: dict[str, Any]) -> dict[str, Any]:
-    settings = Settings(state_dir=Path(job["state_dir"]),
-                        database=DatabaseSettings(url=job["database_url"]),
-                        api=ApiSettings(port=job["api_port"]))
+    settings = Settings(
+        state_dir=Path(job["state_dir"]),
+        database=DatabaseSettings(url=job["database_url"]),
+        api=ApiSettings(port=job["api_port"]),
+    )
     engine = create_engine(settings.database_url, pool_size=1)
     storage = build_storage(settings)
     try:
@@ -49,17 +42,26 @@ async def build(job: dict[str, Any]) -> dict[str, Any]:
                 size = serial.pack_bytes
             else:
                 built = await build_and_upload(
-                    session, job["repo_id"], job["want"], [], storage=storage,
+                    session,
+                    job["repo_id"],
+                    job["want"],
+                    [],
+                    storage=storage,
                     work_dir=settings.work_dir,
-                    read_concurrency=settings.storage.read_concurrency)
+                    read_concurrency=settings.storage.read_concurrency,
+                )
                 digest = built.digest
                 size = digest.size
             seconds = time.perf_counter() - began
     finally:
         await storage.aclose()
         await engine.dispose()
-    return {"rss_before_kib": before, "rss_peak_kib": peak_rss_kib(), "seconds": seconds,
-            "pack_bytes": size}
+    return {
+        "rss_before_kib": before,
+        "rss_peak_kib": peak_rss_kib(),
+        "seconds": seconds,
+        "pack_bytes": size,
+    }
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The muse client side: the wire protocol client, push, clone and the ``.muse`` layout.
 
-``wire`` talks HTTP, ``push`` and ``clone`` run the protocol's sequences, ``layout`` and
-``unpack`` write the on-disk repository, ``download`` fetches and checks a pack by URL. The
+``wire`` talks HTTP, ``push`` and ``clone`` run the protocol's sequences, ``download`` fetches a
+pack by URL (resumable, ranged), ``pipe`` hands it to ``unpack`` as it arrives, ``unpack`` checks
+every id and hands files to ``writer``'s threads, ``layout`` is the on-disk ``.muse``. The
 ``musehub clone`` command that drives it is in ``musehub/cli/clone.py``. This package imports
-nothing else of the hub but the mpack codec.
+nothing else of the hub but the mpack reader and ids.
 """
 
 from musehub.client.clone import CloneResult, clone

@@ -1,33 +1,43 @@
 """``muse clone``: copy a remote repository into a fresh directory and check out its default branch.
 
 Sequence (docs/wire-protocol.md): ``GET /refs`` → ``POST /fetch`` with ``want`` = every branch head
-(deduped, sorted), ``have = []``, ``capabilities: ["mpack-url"]`` → download the pack from the
-URL (size and sha256 checked) or take the inline answer → stream the pack into ``.muse``
-(every object's sha256 checked) → refs from the ``/refs`` answer → check out the working tree.
-A failed clone leaves ``dest`` as it found it.
+(deduped, sorted), ``have = []``, ``capabilities: ["mpack-url"]`` → the pack is decoded *while it
+downloads* (``download.stream_part`` feeds ``unpack.unpack_stream`` through a bounded
+``pipe.BytePipe``; files are written by a small thread pool and the head's tree is checked out on
+the way) → once the last byte is in, the pack's size and sha256 are checked → refs from the
+``/refs`` answer → the staged ``.muse`` is renamed into place. An inline answer (a hub without
+``mpack-url``) is spooled to a file first and unpacked the same way.
+
+Until that final rename nothing in ``dest`` looks like a repository, and a failed clone leaves
+``dest`` as it found it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
+import datetime
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import httpx
-
-from musehub.client.download import download_verified
-from musehub.client.errors import CloneError, RemoteError
-from musehub.client.layout import CheckoutReport, LayoutError, MuseDir, check_branch_name
+from musehub.client.download import PackPart, stream_part
+from musehub.client.errors import CloneError, DownloadError, RemoteError
+from musehub.client.layout import LayoutError, MuseDir, check_branch_name
+from musehub.client.pipe import BytePipe, PipeAborted
 from musehub.client.progress import ByteProgress
-from musehub.client.unpack import PackError, UnpackCounts, unpack_into
+from musehub.client.unpack import PackError, Unpacked, unpack_stream
 from musehub.client.wire import URL_ANSWER_MAX_BYTES, InlinePack, MPackURL, MuseRemote, RemoteRefs
 
+if TYPE_CHECKING:
+    import httpx
+
 ORIGIN = "origin"
+CAPABILITIES = ("mpack-url",)
 
 
 @dataclass(frozen=True)
@@ -55,30 +65,42 @@ async def clone(
 ) -> CloneResult:
     """Clone ``url`` into ``dest``; raises ``CloneError`` with a message a person can act on."""
     started = time.monotonic()
-    dest, created = await asyncio.to_thread(_claim_destination, dest)
+    dest, created = _claim_destination(dest)
+    staging: Path | None = None
     try:
         async with MuseRemote(url, transport=transport) as remote:
             refs = await _remote_refs(remote, url)
-            pack, pack_bytes, via_url = await _receive_pack(
-                remote, refs, dest.parent, progress, stderr
-            )
-        # Unpacking and checkout are disk-bound: keep them off the event loop.
-        result = await asyncio.to_thread(_write_repository, url, dest, refs, pack)
+            branch, head = _default_head(refs)
+            want = sorted(set(refs.branch_heads.values()))
+            answer = await _fetch(remote, want, dest.parent, progress, stderr)
+            with _as_clone_error(url, dest, branch):
+                staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.muse-", dir=dest.parent))
+                repo = MuseDir(dest, staging=staging)
+                repo.init(repo_id=refs.repo_id, domain=refs.domain, default_branch=branch)
+                if isinstance(answer, MPackURL):
+                    unpacked = await _stream_into(
+                        remote, want, answer, repo, head, progress, stderr
+                    )
+                else:
+                    unpacked = await asyncio.to_thread(_unpack_file, answer.path, repo, head)
+                _finish(url, repo, refs, branch)
     except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         _release_destination(dest, created)
         raise
     return CloneResult(
         dest=dest,
-        default_branch=result.branch,
-        head_commit_id=result.head,
-        commits=result.counts.commits,
-        snapshots=result.counts.snapshots,
-        objects=result.counts.objects,
-        files=result.checkout.files,
-        bytes=pack_bytes,
+        default_branch=branch,
+        head_commit_id=head,
+        commits=unpacked.counts.commits,
+        snapshots=unpacked.counts.snapshots,
+        objects=unpacked.counts.objects,
+        files=unpacked.checkout.files,
+        bytes=answer.size,
         seconds=time.monotonic() - started,
-        via_url=via_url,
-        skipped_paths=tuple(result.checkout.skipped_paths),
+        via_url=isinstance(answer, MPackURL),
+        skipped_paths=tuple(unpacked.checkout.skipped_paths),
     )
 
 
@@ -104,11 +126,17 @@ async def _remote_refs(remote: MuseRemote, url: str) -> RemoteRefs:
     return refs
 
 
-async def _receive_pack(
-    remote: MuseRemote, refs: RemoteRefs, spool_dir: Path, progress: bool, stderr: TextIO | None
-) -> tuple[Path, int, bool]:
-    """Fetch the whole history; return the pack file, its size, and whether it came by URL."""
-    want = sorted(set(refs.branch_heads.values()))
+def _default_head(refs: RemoteRefs) -> tuple[str, str]:
+    branch = refs.default_branch
+    if branch not in refs.branch_heads:
+        branch = sorted(refs.branch_heads)[0]  # the real client falls back likewise
+    return branch, refs.branch_heads[branch]
+
+
+async def _fetch(
+    remote: MuseRemote, want: list[str], spool_dir: Path, progress: bool, stderr: TextIO | None
+) -> MPackURL | InlinePack:
+    """``POST /fetch`` for the whole history: a pack URL, or an inline pack spooled to a file."""
     bar = (
         ByteProgress("Receiving pack", stream=stderr, min_bytes=URL_ANSWER_MAX_BYTES)
         if progress
@@ -116,83 +144,112 @@ async def _receive_pack(
     )
     try:
         answer = await remote.fetch(
-            want, [], ("mpack-url",), spool_dir=spool_dir, on_bytes=bar.advance if bar else None
+            want, [], CAPABILITIES, spool_dir=spool_dir, on_bytes=bar.advance if bar else None
         )
     except RemoteError as exc:
         raise CloneError(f"the hub could not send the history ({exc}); try again later") from exc
     if bar:
         bar.finish()
-    if isinstance(answer, InlinePack):
-        return answer.path, answer.size, False
-    return await _download(remote, answer, spool_dir, progress, stderr), answer.size, True
+    return answer
 
 
-async def _download(
-    remote: MuseRemote, answer: MPackURL, spool_dir: Path, progress: bool, stderr: TextIO | None
-) -> Path:
-    fd, name = tempfile.mkstemp(prefix=".muse-clone-", suffix=".mpack", dir=spool_dir)
-    os.close(fd)  # download_verified reopens it; mkstemp just reserves a unique name
-    path = Path(name)
+async def _stream_into(
+    remote: MuseRemote,
+    want: list[str],
+    answer: MPackURL,
+    repo: MuseDir,
+    head: str,
+    progress: bool,
+    stderr: TextIO | None,
+) -> Unpacked:
+    """Download the pack and decode it in a thread as it arrives; good only once this returns
+    (the size and sha256 are checked after the last byte, before the decoder sees the end)."""
+
+    async def refresh() -> PackPart:
+        try:
+            fresh = await remote.fetch(want, [], CAPABILITIES)
+        except RemoteError as exc:
+            raise DownloadError(
+                f"cannot get a fresh pack URL ({exc}); run the clone again"
+            ) from exc
+        if not isinstance(fresh, MPackURL):
+            fresh.path.unlink(missing_ok=True)
+            raise DownloadError("the hub stopped answering with a pack URL; run the clone again")
+        return pack_part(fresh)
+
+    pipe = BytePipe()
+    decoder = asyncio.ensure_future(asyncio.to_thread(_decode, pipe, repo, head))
     bar = ByteProgress("Downloading pack", answer.size, stream=stderr) if progress else None
     try:
-        await download_verified(
-            remote.http,
-            answer.url,
-            path,
-            expected_size=answer.size,
-            expected_sha256=answer.sha256,
-            progress=bar,
-        )
+        await stream_part(remote.http, pack_part(answer), pipe.write, refresh=refresh, progress=bar)
+    except BaseException as exc:
+        pipe.abort(exc)
+        with contextlib.suppress(BaseException):
+            await decoder  # the thread stops at its next read; wait so it writes no more
+        failed = decoder.exception() if decoder.done() and not decoder.cancelled() else None
+        if isinstance(exc, PipeAborted) and failed is not None:
+            raise failed from None  # the decoder stopped first: its error is the cause
+        raise
     finally:
         if bar:
             bar.finish()
-    return path
+    pipe.close()
+    return await decoder
 
 
-@dataclass(frozen=True)
-class _Written:
-    counts: UnpackCounts
-    branch: str
-    head: str
-    checkout: CheckoutReport
+def pack_part(answer: MPackURL) -> PackPart:
+    return PackPart(answer.url, answer.size, answer.sha256, _unix_time(answer.expires_at))
 
 
-def _write_repository(url: str, dest: Path, refs: RemoteRefs, pack: Path) -> _Written:
-    """Lay out ``.muse`` from the pack and ``/refs``, then check out the default branch."""
-    default_branch = refs.default_branch
-    if default_branch not in refs.branch_heads:
-        default_branch = sorted(refs.branch_heads)[0]  # the real client falls back likewise
-    head = refs.branch_heads[default_branch]
-    repo = MuseDir(dest)
+def _unix_time(iso: str) -> float | None:
     try:
-        return _lay_out(url, repo, refs, pack, default_branch, head)
+        return datetime.datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return None
+
+
+def _decode(pipe: BytePipe, repo: MuseDir, head: str) -> Unpacked:
+    try:
+        return unpack_stream(pipe, repo, head=head)  # type: ignore[arg-type]
+    except BaseException as exc:
+        pipe.abort(exc)  # stop the download: the pack is no good
+        raise
+
+
+def _unpack_file(pack: Path, repo: MuseDir, head: str) -> Unpacked:
+    try:
+        with pack.open("rb") as fp:
+            return unpack_stream(fp, repo, head=head)
     finally:
         pack.unlink(missing_ok=True)
 
 
-def _lay_out(
-    url: str, repo: MuseDir, refs: RemoteRefs, pack: Path, default_branch: str, head: str
-) -> _Written:
+def _finish(url: str, repo: MuseDir, refs: RemoteRefs, default_branch: str) -> None:
+    """Refs from ``/refs``, the remote's config, then the rename that makes ``.muse`` exist."""
+    for branch, commit_id in sorted(refs.branch_heads.items()):
+        if repo.read_commit(commit_id) is None:
+            raise CloneError(
+                f"the pack lacks commit {commit_id}, the head of {branch!r}; "
+                "the hub sent an incomplete history, try again or report it"
+            )
+        repo.set_branch(branch, commit_id)
+        repo.set_remote_head(ORIGIN, branch, commit_id)
+    repo.write_remote_config(ORIGIN, url, default_branch)
+    repo.publish()
+
+
+@contextlib.contextmanager
+def _as_clone_error(url: str, dest: Path, branch: str) -> Iterator[None]:
     try:
-        repo.init(repo_id=refs.repo_id, domain=refs.domain, default_branch=default_branch)
-        counts = unpack_into(pack, repo)
-        for branch, commit_id in sorted(refs.branch_heads.items()):
-            if repo.read_commit(commit_id) is None:
-                raise CloneError(
-                    f"the pack lacks commit {commit_id}, the head of {branch!r}; "
-                    "the hub sent an incomplete history, try again or report it"
-                )
-            repo.set_branch(branch, commit_id)
-            repo.set_remote_head(ORIGIN, branch, commit_id)
-        repo.write_remote_config(ORIGIN, url, default_branch)
-        report = repo.checkout(head)
+        yield
     except PackError as exc:
         raise CloneError(f"the pack from {url} is not valid: {exc}") from exc
     except LayoutError as exc:
-        raise CloneError(f"cannot check out {default_branch!r}: {exc}") from exc
+        raise CloneError(f"cannot check out {branch!r}: {exc}") from exc
+    except PipeAborted:
+        raise
     except OSError as exc:
-        raise CloneError(f"cannot write to {repo.root}: {exc}") from exc
-    return _Written(counts, default_branch, head, report)
+        raise CloneError(f"cannot write to {dest}: {exc}") from exc
 
 
 def _claim_destination(dest: Path) -> tuple[Path, bool]:

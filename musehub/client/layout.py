@@ -15,15 +15,21 @@ Read off the muse client's own source (github.com/cgcardona/muse: ``muse/core/st
         commits/<commit_id>.json     the CommitDict, JSON, indent 2, trailing newline
         snapshots/<snapshot_id>.json the SnapshotDict, same encoding
 
-Records are stored as received: every CommitDict key the hub returns is kept.
+Records are stored as received: every CommitDict key the hub returns is kept. The JSON bytes
+are exactly ``json.dumps(record, indent=2)`` plus a newline (what the muse client writes); orjson
+produces them when that is provably the same, and the standard library otherwise.
+
+A clone writes ``.muse`` in a staging folder beside ``root`` and renames it into place with
+``publish`` only once the pack is verified: a failed or killed clone never leaves a ``.muse``.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -80,9 +86,17 @@ class CheckoutReport:
 class MuseDir:
     """A ``.muse`` directory under ``root`` (the working tree)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, staging: Path | None = None) -> None:
         self.root = root
-        self.muse = root / MUSE_DIR
+        self.muse = staging if staging is not None else root / MUSE_DIR
+        self._fanout_made: set[str] = set()
+
+    def publish(self) -> None:
+        """Move a staged ``.muse`` into ``root`` (one rename); the repository exists from now."""
+        final = self.root / MUSE_DIR
+        if self.muse != final:
+            os.replace(self.muse, final)
+            self.muse = final
 
     # -- identity, HEAD, config --------------------------------------------------------
 
@@ -137,15 +151,31 @@ class MuseDir:
         tmp.replace(path)  # atomic: a crash never leaves a half-written object
         return True
 
+    def write_new_object(self, object_id: str, content: bytes) -> bool:
+        """``write_object`` for a staged ``.muse`` nothing else reads yet: no temp file and
+        rename (the whole folder is published at once); ``False`` when already present."""
+        check_object_id(object_id)
+        fanout = object_id[:2]
+        folder = os.path.join(self.muse, "objects", fanout)  # str paths: 1,000s of files
+        if fanout not in self._fanout_made:
+            os.makedirs(folder, exist_ok=True)
+            self._fanout_made.add(fanout)
+        try:
+            with open(os.path.join(folder, object_id[2:]), "xb") as fh:
+                fh.write(content)
+        except FileExistsError:
+            return False
+        return True
+
     def write_commit(self, commit: Mapping[str, Any]) -> None:
         commit_id = str(commit.get("commit_id", ""))
         check_object_id(commit_id)
-        _write_json(self.muse / "commits" / f"{commit_id}.json", dict(commit))
+        _write_json(os.path.join(self.muse, "commits", commit_id + ".json"), dict(commit))
 
     def write_snapshot(self, snapshot: Mapping[str, Any]) -> None:
         snapshot_id = str(snapshot.get("snapshot_id", ""))
         check_object_id(snapshot_id)
-        _write_json(self.muse / "snapshots" / f"{snapshot_id}.json", dict(snapshot))
+        _write_json(os.path.join(self.muse, "snapshots", snapshot_id + ".json"), dict(snapshot))
 
     def read_commit(self, commit_id: str) -> dict[str, Any] | None:
         return _read_json(self.muse / "commits" / f"{commit_id}.json")
@@ -184,12 +214,80 @@ class MuseDir:
         return report
 
 
-def _write_json(path: Path, value: Any) -> None:
+def _write_json(path: str | Path, value: Any) -> None:
     try:
-        text = json.dumps(value, indent=2)
+        data = encode_json(value)
     except (TypeError, ValueError) as exc:
-        raise LayoutError(f"{path.name}: record is not JSON-serialisable: {exc}") from exc
-    path.write_text(text + "\n")
+        name = os.path.basename(path)
+        raise LayoutError(f"{name}: record is not JSON-serialisable: {exc}") from exc
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
+def encode_json(value: Any) -> bytes:
+    """``json.dumps(value, indent=2) + "\\n"`` as bytes, by orjson when the bytes are the same.
+
+    orjson writes non-ASCII characters (and DEL) raw where the standard library escapes them
+    (re-escaped here, exactly as ``ensure_ascii`` does), and floats and integers past 64 bits
+    its own way (those records go to the standard library).
+    """
+    out = _orjson(value) if _orjson_exact(value) else None
+    if out is None:
+        return (json.dumps(value, indent=2) + "\n").encode("ascii")
+    if out.isascii() and b"\x7f" not in out:
+        return out
+    return _NON_ASCII.sub(_escape, out.decode("utf-8")).encode("ascii")
+
+
+def _orjson(value: Any) -> bytes | None:
+    import orjson
+
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:  # e.g. a lone surrogate, which json.dumps escapes
+        return None
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7e]")  # json.dumps escapes DEL too
+_INT64 = range(-(2**63), 2**64)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
+
+
+def _only_str(items: Iterable[Any]) -> bool:
+    kinds = set(map(type, items))
+    return kinds <= {str}
+
+
+def _orjson_exact(value: Any) -> bool:
+    """True when the record holds only what orjson writes as ``json.dumps`` does: str keys,
+    strings, bools, None, 64-bit ints, lists and dicts (no floats, no subclasses)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is dict:
+            if not _only_str(item):
+                return False
+            values = item.values()
+            if not _only_str(values):  # a manifest: thousands of strings, checked in C
+                stack.extend(values)
+        elif kind is list:
+            stack.extend(item)
+        elif kind is int:
+            if item not in _INT64:
+                return False
+        else:
+            return False
+    return True
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

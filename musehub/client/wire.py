@@ -105,7 +105,7 @@ class MuseRemote:
             _refuse_token_over_plain_http(self.base_url)
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.AsyncClient(
-            transport=transport,
+            transport=transport if transport is not None else _default_transport(),
             follow_redirects=False,
             timeout=httpx.Timeout(timeout),
             headers={"Accept": ACCEPT},
@@ -253,6 +253,38 @@ class MuseRemote:
                 yield resp
         except httpx.HTTPError as exc:
             raise RemoteError(0, f"cannot reach {url}: {exc}") from exc
+
+
+def _default_transport() -> httpx.AsyncBaseTransport | None:
+    """``_PlainOrTLS``, or httpx's own choice (``None``) when the environment names a proxy:
+    httpx reads ``HTTP_PROXY`` and the like only for a client built without a transport."""
+    import urllib.request  # already loaded by httpx
+
+    return None if urllib.request.getproxies() else _PlainOrTLS()
+
+
+class _PlainOrTLS(httpx.AsyncBaseTransport):
+    """httpx's own transport, with the TLS one built on the first https:// request only.
+
+    A default transport builds a verifying TLS context up front (it loads the CA bundle, tens
+    of milliseconds): a clone from an http:// hub whose packs are http:// too never needs it.
+    """
+
+    def __init__(self) -> None:
+        self._plain = httpx.AsyncHTTPTransport(verify=False)  # never used for https://
+        self._tls: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme != "https":
+            return await self._plain.handle_async_request(request)
+        if self._tls is None:
+            self._tls = httpx.AsyncHTTPTransport()
+        return await self._tls.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._plain.aclose()
+        if self._tls is not None:
+            await self._tls.aclose()
 
 
 def _refuse_token_over_plain_http(base_url: str) -> None:

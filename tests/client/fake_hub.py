@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,8 @@ class FakeHub:
     packs: dict[str, bytes] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     corrupt_pack: bool = False  # serve packs whose bytes differ from the promised sha256
+    break_pack_after: int | None = None  # the next pack GET breaks after this many bytes
+    stale_answers: int = 0  # this many URL answers come with an expires_at in the past
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -73,8 +76,7 @@ class FakeHub:
             self.objects[path.rsplit("/", 1)[1]] = raw
             return httpx.Response(200)
         if path.startswith("/_pack/"):
-            data = self.packs[path.rsplit("/", 1)[1]]
-            return httpx.Response(200, content=data[:-1] + b"\x00" if self.corrupt_pack else data)
+            return self._pack_bytes(request, self.packs[path.rsplit("/", 1)[1]])
         op = path.removeprefix("/alice/song/")
         handler = {
             ("GET", "refs"): self.refs,
@@ -153,12 +155,16 @@ class FakeHub:
         if self.mpack_url and "mpack-url" in (body.get("capabilities") or []):
             sha = hashlib.sha256(pack).hexdigest()
             self.packs[sha] = pack
+            expires = "2099-01-01T00:00:00+00:00"
+            if self.stale_answers:
+                self.stale_answers -= 1
+                expires = "2001-01-01T00:00:00+00:00"
             return _msgpack(
                 {
                     "mpack_url": f"http://blobs.test/_pack/{sha}",
                     "mpack_size": len(pack),
                     "mpack_sha256": sha,
-                    "expires_at": "2099-01-01T00:00:00+00:00",
+                    "expires_at": expires,
                     "branch_heads": dict(self.heads),
                 }
             )
@@ -168,6 +174,22 @@ class FakeHub:
         )
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _pack_bytes(self, request: httpx.Request, data: bytes) -> httpx.Response:
+        """A storage GET: Range honoured, optionally corrupt, optionally cut off once."""
+        if self.corrupt_pack:
+            data = data[:-1] + b"\x00"
+        status, headers = 200, {}
+        wanted = request.headers.get("range")
+        if wanted:
+            first, last = wanted.removeprefix("bytes=").split("-")
+            start, end = int(first), int(last) + 1
+            headers["content-range"] = f"bytes {start}-{end - 1}/{len(data)}"
+            data, status = data[start:end], 206
+        if self.break_pack_after is not None:
+            head, self.break_pack_after = data[: self.break_pack_after], None
+            return httpx.Response(status, headers=headers, stream=_BrokenBody(head))
+        return httpx.Response(status, headers=headers, content=data)
 
     def _reachable(self, tips: list[str], stop: set[str]) -> set[str]:
         seen: set[str] = set()
@@ -198,6 +220,17 @@ class FakeHub:
             writer.write_object(o, self.objects[o])
         writer.finish()
         return out.getvalue()
+
+
+class _BrokenBody(httpx.AsyncByteStream):
+    """A body that stops with a connection error after its first bytes."""
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.head
+        raise httpx.ReadError("connection reset by peer")
 
 
 def _msgpack(value: Any) -> httpx.Response:

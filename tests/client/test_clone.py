@@ -83,3 +83,30 @@ async def test_missing_default_branch_falls_back(fake_hub: FakeHub, tmp_path: Pa
     fake_hub.default_branch = "trunk"
     result = await clone(BASE, tmp_path / "s", transport=fake_hub.transport(), progress=False)
     assert result.default_branch == "chorus" and result.head_commit_id == CHORUS
+
+
+async def test_a_broken_download_resumes_and_the_clone_is_whole(
+    fake_hub: FakeHub, vector: dict[str, Any], tmp_path: Path
+) -> None:
+    fake_hub.break_pack_after = 1000
+    await clone(BASE, tmp_path / "song", transport=fake_hub.transport(), progress=False)
+    _assert_cloned(tmp_path / "song", vector)
+    gets = [s for s in fake_hub.seen if s.path.startswith("/_pack/")]
+    assert [g.headers.get("range", "").split("-")[0] for g in gets] == ["", "bytes=1000"]
+
+
+async def test_an_expired_pack_url_is_replaced_by_a_new_fetch(
+    fake_hub: FakeHub, vector: dict[str, Any], tmp_path: Path
+) -> None:
+    fake_hub.stale_answers = 1
+    await clone(BASE, tmp_path / "song", transport=fake_hub.transport(), progress=False)
+    _assert_cloned(tmp_path / "song", vector)
+    assert fake_hub.ops().count("POST fetch") == 2
+
+
+async def test_a_pack_with_a_forged_commit_is_refused(fake_hub: FakeHub, tmp_path: Path) -> None:
+    commit = fake_hub.commits[MAIN]
+    fake_hub.commits[MAIN] = {**commit, "message": commit["message"] + " (edited)"}
+    with pytest.raises(CloneError, match="does not match its contents"):
+        await clone(BASE, tmp_path / "song", transport=fake_hub.transport(), progress=False)
+    assert _entries(tmp_path) == []
