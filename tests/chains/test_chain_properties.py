@@ -52,6 +52,7 @@ from musehub.services.mpack_build import (
     upload_mpack,
 )
 from tests.chains.history import History
+from tests.chains.rows import expire
 from tests.conftest import Hub
 from tests.mpack.helpers import make_object
 from tests.wire.helpers import call, decode
@@ -194,18 +195,6 @@ async def live_want_sets(repo: Repo) -> list[list[str]]:
             {"r": repo.repo_id},
         )
         return [list(want) for want in rows.all()]
-
-
-async def expire(hub: Hub, repo_id: str, want: list[str]) -> None:
-    async with AsyncSession(hub.engine) as session:
-        await session.execute(
-            text(
-                "UPDATE musehub_fetch_mpack_cache SET expires_at = now() - interval '1 second'"
-                " WHERE cache_id = :c"
-            ),
-            {"c": mpack_cache.cache_id_for(repo_id, want)},
-        )
-        await session.commit()
 
 
 async def expire_row(repo: Repo, pick: int) -> None:

@@ -20,6 +20,7 @@ from musehub.services.chains import Chain, ChainPart
 from musehub.services.mpack_build import build_and_upload
 from musehub.services.mpack_cache import cache_id_for
 from tests.chains.history import History
+from tests.chains.rows import expire
 from tests.conftest import Hub
 
 TTL = timedelta(days=7)  # the default: other tests read the table
@@ -138,11 +139,8 @@ async def test_a_row_whose_chain_ends_at_an_expired_rows_position_is_still_a_bas
             await mpack_cache.record_chain(
                 session, repo_id=repo, want=want, chain=recorded, ttl=TTL
             )
-        await session.execute(
-            text("UPDATE musehub_fetch_mpack_cache SET expires_at = now() WHERE cache_id = :c"),
-            {"c": cache_id_for(repo, [c1, c2])},
-        )
         await session.commit()
+        await expire(hub, repo, [c1, c2])
 
         plan, base_want = await top_ups.plan_top_up(session, repo, [c3], compact_parts=32)
         assert plan.commit_ids == [c3]
