@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -32,8 +34,8 @@ from musehub.contract import (
 )
 from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, PREBUILD_QUEUE_DELAY
 from musehub.mpack.writer import PackDigest, SectionSpan
-from musehub.services import chains, history, mpack_cache
-from musehub.services.chains import Chain, ChainPart
+from musehub.services import history, mpack_cache, top_ups
+from musehub.services.chains import Chain
 from musehub.services.compaction import needs_compaction
 from musehub.services.errors import NotFound
 from musehub.services.keys import mpack_key
@@ -41,7 +43,6 @@ from musehub.services.lost_packs import still_stored
 from musehub.services.mpack_build import (
     FetchPlan,
     assemble_mpack,
-    plan_fetch,
     storage_blob_reader,
     upload_mpack,
 )
@@ -53,9 +54,6 @@ from musehub.storage import ObjectStorage
 # Plans kept for builds between their load and assemble steps. A long history's plan is large,
 # and losing one only costs its assemble step a second planning, so few are kept.
 KEPT_PLANS = 8
-# A chain this many times its compaction bound long means compaction keeps failing: stop
-# appending to it.
-MAX_UNCOMPACTED_PARTS = 4
 
 
 class PrebuildActivities:
@@ -167,9 +165,8 @@ class PrebuildActivities:
 
     async def _hold_stored(self, session: AsyncSession, key: str, size: int) -> None:
         """Hold the pack object until the caller commits, if it is still stored whole."""
-        await mpack_cache.hold_mpack_object(session, key)
-        if await self._storage.size(key) != size:
-            raise business_error(f"pack {key} was collected before it was recorded", PACK_GONE)
+        with _part_gone():
+            await top_ups.hold_stored(session, self._storage, key, size)
 
     async def _record_chain(
         self, session: AsyncSession, pack: RecordCacheInput
@@ -178,31 +175,17 @@ class PrebuildActivities:
         (or this part alone, a base). A base chain gone since the plan (expired, lost) means
         the top-up has nothing to stand on: the build starts over and finds another base."""
         digest = PackDigest(pack.size, pack.sha256, tuple(SectionSpan(*s) for s in pack.sections))
-        base: Chain = Chain(())
-        if pack.base_want:
-            entry = await mpack_cache.lookup(session, pack.repo_id, pack.base_want)
-            if entry is None or entry.chain is None:
-                raise business_error(
-                    f"the chain of {pack.base_want} this top-up builds on is gone", PACK_GONE
-                )
-            base = entry.chain
-            for part in base.parts:
-                await self._hold_stored(session, part.mpack_id, part.size)
-        chain = base
-        if not base.parts or digest.sections[0].count:  # an empty top-up adds nothing
-            await chains.record_part(session, pack.repo_id, pack.mpack_id, digest)
-            part = ChainPart(
-                pack.mpack_id, pack.size, pack.sha256, tuple(pack.want), digest.sections
+        with _part_gone():
+            return await top_ups.record_top_up(
+                session,
+                self._storage,
+                repo_id=pack.repo_id,
+                want=pack.want,
+                base_want=pack.base_want,
+                mpack_id=pack.mpack_id,
+                digest=digest,
+                ttl=self._settings.mpack_cache_ttl,
             )
-            chain = Chain((*base.parts, part))
-        cache_id = await mpack_cache.record_chain(
-            session,
-            repo_id=pack.repo_id,
-            want=pack.want,
-            chain=chain,
-            ttl=self._settings.mpack_cache_ttl,
-        )
-        return cache_id, chain
 
     async def _cached(self, session: AsyncSession, target: CheckCacheInput) -> bool:
         """A live row whose pack is still in storage; a row whose pack storage lost does not
@@ -280,17 +263,26 @@ class PrebuildActivities:
         if kept is not None:
             return kept
         async with self._sessions() as session:
-            base = await chains.closest_base(session, step.repo_id, step.want)
-            if base is not None and len(base[1].parts) >= MAX_UNCOMPACTED_PARTS * (
-                self._settings.mpack.chain_compact_parts
-            ):
-                base = None  # compaction is failing: a new base rather than a longer chain
-            base_want = base[0] if base is not None else []
             try:
-                plan = await plan_fetch(session, step.repo_id, step.want, base_want)
+                plan, base_want = await top_ups.plan_top_up(
+                    session,
+                    step.repo_id,
+                    step.want,
+                    compact_parts=self._settings.mpack.chain_compact_parts,
+                )
             except NotFound as exc:
                 raise business_error(exc.message, TIP_GONE) from None
         self._plans[step.build_id] = (plan, base_want)
         while len(self._plans) > KEPT_PLANS:  # builds whose workflow never came back
             self._plans.popitem(last=False)
         return plan, base_want
+
+
+@contextmanager
+def _part_gone() -> Iterator[None]:
+    """A pack or chain gone from under the record step: a business error, the build starts
+    over."""
+    try:
+        yield
+    except top_ups.PartGone as exc:
+        raise business_error(str(exc), PACK_GONE) from None

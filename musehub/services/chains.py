@@ -170,7 +170,7 @@ WITH RECURSIVE reach(commit_id) AS (
     WHERE f.repo_id = :repo_id AND f.expires_at > now()
       AND EXISTS (SELECT 1 FROM musehub_mpack_chain_links l WHERE l.cache_id = f.cache_id)
 )
-SELECT c.cache_id
+SELECT c.cache_id, c.want_commit_ids
 FROM candidates c
 WHERE NOT EXISTS (
     SELECT 1 FROM unnest(c.want_commit_ids) AS w(commit_id)
@@ -186,11 +186,18 @@ async def closest_base(
     session: AsyncSession, repo_id: str, want: Sequence[str]
 ) -> tuple[list[str], Chain] | None:
     """The live chain to append `want`'s top-up to: the one whose position holds the most
-    commits among those all of whose want set `want` reaches. (want set, chain), or None."""
-    cache_id = await session.scalar(_CLOSEST_BASE, {"repo_id": repo_id, "want": list(want)})
-    if cache_id is None:
+    commits among those all of whose want set `want` reaches. (the row's want set, its chain),
+    or None.
+
+    The row's own want set, not its chain's last position: the two differ when the row's
+    top-up was empty (its want set's history equals an earlier position's, so the row is that
+    chain as it was), and that position's own row may have expired since while this one lives;
+    the record step finds the chain again by the want set returned here."""
+    found = (await session.execute(_CLOSEST_BASE, {"repo_id": repo_id, "want": list(want)})).first()
+    if found is None:
         return None
+    cache_id, base_want = found
     chain = await load_chain(session, cache_id)
     if chain is None:
         return None
-    return list(chain.parts[-1].want), chain
+    return list(base_want), chain

@@ -14,11 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.mpack.chain import joined_stream
 from musehub.mpack.reader import read_mpack
-from musehub.services import chains, mpack_cache
+from musehub.mpack.writer import PackDigest
+from musehub.services import chains, mpack_cache, top_ups
 from musehub.services.chains import Chain, ChainPart
 from musehub.services.mpack_build import build_and_upload
 from musehub.services.mpack_cache import cache_id_for
 from tests.chains.history import History
+from tests.chains.rows import expire
 from tests.conftest import Hub
 
 TTL = timedelta(days=7)  # the default: other tests read the table
@@ -113,3 +115,46 @@ async def test_no_chain_is_a_base_for_history_it_does_not_reach(hub: Hub) -> Non
         )
         await session.commit()
         assert await chains.closest_base(session, repo, [rewritten]) is None
+
+
+async def test_a_row_whose_chain_ends_at_an_expired_rows_position_is_still_a_base(
+    hub: Hub,
+) -> None:
+    """A want set whose history equals an earlier position's gets that chain as it is (an empty
+    top-up adds no part): its row's chain ends at the other want set's position. Rows expire
+    one by one (a tip's row is slid by its own clones), so that position's row may be gone
+    while this one lives: appending to this row must find it by its own want set."""
+    owner, slug, token = await hub.create_repo()
+    history = History()
+    c1 = history.commit([], {"a": b"one"})
+    c2 = history.commit([c1], {"a": b"two"})
+    c3 = history.commit([c2], {"a": b"three"})
+    await history.push(hub, owner, slug, token, "main", c3)
+    async with AsyncSession(hub.engine) as session:
+        repo = await repo_id_of(session, owner, slug)
+        base = await build_part(hub, session, repo, [c1], [])
+        top_up = await build_part(hub, session, repo, [c1, c2], [c1])
+        chain = Chain((base, top_up))  # its last position: [c1, c2]
+        for want, recorded in (([c1], Chain((base,))), ([c1, c2], chain), ([c2], chain)):
+            await mpack_cache.record_chain(
+                session, repo_id=repo, want=want, chain=recorded, ttl=TTL
+            )
+        await session.commit()
+        await expire(hub, repo, [c1, c2])
+
+        plan, base_want = await top_ups.plan_top_up(session, repo, [c3], compact_parts=32)
+        assert plan.commit_ids == [c3]
+        built = await build_part(hub, session, repo, [c3], base_want)
+        await top_ups.hold_stored(session, hub.storage, built.mpack_id, built.size)
+        _, appended = await top_ups.record_top_up(
+            session,
+            hub.storage,
+            repo_id=repo,
+            want=[c3],
+            base_want=base_want,
+            mpack_id=built.mpack_id,
+            digest=PackDigest(built.size, built.sha256, built.sections),
+            ttl=TTL,
+        )
+        await session.commit()
+    assert appended == Chain((base, top_up, built))
