@@ -80,15 +80,28 @@ class Chain:
         return None
 
 
-def parts_to_merge(chain: Chain, *, compact_parts: int, ratio: float, keep: int) -> int:
-    """How many of the chain's first parts a compaction joins into a new base: none while the
-    chain has at most `compact_parts` parts and its top-ups hold at most `ratio` times its
-    base's bytes; else all but the last `keep` top-ups (at least two parts)."""
-    count = len(chain.parts)
-    top_ups = sum(part.size for part in chain.parts[1:])
-    if count < 2 or (count <= compact_parts and top_ups <= ratio * chain.parts[0].size):
-        return 0
-    return min(count, max(count - keep, 2))
+def parts_to_merge(
+    chain: Chain, *, compact_parts: int, ratio: float, keep: int
+) -> tuple[int, int]:
+    """The parts `[start, end)` a compaction joins into one; `(0, 0)`: leave the chain as it is.
+
+    The last `keep` top-ups are never joined (pulls from recent pushes stay hits) and do not
+    count. A compaction is due when the chain has more than `compact_parts` parts, or when the
+    older top-ups hold more than `ratio` times the base's bytes. The older top-ups are then
+    joined among themselves while the base outweighs them, and with the base only once they
+    outweigh it: what a compaction copies stays proportional to what the pushes added, and the
+    base is rewritten geometrically rarely (an import in several pushes, whose later pushes
+    dwarf the first, rewrites it once)."""
+    count, end = len(chain.parts), len(chain.parts) - keep
+    if end < 2:
+        return 0, 0
+    older = sum(part.size for part in chain.parts[1:end])
+    outweighed = older > ratio * chain.parts[0].size
+    if count <= compact_parts and not outweighed:
+        return 0, 0
+    if outweighed or end - 1 < 2:
+        return 0, end
+    return 1, end
 
 
 def part_from_json(row: Sequence[Any]) -> ChainPart:

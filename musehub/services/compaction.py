@@ -1,10 +1,11 @@
 """Compaction of a chain: its oldest parts joined into a new base, by byte ranges.
 
 A chain grows by one top-up per push. Past a bound (`MUSEHUB_MPACK_CHAIN_COMPACT_PARTS`, or
-top-ups heavier than the base times `…_COMPACT_RATIO`) the prebuild starts CompactMPackChain,
-which joins the base and the oldest top-ups into one stored pack (no blob is read: the parts'
-records are copied by range) and makes it the chain's base, keeping the last
-`…_CHAIN_KEEP_PARTS` top-ups so pulls from recent pushes still hit.
+older top-ups heavier than the base times `…_COMPACT_RATIO`) the prebuild starts
+CompactMPackChain, which joins the older top-ups into one stored pack (no blob is read: the
+parts' records are copied by range), and the base with them once they outweigh it
+(`chains.parts_to_merge`), keeping the last `…_CHAIN_KEEP_PARTS` top-ups so pulls from recent
+pushes still hit.
 
 Crash safety. The new base is uploaded first, then, in one transaction under its object lock,
 described as a part and linked in place of the parts it joins, provided the row still begins
@@ -30,7 +31,8 @@ log = logging.getLogger("musehub.compaction")
 
 
 def needs_compaction(chain: Chain, settings: Settings) -> bool:
-    return _parts_to_merge(chain, settings) > 0
+    start, end = _parts_to_merge(chain, settings)
+    return end > start
 
 
 async def compact_chain(
@@ -45,25 +47,25 @@ async def compact_chain(
     if entry is None or entry.chain is None:
         return CompactChainResult()  # expired or rebuilt meanwhile: nothing to compact
     chain = entry.chain
-    merge = _parts_to_merge(chain, settings)
-    if merge == 0:
+    start, end = _parts_to_merge(chain, settings)
+    if end <= start:
         return CompactChainResult(len(chain.parts), len(chain.parts))
-    joined = chain.parts[:merge]
+    joined = chain.parts[:end]
     key, digest = await join_and_upload(
-        storage, repo_id, [p.stored for p in joined], settings.work_dir
+        storage, repo_id, [p.stored for p in joined[start:]], settings.work_dir
     )
-    base = ChainPart(key, digest.size, digest.sha256, joined[-1].want, digest.sections)
+    merged = ChainPart(key, digest.size, digest.sha256, joined[-1].want, digest.sections)
     async with sessions() as session:
         await mpack_cache.hold_mpack_object(session, key)
         current = await mpack_cache.lookup(session, repo_id, want)
         if (
             current is None
             or current.chain is None
-            or current.chain.parts[:merge] != joined
+            or current.chain.parts[:end] != joined
             or await storage.size(key) != digest.size
         ):
             return CompactChainResult(len(chain.parts), len(chain.parts))  # changed: next time
-        compacted = Chain((base, *current.chain.parts[merge:]))
+        compacted = Chain((*joined[:start], merged, *current.chain.parts[end:]))
         await chains.record_part(session, repo_id, key, digest)
         await mpack_cache.replace_links(session, current.cache_id, compacted)
         await session.commit()
@@ -78,7 +80,7 @@ async def compact_chain(
     return CompactChainResult(len(current.chain.parts), len(compacted.parts), digest.size)
 
 
-def _parts_to_merge(chain: Chain, settings: Settings) -> int:
+def _parts_to_merge(chain: Chain, settings: Settings) -> tuple[int, int]:
     limits = settings.mpack
     return chains.parts_to_merge(
         chain,

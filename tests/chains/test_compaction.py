@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from pathlib import Path
 
 import msgpack
@@ -13,8 +14,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.db.engine import session_factory
+from musehub.mpack.writer import SectionSpan
 from musehub.services import mpack_cache
-from musehub.services.chains import Chain
+from musehub.services.chains import Chain, ChainPart, parts_to_merge
 from musehub.services.compaction import compact_chain
 from musehub.storage import LatencyInjectingStorage, StorageError
 from tests.chains.history import History
@@ -65,9 +67,10 @@ async def push_one_at_a_time(hub: Hub, pushes: int) -> tuple[str, list[str]]:
 async def test_a_long_chain_is_compacted_into_a_new_base(small_chains: PrebuildHub) -> None:
     hub = small_chains
     repo_id, tips = await push_one_at_a_time(hub, 4)
-    # The fourth push made a 4-part chain (past 3): compacted to a base and the last top-up.
-    chain = await wait_for(hub, repo_id, [tips[-1]], 2)
-    assert [p.want for p in chain.parts] == [(tips[-2],), (tips[-1],)]
+    # The fourth push made a 4-part chain (past 3): the two older top-ups are joined into one
+    # (the base outweighs them, so it is not rewritten), the last top-up is kept.
+    chain = await wait_for(hub, repo_id, [tips[-1]], 3)
+    assert [p.want for p in chain.parts] == [(tips[0],), (tips[2],), (tips[3],)]
 
     owner, slug = await owner_slug(hub, repo_id)
     full = ids(msgpack.unpackb((await fetch(hub, owner, slug, [tips[-1]], [], [])).content))
@@ -119,4 +122,22 @@ async def test_a_compaction_that_dies_leaves_a_whole_chain(small_chains: Prebuil
     result = await compact_chain(
         session_factory(hub.engine), hub.storage, hub.settings, repo_id, [tips[-1]]
     )
-    assert (result.parts_before, result.parts_after) == (4, 2)
+    assert (result.parts_before, result.parts_after) == (4, 3)
+
+
+def sized(*sizes: int) -> Chain:
+    span = SectionSpan(1, 0, 1)
+    return Chain(
+        tuple(
+            ChainPart(f"k{n}", size, "s", (f"w{n}",), (span,) * 3) for n, size in enumerate(sizes)
+        )
+    )
+
+
+def test_compaction_copies_what_pushes_added_and_rewrites_the_base_rarely() -> None:
+    merge = partial(parts_to_merge, compact_parts=4, ratio=1.0, keep=2)
+    assert merge(sized(100, 1, 1, 1)) == (0, 0)  # within bounds
+    assert merge(sized(100, 1, 1, 1, 1)) == (1, 3)  # too many parts: old top-ups joined alone
+    assert merge(sized(10, 30, 1, 1)) == (0, 2)  # an old top-up outweighs the base: rewritten
+    assert merge(sized(10, 1, 30, 30)) == (0, 0)  # recent top-ups never count
+    assert merge(sized(10, 30)) == (0, 0)  # nothing older than the kept ones

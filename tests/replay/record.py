@@ -232,7 +232,7 @@ async def test_record_prebuild_of_a_chain_and_its_compaction(
             compaction_workflow_id(cache_id), result_type=CompactChainResult
         )
         result = await compaction.result()
-    assert (result.parts_before, result.parts_after) == (4, 2)
+    assert (result.parts_before, result.parts_after) == (4, 3)
     await save(handle, prebuild_path)
     await save(compaction, compaction_path)
 
