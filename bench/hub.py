@@ -144,6 +144,17 @@ class Hub:
                 "WHERE f.repo_id = :r"), {"r": repo_id})
             return {tuple(sorted(want)) for want in rows.scalars()}
 
+    async def parts_at(self, repo_id: str, commit_id: str) -> set[str]:
+        """The parts linked at a position that holds `commit_id`: the top-ups a push of that
+        commit made (a compaction's new base sits at an older position)."""
+        async with self.sessions() as session:
+            rows = await session.execute(text(
+                "SELECT DISTINCT l.mpack_id FROM musehub_mpack_chain_links l "
+                "JOIN musehub_fetch_mpack_cache f ON f.cache_id = l.cache_id "
+                "WHERE f.repo_id = :r AND :c = ANY(l.want_commit_ids)"),
+                {"r": repo_id, "c": commit_id})
+            return {str(key) for key in rows.scalars()}
+
     async def cached(self, repo_id: str, targets: Sequence[Sequence[str]]) -> set[str]:
         """The cache ids of `targets` that have a live prebuilt pack."""
         ids = [cache_id_for(repo_id, want) for want in targets]

@@ -20,7 +20,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,7 @@ class Line:
 @dataclass
 class PushCost:
     commits: int  # in the repo before this push
+    tip_before: str
     own_bytes: int  # the new blob plus the commit and snapshot records
     push_s: float
     servable_s: float | None  # push answered -> a live row for every tip and the head set
@@ -99,6 +100,7 @@ class PushCost:
     written_db: int  # bytes of parts and one-pack objects recorded since the push
     written_storage: int  # bytes of new objects under mpacks/<repo>/ in storage
     new_parts: int
+    top_up: int  # bytes of the new parts linked at the pushed position (the rest: compactions)
 
     @property
     def written(self) -> int:
@@ -147,33 +149,39 @@ async def run(bench: Bench) -> ScenarioResult:
     presets = [("gabriel-muse", "chains-gabriel"), ("gabriel-muse-10x", "gabriel-10x")]
     push_rows: list[list[str]] = []
     gabriel: Line | None = None
-    previous_tip = ""
+    previous_tip = ""  # the tip before the newest push, for the pulls
+    pushes = bench.pick(1, 3)
     for preset, slug in presets:
         try:
             line = await _line_of_preset(bench, preset, slug, out.notes)
-            before = line.tip_id
-            cost = await _push_one(bench.hub, line, settle=True)
+            costs = [await _push_one(bench.hub, line, settle=True) for _ in range(pushes)]
             rebuild_s, rebuild_bytes = await _full_rebuild(bench.hub, line.repo)
         except Exception as exc:  # one preset failing must not lose the other's numbers
             out.notes.append(f"**{preset}: not measured**: {type(exc).__name__}: {exc}")
+            out.checks.append(Check(f"{preset}: one-commit push", "not measured", None))
             continue
         if gabriel is None:
-            gabriel, previous_tip = line, before
-        push_rows.append(_push_row(preset, bench.smoke, cost, rebuild_s, rebuild_bytes))
-        out.checks += _push_checks(preset, cost, rebuild_s)
+            gabriel, previous_tip = line, costs[-1].tip_before
+        push_rows += [_push_row(preset, bench.smoke, n, c, rebuild_s, rebuild_bytes)
+                      for n, c in enumerate(costs, 1)]
+        out.checks += _push_checks(preset, costs, rebuild_s)
     out.tables.append(Table(
-        ["preset", "commits", "push's own new bytes (KB)", "pack bytes written (KB)",
-         "new parts", "written / (2 x own + 64 KiB)", "push (s)",
+        ["preset", "push", "commits", "push's own new bytes (KB)",
+         "pack bytes written (KB)", "of which the top-up (KB)", "new parts",
+         "written / (2 x own + 64 KiB)", "push (s)",
          "push end → head set servable (s)", "push end → every tip servable (s)",
          "baseline: head set full rebuild (s)",
          "baseline: bytes written (MB)", "baseline / chain bytes"], push_rows,
-        caption="One commit (one file of the tip's tree replaced by a fresh blob of the preset's "
-                "mean file size) pushed to `main` the way `muse push` does, once the repo's "
-                "prebuild and compactions are done. Own new bytes: the blob plus the commit and "
-                "snapshot records as msgpack. Pack bytes written: the larger of the parts and "
-                "one-pack objects recorded in `musehub_mpack_parts` / "
+        caption=f"{pushes} one-commit push(es) per preset (one file of the tip's tree replaced "
+                "by a fresh blob of the preset's mean file size), pushed to `main` the way "
+                "`muse push` does, the first once the repo's prebuild and compactions are done, "
+                "each next once the stack is idle again. Own new bytes: the blob plus the "
+                "commit and snapshot records as msgpack. Pack bytes written: the larger of "
+                "the parts and one-pack objects recorded in `musehub_mpack_parts` / "
                 "`musehub_fetch_mpack_cache` that were not there before, and the new objects "
-                "under `mpacks/<repo>/` in storage, once the stack is idle again. Servable: "
+                "under `mpacks/<repo>/` in storage, once the stack is idle again; the top-up: "
+                "the new parts linked at the pushed position (the rest is a compaction the "
+                "prebuild started, `CompactMPackChain`, rewriting a base). Servable: "
                 f"polled every {POLL_S * 1000:.0f} ms from the push's answer until each current "
                 "tip and the head set has a live row (the new tip's and the new head set's rows "
                 "are new, their chains ending with the position this push made). "
@@ -182,10 +190,19 @@ async def run(bench: Bench) -> ScenarioResult:
                 "in-process, once the stack is idle; the old prebuild also built one per tip."))
     if gabriel is None:
         raise RuntimeError("no preset could be pushed: " + " / ".join(out.notes))
-    await _herd(bench, gabriel, previous_tip, out)
-    await _recent_pushes(bench, gabriel, out)
-    await _clone_chain_vs_base(bench, gabriel, out)
-    await _warm_pull_vs_size(bench, out)
+    line = gabriel
+    parts: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("50 pulls of the newest push", lambda: _herd(bench, line, previous_tip, out)),
+        ("a pull from each of the last pushes", lambda: _recent_pushes(bench, line, out)),
+        ("clone from the chain vs one base", lambda: _clone_chain_vs_base(bench, line, out)),
+        ("warm pull vs history length", lambda: _warm_pull_vs_size(bench, out)),
+    ]
+    for name, measure in parts:
+        try:  # one part failing must not lose the others' numbers
+            await measure()
+        except Exception as exc:
+            out.notes.append(f"**{name}: not measured**: {type(exc).__name__}: {exc}")
+            out.checks.append(Check(name, f"not measured ({type(exc).__name__})", None))
     out.notes.append("Everything runs on the same 2 cores: the API, PostgreSQL, Temporal, the "
                      "worker and the load generator (this process).")
     return ScenarioResult(
@@ -226,7 +243,7 @@ async def _push_one(hub: Hub, line: Line, *, settle: bool) -> PushCost:
            + len(msgpack.packb(snapshot)))
     stored_before = await hub.pack_objects(repo.repo_id)
     recorded_before = await hub.recorded_packs(repo.repo_id)
-    commits = len(line.records)
+    commits, tip_before = len(line.records), line.tip_id
     push_s = await hub.push_commit(repo, line.branch, commit, snapshot, blobs)
     line.records[str(commit["commit_id"])] = commit
     line.tip, line.manifest, line.pushed = commit, snapshot["manifest"], line.pushed + 1
@@ -236,9 +253,11 @@ async def _push_one(hub: Hub, line: Line, *, settle: bool) -> PushCost:
     recorded = await hub.recorded_packs(repo.repo_id)
     stored = await hub.pack_objects(repo.repo_id)
     new_recorded = {k: n for k, n in recorded.items() if k not in recorded_before}
-    return PushCost(commits, own, push_s, servable_s, head_set_s, sum(new_recorded.values()),
+    at_push = await hub.parts_at(repo.repo_id, line.tip_id)
+    return PushCost(commits, tip_before, own, push_s, servable_s, head_set_s,
+                    sum(new_recorded.values()),
                     sum(n for k, n in stored.items() if k not in stored_before),
-                    len(new_recorded))
+                    len(new_recorded), sum(n for k, n in new_recorded.items() if k in at_push))
 
 
 async def _wait_servable(hub: Hub, repo: PushedRepo) -> tuple[float | None, float | None]:
@@ -270,25 +289,31 @@ async def _full_rebuild(hub: Hub, repo: PushedRepo) -> tuple[float, int]:
         return time.perf_counter() - began, built.digest.size
 
 
-def _push_row(preset: str, smoke: bool, cost: PushCost, rebuild_s: float,
+def _push_row(preset: str, smoke: bool, n: int, cost: PushCost, rebuild_s: float,
               rebuild_bytes: int) -> list[str]:
-    return [f"{preset}{' (smoke stand-in)' if smoke else ''}", f"{cost.commits:,}",
-            _kb(cost.own_bytes), f"{_kb(cost.written)}{_differs(cost)}", str(cost.new_parts),
-            f"{cost.written / cost.limit:.2f}", secs(cost.push_s), _servable(cost.head_set_s),
-            _servable(cost.servable_s),
-            secs(rebuild_s), mb(rebuild_bytes),
+    return [f"{preset}{' (smoke stand-in)' if smoke else ''}", str(n), f"{cost.commits:,}",
+            _kb(cost.own_bytes), f"{_kb(cost.written)}{_differs(cost)}", _kb(cost.top_up),
+            str(cost.new_parts), f"{cost.written / cost.limit:.2f}", secs(cost.push_s),
+            _servable(cost.head_set_s), _servable(cost.servable_s), secs(rebuild_s),
+            mb(rebuild_bytes),
             f"{rebuild_bytes / cost.written:,.0f}x" if cost.written else "-"]
 
 
-def _push_checks(preset: str, cost: PushCost, rebuild_s: float) -> list[Check]:
-    servable = cost.servable_s
+def _push_checks(preset: str, costs: list[PushCost], rebuild_s: float) -> list[Check]:
+    worst = max(costs, key=lambda c: c.written / c.limit)
+    servable = [c.servable_s if c.servable_s is not None else float("inf") for c in costs]
+    median = statistics.median(servable)
+    each = ", ".join(_servable(c.servable_s) for c in costs)
     return [
         Check(f"{preset}: one-commit push writes ≤ 2 x its own new bytes + 64 KiB",
-              f"{_kb(cost.written)} KB vs {_kb(cost.limit)} KB (own {_kb(cost.own_bytes)} KB)",
-              cost.written <= cost.limit),
+              f"worst of {len(costs)}: {_kb(worst.written)} KB vs {_kb(worst.limit)} KB (own "
+              f"{_kb(worst.own_bytes)} KB; the top-up alone {_kb(worst.top_up)} KB, the rest "
+              "a compaction)" if worst.written > worst.top_up else
+              f"worst of {len(costs)}: {_kb(worst.written)} KB vs {_kb(worst.limit)} KB",
+              worst.written <= worst.limit),
         Check(f"{preset}: push → every tip servable < 1 s",
-              f"{_servable(servable)} s (full rebuild of the head set: {secs(rebuild_s)} s)",
-              servable is not None and servable < SERVABLE_S),
+              f"median of {len(costs)}: {secs(median)} s ({each}; full rebuild of the head set: "
+              f"{secs(rebuild_s)} s)", median < SERVABLE_S),
     ]
 
 
@@ -304,6 +329,9 @@ async def _herd(bench: Bench, line: Line, previous: str, out: Report) -> None:
     herd = await _at_once(hub, url, body, HERD)
     await hub.quiesce()
     alone = await asyncio.to_thread(load.sequential, url, body, HERD)
+    await hub.quiesce()
+    steady = await asyncio.to_thread(load.wrk, url, body, bench.work, connections=HERD,
+                                     seconds=bench.pick(1, 5))
     stranger = await _no_position(hub, line, previous)
     reps = bench.pick(2, 5)
     uncached = Answers()
@@ -318,6 +346,12 @@ async def _herd(bench: Bench, line: Line, previous: str, out: Report) -> None:
             [f"1 client, {HERD} one after another on one connection, the same pull",
              ", ".join(f"{n} x {k}" for k, n in sorted(alone.statuses.items())), "-",
              ms(alone.p(50)), ms(alone.p(90)), ms(max(alone.latencies))],
+            [f"`wrk -t2 -c{HERD}` for {bench.pick(1, 5)} s, the same pull "
+             f"({steady.requests_per_s:,.0f} answers/s)",
+             f"{steady.requests:,} answers, {steady.non_2xx + steady.socket_errors} errors, "
+             f"{steady.not_hit} not HIT", "-", f"{steady.latency_ms.get('50%', 0):.1f}",
+             f"{steady.latency_ms.get('90%', 0):.1f}",
+             f"{steady.latency_ms.get('99%', 0):.1f} (p99)"],
             [f"baseline: {reps} one by one, have = an older commit (no chain position)",
              uncached.summary() or "not measured", str(uncached.builds_logged),
              ms(uncached.p(50)), ms(uncached.p(90)),
@@ -325,22 +359,25 @@ async def _herd(bench: Bench, line: Line, previous: str, out: Report) -> None:
     out.tables.append(Table(
         ["pulls (URL form, want = the newest tip)", "answers", "builds logged", "p50 (ms)",
          "p90 (ms)", "slowest (ms)"], rows,
-        caption=f"`POST /fetch` with `capabilities: [\"mpack-url\"]` on `{repo.slug}` right after "
-                f"the one-commit push above: {HERD} clients (one connection each, opened "
-                "beforehand with a `GET /health`) send the pull at the same moment, as CI runners "
-                "do after a push. Builds logged: `cache=MISS` or `UNCACHED` lines of the API "
-                "log. **Baseline**: the same pull with a `have` that holds no position of the "
-                "chain, so the hub plans, assembles and uploads a pack for each request, as "
-                "every pull did before chains (50 of those at once would each build, two per "
-                "repository at a time, the rest refused with 503)."))
+        caption=f"`POST /fetch` with `capabilities: [\"mpack-url\"]` on `{repo.slug}` right "
+                f"after its last one-commit push above: {HERD} clients (one connection each, "
+                "opened beforehand with a `GET /health`) send the pull at the same moment, as CI "
+                "runners do after a push; then the same pull from one client, one request "
+                f"after another, and from `wrk` holding {HERD} connections busy. Builds logged: "
+                "`cache=MISS` or `UNCACHED` lines of the API log. **Baseline**: the same pull "
+                "with a `have` that holds no position of the chain, so the hub plans, "
+                "assembles and uploads a pack for each request, as every pull did before "
+                "chains (50 of those at once would each build, two per repository at a time, "
+                "the rest refused with 503)."))
     p50 = herd.p(50) * 1000
     out.checks += [
         Check(f"{HERD} clients pulling the newest push at once: all HIT, 0 builds",
               f"{herd.summary()}; {herd.builds_logged} builds logged",
               herd.all_hits and herd.builds_logged == 0),
         Check(f"{HERD} clients pulling the newest push at once: p50 < 50 ms (URL form)",
-              f"{p50:.1f} ms (uncached pull p50 {ms(uncached.p(50))} ms)"
-              if uncached.latencies else f"{p50:.1f} ms", p50 < HERD_P50_MS),
+              f"{p50:.1f} ms (one client alone: {ms(alone.p(50))} ms; {HERD} connections under "
+              f"wrk: {steady.latency_ms.get('50%', 0):.1f} ms; uncached pull: "
+              f"{ms(uncached.p(50)) if uncached.latencies else '-'} ms)", p50 < HERD_P50_MS),
     ]
 
 
@@ -496,7 +533,7 @@ async def _clone_chain_vs_base(bench: Bench, line: Line, out: Report) -> None:
     base = [Part(await hub.storage.presign_get(built.key, PRESIGN_TTL_S), built.digest.size,
                  built.digest.sha256)]
     folder = Path(tempfile.mkdtemp(prefix="chains-clone-", dir=bench.work))
-    reps = bench.pick(2, 3)
+    reps = bench.pick(2, 5)
     timings: dict[str, list[float]] = {"chain": [], "base": []}
     digests: dict[str, str] = {}
     await hub.quiesce()
@@ -661,13 +698,15 @@ async def _warm_pull_vs_size(bench: Bench, out: Report) -> None:
         out.checks.append(Check("warm pull answer flat from the smallest to the largest history",
                                 "no size measured", None))
         return
-    rows = [[f"{r.commits:,}", _servable(r.cost.servable_s), _kb(r.cost.written),
+    rows = [[f"{r.commits:,}", _servable(r.cost.head_set_s), _servable(r.cost.servable_s),
+             _kb(r.cost.written),
              str(len(r.pulls.latencies)), ms(r.pulls.p(50)), ms(r.pulls.p(99)), r.pulls.summary(),
              secs(min(r.uncached.latencies)) if r.uncached.latencies else "-",
              f"{min(r.uncached.latencies) / r.pulls.p(50):,.0f}x" if r.uncached.latencies
              else "-"] for r in runs]
     out.tables.append(Table(
-        ["commits", "push end → every tip servable (s)", "pack bytes written (KB)", "pulls",
+        ["commits", "push end → head set servable (s)", "push end → every tip servable (s)",
+         "pack bytes written (KB)", "pulls",
          "warm pull p50 (ms)", "warm pull p99 (ms)", "answers", "uncached pull, best (s)",
          "uncached / warm"], rows,
         caption="`bench/synthetic.py: long_history` repos (those warm_fetch pushed this run "
