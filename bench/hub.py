@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from bench.stack import Stack
 from musehub.client import MuseRemote
+from musehub.client.push import push_repository
 from musehub.contract import build_targets
 from musehub.db.engine import create_engine, session_factory
 from musehub.services.mpack_cache import cache_id_for
@@ -22,6 +23,7 @@ from musehub.services.tokens import create_token
 from musehub.settings import ApiSettings, DatabaseSettings, Settings
 from musehub.storage import build_storage
 from musehub.synth import SynthRepo, push_synth
+from musehub.synth.repo import Record
 
 OWNER = "bench"
 PUSH_TIMEOUT_S = 900.0
@@ -39,6 +41,7 @@ class PushedRepo:
     push_seconds: float
     pushes: int
     push_ended: float  # time.monotonic() when the last push answered
+    token: str = ""  # a push token of the repo's owner, for later pushes
 
     @property
     def want(self) -> list[str]:
@@ -93,9 +96,64 @@ class Hub:
         async with MuseRemote(url, token, timeout=PUSH_TIMEOUT_S) as remote:
             report = await asyncio.wait_for(push_synth(remote, synth), PUSH_TIMEOUT_S)
         pushed = PushedRepo(slug, url, repo_id, dict(report.branch_heads), synth, report.seconds,
-                            report.pushes, time.monotonic())
+                            report.pushes, time.monotonic(), token)
         self.pushed[slug] = pushed
         return pushed
+
+    async def push_commit(self, repo: PushedRepo, branch: str, commit: Record, snapshot: Record,
+                          blobs: dict[str, bytes]) -> float:
+        """Push one commit (its parent already on `branch`) the way `muse push` does; updates
+        `repo.heads` and `repo.push_ended`. Returns the seconds the push took."""
+        if not repo.token:
+            repo.token = (await self._token())
+        began = time.monotonic()
+        async with MuseRemote(repo.url, repo.token, timeout=PUSH_TIMEOUT_S) as remote:
+            answer = await push_repository(remote, [commit], {snapshot["snapshot_id"]: snapshot},
+                                           blobs, branch)
+        repo.push_ended = time.monotonic()
+        heads = answer.get("branch_heads") or {}
+        repo.heads = {str(b): str(c) for b, c in heads.items()} or {**repo.heads,
+                                                                    branch: commit["commit_id"]}
+        return repo.push_ended - began
+
+    async def _token(self) -> str:
+        async with self.sessions() as session:
+            token = await create_token(session, OWNER)
+            await session.commit()
+        return token
+
+    async def pack_objects(self, repo_id: str) -> dict[str, int]:
+        """Every pack object of the repo in storage (`mpacks/<repo>/`): key -> bytes."""
+        return {info.key: info.size async for info in self.storage.list(f"mpacks/{repo_id}/")}
+
+    async def recorded_packs(self, repo_id: str) -> dict[str, int]:
+        """Every pack object the repo's rows name (chain parts and one-pack objects) -> bytes."""
+        async with self.sessions() as session:
+            rows = await session.execute(text(
+                "SELECT mpack_id, size_bytes FROM musehub_mpack_parts WHERE repo_id = :r "
+                "UNION SELECT mpack_id, size_bytes FROM musehub_fetch_mpack_cache "
+                "WHERE repo_id = :r AND mpack_id IS NOT NULL"), {"r": repo_id})
+            return {str(key): int(size) for key, size in rows}
+
+    async def chain_positions(self, repo_id: str) -> set[tuple[str, ...]]:
+        """The want sets of every link of the repo's chains: a `have` holding one is a hit."""
+        async with self.sessions() as session:
+            rows = await session.execute(text(
+                "SELECT DISTINCT l.want_commit_ids FROM musehub_mpack_chain_links l "
+                "JOIN musehub_fetch_mpack_cache f ON f.cache_id = l.cache_id "
+                "WHERE f.repo_id = :r"), {"r": repo_id})
+            return {tuple(sorted(want)) for want in rows.scalars()}
+
+    async def parts_at(self, repo_id: str, commit_id: str) -> set[str]:
+        """The parts linked at a position that holds `commit_id`: the top-ups a push of that
+        commit made (a compaction's new base sits at an older position)."""
+        async with self.sessions() as session:
+            rows = await session.execute(text(
+                "SELECT DISTINCT l.mpack_id FROM musehub_mpack_chain_links l "
+                "JOIN musehub_fetch_mpack_cache f ON f.cache_id = l.cache_id "
+                "WHERE f.repo_id = :r AND :c = ANY(l.want_commit_ids)"),
+                {"r": repo_id, "c": commit_id})
+            return {str(key) for key in rows.scalars()}
 
     async def cached(self, repo_id: str, targets: Sequence[Sequence[str]]) -> set[str]:
         """The cache ids of `targets` that have a live prebuilt pack."""

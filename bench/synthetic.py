@@ -4,14 +4,17 @@
 path now and then, so at 100k commits its snapshots would hold thousands of entries and the
 push would be gigabytes of manifests. Here the tree stays `files` paths wide: every commit
 replaces one file with a fresh small blob, so size grows linearly with the commit count.
-A last commit on `dev` makes the clone's want set two heads, as for a real repo."""
+A last commit on `dev` makes the clone's want set two heads, as for a real repo.
+
+`next_commit` is the one-commit push the chain benchmarks repeat on top of any of these."""
 
 from __future__ import annotations
 
 import datetime
+import random
 import uuid
 
-from musehub.mpack.ids import commit_id, snapshot_id
+from musehub.mpack.ids import commit_id, object_id, snapshot_id
 from musehub.synth import SynthRepo
 from musehub.synth.blobs import BlobFactory
 from musehub.synth.repo import Record
@@ -71,6 +74,29 @@ def big_blobs(pack_bytes: int, *, blob_size: int = 1 << 20, commits: int = 8,
         parent = cid
     assert parent is not None
     return SynthRepo(repo_id, "code", "main", records, snapshots, {"main": parent}, blobs)
+
+
+def next_commit(parent: Record, manifest: dict[str, str], n: int, *, blob_size: int,
+                seed: int = 13) -> tuple[Record, Record, dict[str, bytes]]:
+    """One commit on top of `parent` (same branch) whose tree is `manifest` with one file
+    (chosen by `n`) replaced by a fresh blob of `blob_size` bytes: what a one-commit push adds.
+    Returns (commit, snapshot, {object_id: bytes})."""
+    paths = sorted(manifest)
+    path = paths[n % len(paths)] if paths else "src/new.txt"
+    header = f"# chains bench {seed}:{n}\n".encode()
+    size = max(0, blob_size - len(header))
+    content = header + random.Random(f"chains:{seed}:{n}").randbytes(size // 2 + 1).hex()[
+        :size].encode()
+    oid = object_id(content)
+    tree = {**manifest, path: oid}
+    sid = snapshot_id(tree)
+    when = datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
+    parent_id = str(parent["commit_id"])
+    message = f"one more change {n}"
+    cid = commit_id([parent_id], sid, message, when)
+    record = _commit(cid, str(parent["repo_id"]), str(parent["branch"]), sid, message, when,
+                     parent_id)
+    return record, {"snapshot_id": sid, "manifest": tree, "created_at": when}, {oid: content}
 
 
 def _commit(cid: str, repo_id: str, branch: str, sid: str, message: str, when: str,

@@ -1,5 +1,6 @@
 """One module per scenario, each `async def run(bench) -> ScenarioResult`, in the order they run:
-the pushes of push_to_warm give the later scenarios their gabriel/muse-sized repo."""
+the pushes of push_to_warm give the later scenarios their gabriel/muse-sized repo, and chains
+comes last: it pushes onto repos earlier scenarios pushed (gabriel-10x, history-N)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from collections.abc import Awaitable, Callable
 
 from bench.context import Bench
 from bench.result import ScenarioResult
-from bench.scenarios import clone_vs_git, cold_build, herd, memory, push_to_warm, warm_fetch
+from bench.scenarios import (
+    chains,
+    clone_vs_git,
+    cold_build,
+    herd,
+    memory,
+    push_to_warm,
+    warm_fetch,
+)
 
 Scenario = Callable[[Bench], Awaitable[ScenarioResult]]
 
@@ -18,4 +27,5 @@ SCENARIOS: dict[str, Scenario] = {
     "clone_vs_git": clone_vs_git.run,
     "warm_fetch": warm_fetch.run,
     "memory": memory.run,
+    "chains": chains.run,
 }
