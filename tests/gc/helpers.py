@@ -34,6 +34,16 @@ async def new_repo_id(hub: Hub) -> str:
         return repo.repo_id
 
 
+async def clear_what_other_tests_left(hub: Hub, *, grace: timedelta) -> None:
+    """Previews list only the first few keys of each kind: expired rows and orphans that other
+    tests left in the shared database and folder would push a test's own keys off the list.
+    Any GC run deletes them all anyway; this does it first."""
+    async with AsyncSession(hub.engine) as session:
+        while (await gc.delete_expired_rows(session, limit=1000)).rows_deleted:
+            pass
+        await gc.sweep_orphan_mpacks(session, hub.storage, grace=grace)
+
+
 async def put_pack(storage: ObjectStorage, repo_id: str, content: bytes) -> str:
     key = mpack_key(repo_id, hashlib.sha256(content).hexdigest())
     await storage.put(key, content)

@@ -8,13 +8,18 @@ import os
 import sys
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.testing import WorkflowEnvironment
 
-from musehub.services import gc
 from musehub.settings import Settings
 from tests.conftest import Hub
-from tests.gc.helpers import DAY, age, cache_row, new_repo_id, put_pack
+from tests.gc.helpers import (
+    DAY,
+    age,
+    cache_row,
+    clear_what_other_tests_left,
+    new_repo_id,
+    put_pack,
+)
 from tests.prebuild.conftest import settings_with_fresh_queue
 from worker import running_workers
 
@@ -44,21 +49,11 @@ async def musehub(hub: Hub, env: WorkflowEnvironment, settings: Settings, *args:
     return out.decode()
 
 
-async def clear_what_other_tests_left(hub: Hub, settings: Settings) -> None:
-    """The preview lists only the first few keys of each kind: rows and orphans other tests
-    left behind in the shared database and folder would push this test's keys off the list.
-    The GC run below deletes them all anyway; this does it first."""
-    async with AsyncSession(hub.engine) as session:
-        while (await gc.delete_expired_rows(session, limit=1000)).rows_deleted:
-            pass
-        await gc.sweep_orphan_mpacks(session, hub.storage, grace=settings.orphan_grace)
-
-
 async def test_apply_dry_run_and_run_from_the_command_line(
     hub: Hub, temporal_env: WorkflowEnvironment
 ) -> None:
     settings = settings_with_fresh_queue(hub.settings)
-    await clear_what_other_tests_left(hub, settings)
+    await clear_what_other_tests_left(hub, grace=settings.orphan_grace)
     repo_id = await new_repo_id(hub)
     expired = await put_pack(hub.storage, repo_id, b"expired, for the CLI")
     await cache_row(hub, repo_id, expired, expires_in=-timedelta(minutes=1))

@@ -18,6 +18,7 @@ from tests.gc.helpers import (
     DAY,
     age,
     cache_row,
+    clear_what_other_tests_left,
     collect_expired,
     commit_id,
     new_repo_id,
@@ -116,6 +117,7 @@ async def test_an_orphan_rewritten_after_it_was_listed_is_kept(hub: Hub) -> None
 
 
 async def test_dry_run_reports_without_deleting(hub: Hub) -> None:
+    await clear_what_other_tests_left(hub, grace=GRACE)
     repo_id = await new_repo_id(hub)
     expired_key = await put_pack(hub.storage, repo_id, b"expired, would go")
     orphan_key = await put_pack(hub.storage, repo_id, b"orphan, would go")
