@@ -15,6 +15,7 @@ from bench.scenarios import (
     first_byte,
     herd,
     memory,
+    metrics_cost,
     push_to_warm,
     warm_fetch,
 )
@@ -27,6 +28,7 @@ SCENARIOS: dict[str, Scenario] = {
     "herd": herd.run,
     "clone_vs_git": clone_vs_git.run,
     "warm_fetch": warm_fetch.run,
+    "metrics_cost": metrics_cost.run,
     "memory": memory.run,
     "first_byte": first_byte.run,
     "chains": chains.run,
