@@ -7,9 +7,11 @@ scrape reaches whichever answers: with a registry each, a counter read 1, 5, 5, 
 scrapes, which `rate()` takes for resets. So a command that runs several processes gives them
 one folder (`PROMETHEUS_MULTIPROC_DIR`, set up before prometheus_client is imported:
 `musehub/metrics_dir.py`): each process writes its values to its own mmap'd files there and
-a scrape adds up every file (`exposition`). A gauge must say how its processes' values combine
-(`multiprocess_mode`); a dead process's live gauges are dropped. With no folder set (one
-process: `--workers 1`, the worker, the tests' in-process app) the usual registry answers."""
+a scrape adds up every file (`exposition`). A warm answer's counts reach the files in batches
+(`metric_batches.py`): a file write each cost it 2-3 % of its CPU. A gauge must say how its
+processes' values combine (`multiprocess_mode`); a dead process's live gauges are dropped.
+With no folder set (one process: `--workers 1`, the worker, the tests' in-process app) the
+usual registry answers."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.values import ValueClass
 
+from musehub import metric_batches
 from musehub.metrics_dir import VARIABLE as MULTIPROC_DIR_VARIABLE
 from musehub.metrics_dir import is_running
 
@@ -90,7 +93,9 @@ def multiprocess_dir() -> Path | None:
 
 
 def exposition() -> bytes:
-    """What /metrics answers: every process's values added up, or this process's own."""
+    """What /metrics answers: every process's values added up, or this process's own. The
+    answering process's batches are flushed first; the others' are `FLUSH_SECONDS` old at most."""
+    metric_batches.flush()
     folder = multiprocess_dir()
     if folder is None:
         return generate_latest(REGISTRY)
@@ -107,6 +112,7 @@ def process_started(role: str) -> None:
 def process_stopped(role: str) -> None:
     """A process that stops cleanly leaves the live gauges at once; a killed one at the next
     scrape (`_forget_dead_processes`)."""
+    metric_batches.flush()  # a worker process of uvicorn's exits without running atexit
     PROCESSES.labels(role=role).dec()
     folder = multiprocess_dir()
     if folder is not None:

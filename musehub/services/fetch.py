@@ -39,11 +39,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from musehub.db.engine import session_factory
 from musehub.logs import info_line
+from musehub.metric_batches import BatchedCounter, BatchedHistogram
 from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, BUILDS_REFUSED, FETCH_SECONDS, FETCHES
 from musehub.services import chains, mpack_cache
 from musehub.services.chains import Chain, ChainPart
@@ -509,9 +509,11 @@ def _settle(growing: GrowingPack, task: asyncio.Task[FetchAnswer]) -> None:
 
 
 @functools.cache
-def _counted(cache: CacheOutcome, form: AnswerForm) -> tuple[Counter, Histogram]:
+def _counted(cache: CacheOutcome, form: AnswerForm) -> tuple[BatchedCounter, BatchedHistogram]:
     """The labelled series, looked up once: `labels()` locks and hashes on every call."""
-    return FETCHES.labels(cache=cache, form=form), FETCH_SECONDS.labels(cache=cache)
+    return BatchedCounter(FETCHES.labels(cache=cache, form=form)), BatchedHistogram(
+        FETCH_SECONDS.labels(cache=cache)
+    )
 
 
 def _asked_by_clones(want: list[str], heads: dict[str, str]) -> bool:

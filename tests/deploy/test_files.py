@@ -128,7 +128,7 @@ def test_the_ports_line_up_with_the_health_checks() -> None:
     instructions = dockerfile()
     image_env = dockerfile_env(instructions)
     healthcheck = next(i for i in instructions if i.keyword == "HEALTHCHECK").arguments
-    assert "/health/live" in healthcheck and "MUSEHUB_API_PORT" in healthcheck
+    assert "/health/live'" in healthcheck and "MUSEHUB_API_PORT" in healthcheck
     exposed = {int(p) for i in instructions if i.keyword == "EXPOSE" for p in i.arguments.split()}
     api_port = int(image_env["MUSEHUB_API_PORT"])
     assert exposed == {api_port} and Settings.model_fields["api"].default.port == api_port

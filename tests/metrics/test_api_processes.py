@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from musehub.devstack.ports import free_port
+from musehub.metric_batches import FLUSH_SECONDS
 from musehub.metrics_dir import PREFIX
 from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS
@@ -148,6 +149,7 @@ async def test_every_scrape_reads_the_clones_of_every_process(
     # at once until the other one has answered too, as it does under load.
     for _ in range(MAX_BATCHES):
         outcomes += await asyncio.gather(*(clone() for _ in range(BATCH)))
+        await asyncio.sleep(2 * FLUSH_SECONDS)  # each process adds its counts to its files
         if all(fetches_by_process(folder).values()):
             break
     assert outcomes[0] == "MISS" and set(outcomes[1:]) == {"HIT"}
