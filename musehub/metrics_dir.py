@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -34,9 +35,15 @@ def metrics_dir(processes: int) -> Iterator[Path | None]:
     if processes <= 1:
         yield None
         return
-    parent = Path(tempfile.gettempdir())  # TMPDIR moves it, e.g. to a tmpfs
-    remove_abandoned(parent)
-    folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=parent))
+    try:
+        parent = Path(tempfile.gettempdir())  # TMPDIR moves it, e.g. to a tmpfs
+        remove_abandoned(parent)
+        folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=parent))
+    except OSError as exc:
+        raise RuntimeError(
+            f"cannot create the metrics folder of the API's processes ({exc}); "
+            "set TMPDIR to a writable folder"
+        ) from None
     os.environ[VARIABLE] = str(folder)
     try:
         yield folder
@@ -46,14 +53,23 @@ def metrics_dir(processes: int) -> Iterator[Path | None]:
 
 
 def remove_abandoned(parent: Path) -> int:
-    """Remove the folders of commands that are no longer running; returns how many."""
+    """Remove the folders of commands that are no longer running; returns how many. Only real
+    folders of this user: in a shared temp folder, a name alone proves nothing."""
     removed = 0
     for path in parent.glob(f"{PREFIX}*"):
         match = _FOLDER.fullmatch(path.name)
-        if match and path.is_dir() and not is_running(int(match.group(1))):
+        if match and _own_folder(path) and not is_running(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
     return removed
+
+
+def _own_folder(path: Path) -> bool:
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
 
 
 def is_running(pid: int) -> bool:

@@ -23,6 +23,7 @@ from musehub.devstack.ports import free_port
 from musehub.metric_batches import FLUSH_SECONDS
 from musehub.metrics_dir import PREFIX
 from tests.conftest import Hub
+from tests.metrics.processes import dead_pid
 from tests.mpack.helpers import VECTOR_HEADS
 from tests.wire.helpers import push_vector
 
@@ -48,12 +49,6 @@ def fetches_by_process(folder: Path) -> dict[int, float]:
             if json.loads(key)[1] == "musehub_fetch_total"
         )
     return counts
-
-
-def dead_pid() -> int:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
 
 
 def write_fetch_count(path: Path, count: float) -> None:
