@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from musehub.devstack.ports import free_port
 from tests.deploy.files import compose, dockerfile, dockerfile_env, environment
+from tests.processes import stop_group
 from tests.storage.s3_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoS3
 
 SCRIPT = Path(sys.executable).parent / "musehub"  # the console entry point pip installed
@@ -98,13 +99,13 @@ def wait_until(check: Callable[[], bool], process: subprocess.Popen[bytes], log:
 
 
 def stop(process: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM, as an engine stops a container: the command exits 0. Whatever happens, nothing
+    of its session is left running."""
     process.send_signal(signal.SIGTERM)
     try:
         assert process.wait(60) == 0, log.read_text()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop_group(process)
 
 
 @pytest.mark.parametrize("command", ["api", "worker"])
@@ -136,7 +137,11 @@ def test_the_api_service_passes_the_images_health_check_and_is_ready(
     assert run_check(check, env) != 0  # nothing listens yet: the check can fail
     log = tmp_path / "api.log"
     api = subprocess.Popen(
-        command_of("api"), env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+        command_of("api"),
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         wait_until(lambda: run_check(check, env) == 0, api, log)
@@ -159,7 +164,11 @@ def test_the_worker_service_passes_its_health_check(
     check = [sys.executable if part == "python" else part for part in test[1:]]
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
-        command_of("worker"), env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+        command_of("worker"),
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         wait_until(lambda: run_check(check, env) == 0, worker, log)

@@ -23,8 +23,8 @@ from musehub.devstack.ports import free_port
 from musehub.metric_batches import FLUSH_SECONDS
 from musehub.metrics_dir import PREFIX
 from tests.conftest import Hub
-from tests.metrics.processes import dead_pid
 from tests.mpack.helpers import VECTOR_HEADS
+from tests.processes import dead_pid, stop_group
 from tests.wire.helpers import push_vector
 
 MUSEHUB = [sys.executable, "-m", "musehub.cli.main"]
@@ -89,6 +89,7 @@ def api(hub: Hub, postgres_server_url: str, tmp_path: Path) -> Iterator[tuple[st
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its worker processes can be stopped with it, whatever happens
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -98,9 +99,7 @@ def api(hub: Hub, postgres_server_url: str, tmp_path: Path) -> Iterator[tuple[st
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0, log.read_text()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop_group(process)
     assert list(tmp.glob(f"{PREFIX}*")) == [], "the metrics folder outlived the command"
     assert (stale / "counter_1.db").exists()  # an inherited folder is not ours to clear
 

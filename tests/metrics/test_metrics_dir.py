@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from musehub.metrics_dir import PREFIX, remove_abandoned
-from tests.metrics.processes import dead_pid
+from tests.processes import dead_pid
 
 
 def test_only_folders_of_commands_that_are_gone_are_removed(tmp_path: Path) -> None:
