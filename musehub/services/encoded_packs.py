@@ -8,9 +8,11 @@ zstd) and one compression per pack, paid by the first client that asks for it; s
 ("Compressed packs") for the numbers that decided it.
 
 A copy is made under the raw pack's object lock (`mpack_cache.hold_mpack_object`), the lock GC
-deletes under, so a copy is never recorded for a raw pack GC just deleted, and a herd of zstd
-clients compresses a pack once. GC deletes a raw pack and its copy together and treats a copy as
-named while its raw pack is (`musehub.services.gc`)."""
+deletes under, so a copy is never recorded for a raw pack GC just deleted. A request that finds
+the lock taken (another request compressing the pack) does not wait for it, holding a database
+connection: it is answered with the raw pack, so a herd of zstd clones of a new pack compresses
+it once and nobody queues behind the compression. GC deletes a raw pack and its copy together
+and treats a copy as named while its raw pack is (`musehub.services.gc`)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from musehub.db.models import MPackEncoding
 from musehub.mpack.encoding import ZSTD, ZstdPackWriter, encoded_key
-from musehub.services.mpack_cache import hold_mpack_object
+from musehub.services.mpack_cache import try_hold_mpack_object
 from musehub.storage import ObjectNotFound, ObjectStorage
 
 
@@ -48,8 +50,8 @@ async def zstd_copies(
     work_dir: Path,
 ) -> list[EncodedPack] | None:
     """The zstd copy of each raw pack, in order, made now where none is recorded (or storage
-    lost it). None when a raw pack is gone from storage: the caller answers raw packs, whose
-    own check finds the loss."""
+    lost it). None when a copy cannot be had now (another request is making it, or the raw pack
+    is gone from storage): the caller answers raw packs."""
     async with sessions() as session:
         found = await _recorded(session, mpack_ids)
         await session.commit()
@@ -79,8 +81,10 @@ async def _encode(
     session: AsyncSession, storage: ObjectStorage, repo_id: str, mpack_id: str, work_dir: Path
 ) -> EncodedPack | None:
     """Compress the raw pack into its copy and record it, under the raw pack's lock; the
-    caller commits. A copy another request made while we waited for the lock is kept."""
-    await hold_mpack_object(session, mpack_id)
+    caller commits. None when another transaction holds the lock (it is making the copy, or GC
+    is deleting the pack) or the raw pack is gone."""
+    if not await try_hold_mpack_object(session, mpack_id):
+        return None
     copy = (await _recorded(session, [mpack_id])).get(mpack_id)
     if copy is not None and await storage.size(copy.key) == copy.size:
         return copy
