@@ -3,8 +3,10 @@ raw pack is named, and deleting the raw pack deletes the copy and its row."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import pyzstd
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,6 +24,7 @@ from tests.gc.helpers import (
     put_pack,
     set_expiry,
 )
+from tests.storage.s3_server import MotoS3
 
 GRACE = DAY
 
@@ -74,3 +77,27 @@ async def test_an_orphaned_copy_goes_after_the_grace_period(hub: Hub, tmp_path: 
     assert not await hub.storage.exists(copy_key)
     assert await copy_row(hub, raw_key) is None
     assert await hub.storage.exists(raw_key)  # young: its own grace period still runs
+
+
+async def test_on_s3_a_copy_is_made_streamed_and_collected_with_its_pack(
+    hub: Hub, moto_s3: MotoS3, tmp_path: Path
+) -> None:
+    content = b"a pack on S3 " * 200_000  # 2.6 MB: several chunks through the compressor
+    async with moto_s3.storage(moto_s3.create_bucket()) as s3:
+        repo_id = await new_repo_id(hub)
+        raw_key = await put_pack(s3, repo_id, content)
+        cache_id = await cache_row(hub, repo_id, raw_key, storage=s3)
+        sessions = async_sessionmaker(hub.engine, expire_on_commit=False)
+        copies = await zstd_copies(sessions, s3, repo_id, [raw_key], tmp_path)
+        assert copies is not None
+        copy = copies[0]
+        stored = await s3.get(copy.key)
+        assert len(stored) == copy.size < len(content) // 100
+        assert hashlib.sha256(stored).hexdigest() == copy.sha256
+        assert pyzstd.decompress(stored) == content
+
+        await set_expiry(hub, cache_id, -DAY)
+        _, deleted = await collect_expired(hub, s3)
+        assert raw_key in deleted
+        assert not await s3.exists(raw_key) and not await s3.exists(copy.key)
+        assert await copy_row(hub, raw_key) is None
