@@ -7,8 +7,9 @@ raw and zstd parts.
 
 What a hostile or broken stream can do is bounded. Output is produced at most
 ``OUTPUT_CHUNK_BYTES`` at a time and each piece handed on (the pack pipe's backpressure holds
-the rest), so a tiny frame that claims gigabytes never lands in memory at once; and decoding
-stops with ``DownloadError`` past ``decoded_size``, the raw size the hub promised. Bad bytes,
+the rest), so a tiny frame that claims gigabytes never lands in memory at once; a frame that
+asks for a window over 16 MiB is refused; and decoding stops with ``DownloadError`` past
+``decoded_size``, the raw size the hub promised. Bad bytes,
 a failed frame checksum or a stream cut mid-frame are a ``DownloadError`` too, never a partial
 pack taken as whole. (The sha256 of the bytes served is checked by the download itself.)"""
 
@@ -28,6 +29,9 @@ ZSTD = "zstd"
 # The capability a client sends to accept zstd packs.
 ZSTD_CAPABILITY = "mpack-zstd"
 OUTPUT_CHUNK_BYTES = 1 << 20
+# The largest window a frame may ask the decoder to hold (16 MiB): the hub's level 3 uses 2 MiB
+# and level 19 8 MiB; zstd's own default (128 MiB) would let one hostile header take that much.
+WINDOW_LOG_MAX = 24
 
 
 class Decoding:
@@ -47,11 +51,14 @@ class Decoding:
 
 class ZstdDecoding(Decoding):
     def __init__(self, write: Write, *, decoded_size: int | None) -> None:
-        from pyzstd import EndlessZstdDecompressor  # only clones given zstd pay the import
+        # Only clones given zstd pay the import.
+        from pyzstd import DParameter, EndlessZstdDecompressor
 
         super().__init__(write)
         # Endless: a valid zstd stream may be several frames one after another.
-        self._decompressor: EndlessZstdDecompressor = EndlessZstdDecompressor()
+        self._decompressor: EndlessZstdDecompressor = EndlessZstdDecompressor(
+            option={DParameter.windowLogMax: WINDOW_LOG_MAX}
+        )
         self._limit = decoded_size
 
     async def write(self, data: bytes) -> None:

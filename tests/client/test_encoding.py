@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from pyzstd import CParameter, compress
+from pyzstd import CParameter, ZstdCompressor, compress
 
 from musehub.client.encoding import OUTPUT_CHUNK_BYTES, decoding
 from musehub.client.errors import DownloadError
@@ -90,6 +90,14 @@ async def test_a_decompression_bomb_stops_at_the_promised_size() -> None:
     with pytest.raises(DownloadError, match="more than the"):
         await decoder.write(bomb)
     assert len(out.data) == 5 * OUTPUT_CHUNK_BYTES
+
+
+async def test_a_frame_asking_for_a_huge_window_is_refused() -> None:
+    """A header may ask the decoder to hold a window of up to 2 GiB: over 16 MiB is refused."""
+    compressor = ZstdCompressor({CParameter.windowLog: 26})
+    frame = compressor.compress(RAW[:100_000]) + compressor.flush()
+    with pytest.raises(DownloadError, match="corrupt"):
+        await feed(frame, step=4096, decoded_size=None)
 
 
 async def test_an_encoding_the_client_does_not_know_is_an_error() -> None:
