@@ -42,30 +42,34 @@ class EncodedPack:
     sha256: str
 
 
-async def zstd_copies(
-    sessions: async_sessionmaker[AsyncSession],
-    storage: ObjectStorage,
-    repo_id: str,
-    mpack_ids: Sequence[str],
-    work_dir: Path,
-) -> list[EncodedPack] | None:
-    """The zstd copy of each raw pack, in order, made now where none is recorded (or storage
-    lost it). None when a copy cannot be had now (another request is making it, or the raw pack
-    is gone from storage): the caller answers raw packs."""
+async def stored_copies(
+    sessions: async_sessionmaker[AsyncSession], storage: ObjectStorage, mpack_ids: Sequence[str]
+) -> dict[str, EncodedPack]:
+    """The recorded zstd copies of these raw packs that storage still holds whole (one query,
+    one storage look per copy); a raw pack without one is not in the answer."""
     async with sessions() as session:
         found = await _recorded(session, mpack_ids)
         await session.commit()
-    copies = []
-    for mpack_id in mpack_ids:
-        copy = found.get(mpack_id)
-        if copy is None or await storage.size(copy.key) != copy.size:
-            async with sessions() as session:
-                copy = await _encode(session, storage, repo_id, mpack_id, work_dir)
-                await session.commit()  # the row, and the end of the raw pack's lock
-        if copy is None:
-            return None
-        copies.append(copy)
-    return copies
+    return {
+        mpack_id: copy
+        for mpack_id, copy in found.items()
+        if await storage.size(copy.key) == copy.size
+    }
+
+
+async def make_copy(
+    sessions: async_sessionmaker[AsyncSession],
+    storage: ObjectStorage,
+    repo_id: str,
+    mpack_id: str,
+    work_dir: Path,
+) -> EncodedPack | None:
+    """Make and record the zstd copy of a raw pack (or find the one made meanwhile). None when
+    it cannot be had now: another request is making it, or the raw pack is gone from storage."""
+    async with sessions() as session:
+        copy = await _encode(session, storage, repo_id, mpack_id, work_dir)
+        await session.commit()  # the row, and the end of the raw pack's lock
+    return copy
 
 
 async def _recorded(session: AsyncSession, mpack_ids: Sequence[str]) -> dict[str, EncodedPack]:

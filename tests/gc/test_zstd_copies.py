@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from musehub.db.models import MPackEncoding
 from musehub.mpack.encoding import encoded_key
 from musehub.services import gc
-from musehub.services.encoded_packs import zstd_copies
+from musehub.services.encoded_packs import make_copy
 from tests.conftest import Hub
 from tests.gc.helpers import (
     DAY,
@@ -39,10 +39,10 @@ async def copy_row(hub: Hub, raw_key: str) -> MPackEncoding | None:
 
 async def made_copy(hub: Hub, repo_id: str, raw_key: str, work_dir: Path) -> str:
     sessions = async_sessionmaker(hub.engine, expire_on_commit=False)
-    copies = await zstd_copies(sessions, hub.storage, repo_id, [raw_key], work_dir)
-    assert copies is not None and copies[0].key == encoded_key(raw_key)
-    assert await hub.storage.size(copies[0].key) == copies[0].size
-    return copies[0].key
+    copy = await make_copy(sessions, hub.storage, repo_id, raw_key, work_dir)
+    assert copy is not None and copy.key == encoded_key(raw_key)
+    assert await hub.storage.size(copy.key) == copy.size
+    return copy.key
 
 
 async def test_a_copy_stays_while_its_pack_is_named_and_goes_with_it(
@@ -88,9 +88,8 @@ async def test_on_s3_a_copy_is_made_streamed_and_collected_with_its_pack(
         raw_key = await put_pack(s3, repo_id, content)
         cache_id = await cache_row(hub, repo_id, raw_key, storage=s3)
         sessions = async_sessionmaker(hub.engine, expire_on_commit=False)
-        copies = await zstd_copies(sessions, s3, repo_id, [raw_key], tmp_path)
-        assert copies is not None
-        copy = copies[0]
+        copy = await make_copy(sessions, s3, repo_id, raw_key, tmp_path)
+        assert copy is not None
         stored = await s3.get(copy.key)
         assert len(stored) == copy.size < len(content) // 100
         assert hashlib.sha256(stored).hexdigest() == copy.sha256
