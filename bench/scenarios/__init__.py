@@ -12,6 +12,7 @@ from bench.scenarios import (
     chains,
     clone_vs_git,
     cold_build,
+    first_byte,
     herd,
     memory,
     push_to_warm,
@@ -27,5 +28,6 @@ SCENARIOS: dict[str, Scenario] = {
     "clone_vs_git": clone_vs_git.run,
     "warm_fetch": warm_fetch.run,
     "memory": memory.run,
+    "first_byte": first_byte.run,
     "chains": chains.run,
 }
