@@ -100,12 +100,20 @@ async def _answer(scope: Scope, receive: Receive) -> Callable[[Send], Awaitable[
     raw = await read_body(request, limit, declared=declared)
     asked = _parse_repeated(raw) if len(raw) <= REPEATED_BODY_BYTES else parse_fetch_request(raw)
     answer = await parts.fetch.answer(
-        params["owner"], params["slug"], asked.want, asked.have, user, form=asked.form
+        params["owner"],
+        params["slug"],
+        asked.want,
+        asked.have,
+        user,
+        form=asked.form,
+        zstd=asked.zstd,
     )
     if asked.form == "chain":
-        return lambda send: _send_msgpack(answer.chain_form, answer.cache, send)
+        body = answer.zstd_chain_form if asked.zstd else answer.chain_form
+        return lambda send: _send_msgpack(body, answer.cache, send)
     if asked.form == "url":
-        return lambda send: _send_msgpack(answer.url_form, answer.cache, send)
+        body = answer.zstd_url_form if asked.zstd else answer.url_form
+        return lambda send: _send_msgpack(body, answer.cache, send)
     return lambda send: _inline_form(parts, answer)(scope, receive, send)
 
 
@@ -114,6 +122,9 @@ class FetchRequest:
     want: tuple[str, ...]  # normalised: deduplicated, sorted
     have: tuple[str, ...]
     form: AnswerForm  # from the capabilities the client sent
+    # `mpack-zstd`: URL forms may name zstd copies. Ignored for the inline form, whose bytes
+    # are exactly what muse 0.1.5 reads.
+    zstd: bool = False
 
 
 def parse_fetch_request(raw: bytes) -> FetchRequest:
@@ -128,7 +139,8 @@ def parse_fetch_request(raw: bytes) -> FetchRequest:
         form = "chain"
     elif "mpack-url" in capabilities:
         form = "url"
-    return FetchRequest(tuple(sorted(set(want))), tuple(have), form)
+    zstd = "mpack-zstd" in capabilities and form != "inline"
+    return FetchRequest(tuple(sorted(set(want))), tuple(have), form, zstd)
 
 
 # Every client cloning a repo sends the same small body (its heads), again and again: such

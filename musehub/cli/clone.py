@@ -22,7 +22,7 @@ EXIT_FAILED = 1
 
 
 def run_clone(args: argparse.Namespace) -> int:
-    return clone_command(args.url, args.dest, args.quiet)
+    return clone_command(args.url, args.dest, args.quiet, zstd=args.zstd)
 
 
 def clone_command(
@@ -31,11 +31,12 @@ def clone_command(
     quiet: bool = False,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    zstd: bool = True,
 ) -> int:
     """Clone `url` into `dest` (default: the URL's last segment); check out the default branch."""
     target = dest if dest is not None else default_dest(url)
     try:
-        result = asyncio.run(clone(url, target, progress=not quiet, transport=transport))
+        result = asyncio.run(clone(url, target, progress=not quiet, transport=transport, zstd=zstd))
     except CloneError as exc:
         print(f"clone failed: {exc}", file=sys.stderr)
         return EXIT_FAILED

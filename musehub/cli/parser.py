@@ -167,6 +167,12 @@ def _client(commands: Any) -> None:
         "dest", nargs="?", type=Path, help="folder to create (default: the repo name)"
     )
     clone.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    clone.add_argument(
+        "--no-zstd",
+        dest="zstd",
+        action="store_false",
+        help="ask for the uncompressed pack (more bytes, no decoding: a fast link, a slow CPU)",
+    )
     clone.set_defaults(handler="musehub.cli.clone:run_clone")
 
     synth = commands.add_parser(

@@ -1,10 +1,11 @@
 """``muse clone``: copy a remote repository into a fresh directory and check out its default branch.
 
 Sequence (docs/wire-protocol.md): ``GET /refs`` → ``POST /fetch`` with ``want`` = every branch head
-(deduped, sorted), ``have = []``, ``capabilities: ["mpack-url"]`` → the pack is decoded *while it
-downloads* (``download.stream_part`` feeds ``unpack.unpack_stream`` through a bounded
-``pipe.BytePipe``; files are written by a small thread pool and the head's tree is checked out on
-the way) → once the last byte is in, the pack's size and sha256 are checked → refs from the
+(deduped, sorted), ``have = []``, ``capabilities: ["mpack-url", "mpack-zstd"]`` → the pack is
+decoded *while it downloads* (``download.stream_part`` feeds ``unpack.unpack_stream`` through a
+bounded ``pipe.BytePipe``, through ``encoding.decoding`` when the hub sent the zstd copy; files
+are written by a small thread pool and the head's tree is checked out on the way) → once the
+last byte is in, the pack's size and sha256 are checked → refs from the
 ``/refs`` answer → the staged ``.muse`` is renamed into place. An inline answer (a hub without
 ``mpack-url``) is spooled to a file first and unpacked the same way.
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from musehub.client.download import PackPart, stream_part
+from musehub.client.encoding import ZSTD_CAPABILITY, decoding
 from musehub.client.errors import CloneError, DownloadError, RemoteError
 from musehub.client.layout import LayoutError, MuseDir, check_branch_name
 from musehub.client.pipe import BytePipe, PipeAborted
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
     import httpx
 
 ORIGIN = "origin"
-CAPABILITIES = ("mpack-url",)
+RAW_CAPABILITIES = ("mpack-url",)
+CAPABILITIES = (*RAW_CAPABILITIES, ZSTD_CAPABILITY)
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,11 @@ async def clone(
     progress: bool = True,
     transport: httpx.AsyncBaseTransport | None = None,
     stderr: TextIO | None = None,
+    zstd: bool = True,
 ) -> CloneResult:
-    """Clone ``url`` into ``dest``; raises ``CloneError`` with a message a person can act on."""
+    """Clone ``url`` into ``dest``; raises ``CloneError`` with a message a person can act on.
+    ``zstd=False`` asks for the uncompressed pack."""
+    capabilities = CAPABILITIES if zstd else RAW_CAPABILITIES
     started = time.monotonic()
     dest, created = _claim_destination(dest)
     staging: Path | None = None
@@ -72,14 +78,14 @@ async def clone(
             refs = await _remote_refs(remote, url)
             branch, head = _default_head(refs)
             want = sorted(set(refs.branch_heads.values()))
-            answer = await _fetch(remote, want, dest.parent, progress, stderr)
+            answer = await _fetch(remote, want, capabilities, dest.parent, progress, stderr)
             with _as_clone_error(url, dest, branch):
                 staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.muse-", dir=dest.parent))
                 repo = MuseDir(dest, staging=staging)
                 repo.init(repo_id=refs.repo_id, domain=refs.domain, default_branch=branch)
                 if isinstance(answer, MPackURL):
                     unpacked = await _stream_into(
-                        remote, want, answer, repo, head, progress, stderr
+                        remote, want, capabilities, answer, repo, head, progress, stderr
                     )
                 else:
                     unpacked = await asyncio.to_thread(_unpack_file, answer.path, repo, head)
@@ -134,7 +140,12 @@ def _default_head(refs: RemoteRefs) -> tuple[str, str]:
 
 
 async def _fetch(
-    remote: MuseRemote, want: list[str], spool_dir: Path, progress: bool, stderr: TextIO | None
+    remote: MuseRemote,
+    want: list[str],
+    capabilities: tuple[str, ...],
+    spool_dir: Path,
+    progress: bool,
+    stderr: TextIO | None,
 ) -> MPackURL | InlinePack:
     """``POST /fetch`` for the whole history: a pack URL, or an inline pack spooled to a file."""
     bar = (
@@ -144,7 +155,7 @@ async def _fetch(
     )
     try:
         answer = await remote.fetch(
-            want, [], CAPABILITIES, spool_dir=spool_dir, on_bytes=bar.advance if bar else None
+            want, [], capabilities, spool_dir=spool_dir, on_bytes=bar.advance if bar else None
         )
     except RemoteError as exc:
         raise CloneError(f"the hub could not send the history ({exc}); try again later") from exc
@@ -156,6 +167,7 @@ async def _fetch(
 async def _stream_into(
     remote: MuseRemote,
     want: list[str],
+    capabilities: tuple[str, ...],
     answer: MPackURL,
     repo: MuseDir,
     head: str,
@@ -167,7 +179,7 @@ async def _stream_into(
 
     async def refresh() -> PackPart:
         try:
-            fresh = await remote.fetch(want, [], CAPABILITIES)
+            fresh = await remote.fetch(want, [], capabilities)
         except RemoteError as exc:
             raise DownloadError(
                 f"cannot get a fresh pack URL ({exc}); run the clone again"
@@ -181,7 +193,12 @@ async def _stream_into(
     decoder = asyncio.ensure_future(asyncio.to_thread(_decode, pipe, repo, head))
     bar = ByteProgress("Downloading pack", answer.size, stream=stderr) if progress else None
     try:
-        await stream_part(remote.http, pack_part(answer), pipe.write, refresh=refresh, progress=bar)
+        # The size and sha256 checked are of the bytes served; the decoder checks the rest.
+        decoder_input = decoding(answer.encoding, pipe.write, decoded_size=answer.decoded_size)
+        await stream_part(
+            remote.http, pack_part(answer), decoder_input.write, refresh=refresh, progress=bar
+        )
+        decoder_input.finish()
     except BaseException as exc:
         pipe.abort(exc)
         with contextlib.suppress(BaseException):

@@ -64,6 +64,8 @@ class MPackURL:
     sha256: str
     expires_at: str
     branch_heads: dict[str, str]
+    encoding: str | None = None  # "zstd" when the client sent mpack-zstd and got the copy
+    decoded_size: int | None = None  # the raw pack's size, when encoded
 
 
 @dataclass(frozen=True)
@@ -371,7 +373,17 @@ def _url_answer(path: Path) -> MPackURL | None:
         sha256=str(answer.get("mpack_sha256") or ""),
         expires_at=str(answer.get("expires_at") or ""),
         branch_heads={str(b): str(c) for b, c in heads.items()},
+        encoding=_optional_str(answer.get("mpack_encoding")),
+        decoded_size=_optional_int(answer.get("mpack_decoded_size")),
     )
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _optional_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _chunks(

@@ -213,3 +213,20 @@ class MPackChainLink(Base):
     position: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     mpack_id: Mapped[str] = mapped_column(ForeignKey("musehub_mpack_parts.mpack_id"))
     want_commit_ids: Mapped[list[str]] = mapped_column(ARRAY(CONTENT_ID))
+
+
+class MPackEncoding(Base):
+    """A compressed copy of a stored pack (`mpack_id`, the raw pack's key), stored beside it
+    under `musehub.mpack.encoding.encoded_key`: what clients that sent `mpack-zstd` download.
+    Made on the first such request and kept as long as the raw pack (GC deletes them together);
+    `size_bytes` and `sha256` are of the compressed bytes, what such a client is promised."""
+
+    __tablename__ = "musehub_mpack_encodings"
+    __table_args__ = (Index(None, "repo_id"),)
+
+    mpack_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    encoding: Mapped[str] = mapped_column(String(16), primary_key=True)
+    repo_id: Mapped[str] = mapped_column(ForeignKey("musehub_repos.repo_id", ondelete="CASCADE"))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(CONTENT_ID)
+    created_at: Mapped[datetime] = _now_column()

@@ -67,6 +67,7 @@ from musehub.services.repos import (
     repo_for_read,
 )
 from musehub.services.warm_answers import WarmAnswers
+from musehub.services.zstd_answers import with_zstd
 from musehub.settings import Settings
 from musehub.storage import ObjectStorage
 
@@ -122,16 +123,20 @@ class FetchMPacks:
         user: str | None,
         *,
         form: AnswerForm,
+        zstd: bool = False,
     ) -> FetchAnswer:
         """Everything `want` reaches and `have` does not, as stored packs. Raises NotFound for a
         repo `user` may not read, as if it did not exist, and Unavailable when the answer
-        needs a build and every build slot is taken. A `url` answer always has its one pack."""
+        needs a build and every build slot is taken. A `url` answer always has its one pack;
+        with `zstd` (the client sent `mpack-zstd`) it may have their zstd copies too."""
         started = time.perf_counter()
         wants = mpack_cache.normalise_want(want)
         if have:
             repo_id, answer = await self._with_have(owner, slug, wants, list(have), user, form)
+            if zstd:
+                answer = await self._zstd(answer, form, repo_id)
         else:
-            repo_id, answer = await self._clone(owner, slug, wants, user, form)
+            repo_id, answer = await self._clone(owner, slug, wants, user, form, zstd)
         _observe(answer, form, repo_id, wants, started)
         return answer
 
@@ -146,7 +151,7 @@ class FetchMPacks:
         self._warm.forget_repo(owner, slug)
 
     async def _clone(
-        self, owner: str, slug: str, want: list[str], user: str | None, form: AnswerForm
+        self, owner: str, slug: str, want: list[str], user: str | None, form: AnswerForm, zstd: bool
     ) -> tuple[str, FetchAnswer]:
         found, answer = await self._warm.get_or_lookup(
             owner, slug, want, lambda: self._lookup(owner, slug, want)
@@ -163,6 +168,9 @@ class FetchMPacks:
             answer = None
         if answer is not None and form == "url" and answer.pack is None:
             answer = await self._joined_for_clone(found.repo_id, want, answer)
+            self._warm.put(owner, slug, want, found, answer)
+        if answer is not None and zstd and not answer.has_zstd(form):
+            answer = await self._zstd(answer, form, found.repo_id)
             self._warm.put(owner, slug, want, found, answer)
         if answer is not None:
             return found.repo_id, answer
@@ -182,7 +190,10 @@ class FetchMPacks:
             self._warm.put(owner, slug, want, found, answer.as_hit())
             return answer
 
-        return found.repo_id, await self._answer_while_building(form, heads, build_and_remember)
+        answer = await self._answer_while_building(form, heads, build_and_remember)
+        if zstd:
+            answer = await self._zstd(answer, form, found.repo_id)
+        return found.repo_id, answer
 
     async def _answer_while_building(
         self,
@@ -209,6 +220,17 @@ class FetchMPacks:
             growing.close()
             return task.result()
         return FetchAnswer.while_building(growing, heads)
+
+    async def _zstd(self, answer: FetchAnswer, form: AnswerForm, repo_id: str) -> FetchAnswer:
+        return await with_zstd(
+            answer,
+            form,
+            repo_id=repo_id,
+            sessions=self._sessions,
+            storage=self._storage,
+            work_dir=self._settings.work_dir,
+            presign_ttl_seconds=self._settings.storage.presign_ttl_seconds,
+        )
 
     async def _lookup(
         self, owner: str, slug: str, want: list[str]

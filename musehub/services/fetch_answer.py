@@ -1,6 +1,12 @@
 """What a fetch is answered with: one stored pack, or a chain of stored parts, or both, with
 presigned URLs; and the answer's wire forms for clients that take URLs. (The inline form, the
-pack's bytes in the response, is streamed by the route.)"""
+pack's bytes in the response, is streamed by the route.)
+
+A client that also sent `mpack-zstd` may be given the zstd copies of the packs instead
+(`zstd_answers.with_zstd`): then `mpack_encoding: "zstd"` says the one pack at `mpack_url` is
+compressed, a part's `encoding: "zstd"` says that part is, and the size and sha256 beside each
+are of the bytes served; `mpack_decoded_size` / `decoded_size` give the raw pack's size, which
+a client can hold the decoder to. Without the capability no answer carries these fields."""
 
 from __future__ import annotations
 
@@ -34,8 +40,17 @@ class FetchMPack:
 @dataclass(frozen=True)
 class PresignedPart:
     url: str
-    size: int
+    size: int  # of the bytes at `url`
     sha256: str
+    encoding: str | None = None  # None: a raw pack
+    decoded_size: int | None = None  # of the raw pack, when encoded
+
+    def wire(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"url": self.url, "size": self.size, "sha256": self.sha256}
+        if self.encoding is not None:
+            fields["encoding"] = self.encoding
+            fields["decoded_size"] = self.decoded_size
+        return fields
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,9 @@ class FetchAnswer:
     pack: FetchMPack | None = None  # the answer as one stored pack, when there is one
     chain: Chain | None = None  # the answer as parts, when it was recorded as a chain
     parts: tuple[PresignedPart, ...] = ()  # the chain's parts, presigned, in order
+    # The zstd copies of `pack` and of `parts`, for clients that sent `mpack-zstd`, once made.
+    zstd_pack: PresignedPart | None = None
+    zstd_parts: tuple[PresignedPart, ...] = ()
     # A pack still being built, for an inline answer that streams it as it is written.
     growing: GrowingPack | None = None
 
@@ -65,29 +83,71 @@ class FetchAnswer:
         pack = replace(self.pack, cache="HIT") if self.pack is not None else None
         return replace(self, cache="HIT", pack=pack)
 
+    def raw_packs(self, form: AnswerForm) -> list[tuple[str, int]]:
+        """(storage key, size) of the raw packs a URL form names: what `mpack-zstd` compresses."""
+        if form == "chain" and self.chain is not None:
+            return [(p.mpack_id, p.size) for p in self.chain.parts]
+        if self.pack is None:
+            raise ValueError("a URL-form answer needs the whole answer as one pack")
+        return [(self.pack.mpack_key, self.pack.size)]
+
+    def has_zstd(self, form: AnswerForm) -> bool:
+        return bool(self.zstd_parts) if form == "chain" else self.zstd_pack is not None
+
+    def with_zstd(self, form: AnswerForm, copies: list[PresignedPart]) -> FetchAnswer:
+        """The answer with the zstd copies of `raw_packs(form)`, in that order."""
+        if form == "chain":
+            return replace(self, zstd_parts=tuple(copies))
+        return replace(self, zstd_pack=copies[0])
+
     @functools.cached_property
     def url_form(self) -> bytes:
         """The answer to a client that sent `mpack-url`, encoded once: a warm answer is given
         to every request for its want set for a second. Needs `pack`."""
-        if self.pack is None:
-            raise ValueError("a URL-form answer needs the whole answer as one pack")
-        return msgpack.packb(
-            {
-                "mpack_url": self.pack.url,
-                "mpack_size": self.pack.size,
-                "mpack_sha256": self.pack.sha256,
-                "expires_at": self.expires_at.isoformat(),
-                "branch_heads": self.branch_heads,
-            },
-            use_bin_type=True,
-        )
+        return self._url_answer(zstd=False)
+
+    @functools.cached_property
+    def zstd_url_form(self) -> bytes:
+        """`url_form` for a client that also sent `mpack-zstd`: the zstd copy, once made."""
+        return self._url_answer(zstd=True)
 
     @functools.cached_property
     def chain_form(self) -> bytes:
         """The answer to a client that sent `mpack-chain`: the parts to apply in order, plus
         the one-pack fields when the one pack exists (a client may send both capabilities)."""
+        return self._chain_answer(zstd=False)
+
+    @functools.cached_property
+    def zstd_chain_form(self) -> bytes:
+        """`chain_form` for a client that also sent `mpack-zstd`: the parts' zstd copies, once
+        made (the one-pack fields stay those of the raw pack)."""
+        return self._chain_answer(zstd=True)
+
+    def _url_answer(self, *, zstd: bool) -> bytes:
+        if self.pack is None:
+            raise ValueError("a URL-form answer needs the whole answer as one pack")
         answer: dict[str, Any] = {
-            "mpack_parts": [{"url": p.url, "size": p.size, "sha256": p.sha256} for p in self.parts],
+            "mpack_url": self.pack.url,
+            "mpack_size": self.pack.size,
+            "mpack_sha256": self.pack.sha256,
+            "expires_at": self.expires_at.isoformat(),
+            "branch_heads": self.branch_heads,
+        }
+        copy = self.zstd_pack if zstd else None
+        if copy is not None:
+            answer |= {
+                "mpack_url": copy.url,
+                "mpack_size": copy.size,
+                "mpack_sha256": copy.sha256,
+                "mpack_encoding": copy.encoding,
+                "mpack_decoded_size": copy.decoded_size,
+            }
+        return msgpack.packb(answer, use_bin_type=True)
+
+    def _chain_answer(self, *, zstd: bool) -> bytes:
+        parts = self.zstd_parts if zstd and self.zstd_parts else self.parts
+        answer: dict[str, Any] = {
+            "mpack_parts": [p.wire() for p in parts],
             "mpack_size": self.size,
             "expires_at": self.expires_at.isoformat(),
             "branch_heads": self.branch_heads,

@@ -41,7 +41,9 @@ from sqlalchemy import TextClause, delete, exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.db.models import FetchMPackCache, MPackChainLink, MPackPart
+from musehub.mpack.encoding import raw_key_of
 from musehub.services import mpack_cache
+from musehub.services.encoded_packs import forget_copies
 from musehub.services.lost_packs import still_stored
 from musehub.storage import ObjectStorage, StoredObjectInfo
 
@@ -117,9 +119,10 @@ async def delete_if_unnamed(
     """Steps 2 and 3: delete the pack object `key` if no cache row names it (and, with
     `written_before`, only if it was last written before then). Returns the bytes freed, or
     None when the object is kept or already gone. Raises when storage fails to delete."""
+    raw_key = raw_key_of(key)  # a zstd copy lives and goes with its raw pack
     try:
-        await mpack_cache.hold_mpack_object(session, key)
-        if await _named(session, key):
+        await mpack_cache.hold_mpack_object(session, raw_key)
+        if await _named(session, raw_key):
             return None
         if written_before is not None:
             info = await stat(storage, key)
@@ -134,6 +137,7 @@ async def delete_if_unnamed(
         # rolls it back, and a crash in between leaves a description of bytes that a later
         # build uploads again (its key is its content), never a row naming a missing object.
         await session.execute(delete(MPackPart).where(MPackPart.mpack_id == key))
+        await forget_copies(session, storage, raw_key)
         await storage.delete(key)
         await session.commit()
         return size
@@ -303,11 +307,13 @@ async def _named(session: AsyncSession, key: str) -> bool:
 
 
 async def _named_among(session: AsyncSession, keys: list[str]) -> set[str]:
-    """The keys some row names, as its one-pack object or as a part of its chain."""
-    as_pack = select(FetchMPackCache.mpack_id).where(FetchMPackCache.mpack_id.in_(keys))
-    as_part = select(MPackChainLink.mpack_id).where(MPackChainLink.mpack_id.in_(keys))
-    rows = await session.scalars(as_pack.union(as_part))
-    return {key for key in rows if key is not None}
+    """The keys some row names, as its one-pack object or as a part of its chain (a zstd copy
+    counts as named while its raw pack is)."""
+    raw_keys = {raw_key_of(key) for key in keys}
+    as_pack = select(FetchMPackCache.mpack_id).where(FetchMPackCache.mpack_id.in_(raw_keys))
+    as_part = select(MPackChainLink.mpack_id).where(MPackChainLink.mpack_id.in_(raw_keys))
+    named = set(await session.scalars(as_pack.union(as_part)))
+    return {key for key in keys if raw_key_of(key) in named}
 
 
 async def _listed(

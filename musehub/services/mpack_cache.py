@@ -213,6 +213,15 @@ async def hold_mpack_object(session: AsyncSession, mpack_id: str) -> None:
     )
 
 
+async def try_hold_mpack_object(session: AsyncSession, mpack_id: str) -> bool:
+    """`hold_mpack_object` without waiting: False when another transaction holds it."""
+    held = await session.scalar(
+        text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": "mpack-object/" + mpack_id},
+    )
+    return bool(held)
+
+
 async def record(
     session: AsyncSession,
     *,

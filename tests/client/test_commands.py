@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from musehub.cli.clone import EXIT_FAILED, EXIT_OK, clone_command
+from musehub.cli.parser import build_parser
 from musehub.cli.synth import EXIT_USAGE, synth_command, synth_params
 from musehub.synth import GABRIEL_MUSE
 from tests.client.fake_hub import BASE, FakeHub
@@ -19,6 +20,16 @@ def test_clone_command_reports_success(
     out = capsys.readouterr()
     assert code == EXIT_OK
     assert "5 commits" in out.out and "checked out main" in out.out
+
+
+def test_clone_no_zstd_asks_for_the_raw_pack(fake_hub: FakeHub, tmp_path: Path) -> None:
+    args = build_parser().parse_args(["clone", BASE, str(tmp_path / "song"), "-q", "--no-zstd"])
+    with_zstd = build_parser().parse_args(["clone", BASE])
+    assert (args.zstd, with_zstd.zstd) == (False, True)
+    code = clone_command(BASE, tmp_path / "song", True, transport=fake_hub.transport(), zstd=False)
+    assert code == EXIT_OK
+    fetch = next(s for s in fake_hub.seen if s.path.endswith("/fetch"))
+    assert fetch.body["capabilities"] == ["mpack-url"]
 
 
 def test_clone_command_reports_failure(
