@@ -100,7 +100,10 @@ async def test_mpack_cache_row_defaults_and_head_set_coexistence(db_engine: Asyn
             insert, {"cid": "3" * 64, "tip": None, "sha": "0" * 64, "wants": [tip_a, tip_b]}
         )
         ttl = await conn.scalar(
-            text("SELECT min(expires_at - created_at) FROM musehub_fetch_mpack_cache")
+            text(
+                "SELECT min(expires_at - created_at) FROM musehub_fetch_mpack_cache"
+                " WHERE repo_id = 'r1'"  # other tests' rows share the table
+            )
         )
         assert ttl.days == 7
         nested = await conn.begin_nested()
