@@ -55,6 +55,7 @@ class CloneResult:
     seconds: float
     via_url: bool
     skipped_paths: tuple[str, ...] = ()
+    parts: int = 0  # packs downloaded by URL: a chain's base and top-ups, or one
 
 
 async def clone(
@@ -103,6 +104,7 @@ async def clone(
         seconds=time.monotonic() - started,
         via_url=isinstance(answer, MPackURL),
         skipped_paths=tuple(unpacked.checkout.skipped_paths),
+        parts=len(answer.parts) if isinstance(answer, MPackURL) else 0,
     )
 
 
