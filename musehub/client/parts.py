@@ -51,9 +51,27 @@ Decode = Callable[[Iterator[BinaryIO]], T]
 def refresh_by_fetch(
     remote: MuseRemote, want: Sequence[str], have: Sequence[str], capabilities: Sequence[str]
 ) -> RefreshPart:
-    """Fresh URLs come from the same ``POST /fetch`` again: the part with the same sha256."""
+    """Fresh URLs come from the same ``POST /fetch`` again: the part with the same sha256. The
+    parts of an answer expire together, so one fresh answer serves every part that asks."""
+    lock = asyncio.Lock()
+    latest: dict[str, PackPart] = {}  # sha256 -> the part in the freshest answer
 
     async def refresh(stale: PackPart) -> PackPart:
+        key = stale.sha256.lower()
+        async with lock:
+            known = latest.get(key)
+            if known is None or known == stale:  # none yet, or the freshest one died too
+                latest.clear()
+                latest.update({p.sha256.lower(): p for p in await _fetch_parts()})
+            fresh = latest.get(key)
+        if fresh is None:
+            raise DownloadError(
+                "the hub now serves different packs for this request (the repository changed "
+                "during the download); run it again"
+            )
+        return fresh
+
+    async def _fetch_parts() -> tuple[PackPart, ...]:
         try:
             fresh = await remote.fetch(want, have, capabilities)
         except RemoteError as exc:
@@ -61,13 +79,7 @@ def refresh_by_fetch(
         if not isinstance(fresh, MPackURL):
             fresh.path.unlink(missing_ok=True)
             raise DownloadError("the hub stopped answering with pack URLs; run it again")
-        for part in fresh.parts:
-            if part.sha256.lower() == stale.sha256.lower():
-                return part
-        raise DownloadError(
-            "the hub now serves different packs for this request (the repository changed "
-            "during the download); run it again"
-        )
+        return fresh.parts
 
     return refresh
 
@@ -172,9 +184,13 @@ class _PartStreams:
     async def _download(self, index: int) -> None:
         part, pipe = self._parts[index], self._pipes[index]
 
+        latest = part
+
         async def refresh() -> PackPart:
+            nonlocal latest
             assert self._refresh is not None
-            return await self._refresh(part)
+            latest = await self._refresh(latest)  # the URL that died: never the first again
+            return latest
 
         await stream_part(
             self._http,

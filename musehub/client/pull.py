@@ -13,7 +13,7 @@ place, commits last (``MuseDir.adopt``). Then, as muse does:
 
 - every remote-tracking pointer is set to the remote's head; those of deleted branches go;
 - the current branch is fast-forwarded to its remote head and the working tree updated
-  (``worktree``; local edits the update would overwrite stop it first, nothing written);
+  (``worktree.py``; local edits the update would overwrite stop it first, nothing written);
 - a branch the remote force-pushed is reset to the remote head when it held nothing of its
   own (it was still at the old remote head); a branch with commits of its own that the remote
   lacks has diverged: the fetch is kept, the branch and tree are left, and the user is told to
@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
-from musehub.client import worktree
 from musehub.client.clone import CAPABILITIES, ORIGIN
 from musehub.client.errors import DownloadError, PullError, RemoteError
 from musehub.client.layout import MUSE_DIR, LayoutError, MuseDir, check_branch_name
@@ -42,6 +41,7 @@ from musehub.client.pipe import PipeAborted
 from musehub.client.progress import ByteProgress
 from musehub.client.unpack import PackError, UnpackCounts, unpack_stream, unpack_streams
 from musehub.client.wire import URL_ANSWER_MAX_BYTES, MPackURL, MuseRemote, RemoteRefs
+from musehub.client.worktree import LocalChanges, apply_update, plan_update
 
 if TYPE_CHECKING:
     import httpx
@@ -257,8 +257,8 @@ def _move_branch(repo: MuseDir, branch: str, theirs: str | None, last_seen: str 
     else:
         return _Move("diverged", ours, ours)
     old_tree = repo.head_manifest(ours) if ours is not None else {}
-    update = worktree.plan(old_tree, repo.head_manifest(theirs))
-    worktree.apply(repo, old_tree, update)
+    update = plan_update(old_tree, repo.head_manifest(theirs))
+    apply_update(repo, old_tree, update)
     repo.set_branch(branch, theirs)
     return _Move(
         outcome,
@@ -288,7 +288,7 @@ def _ancestors(repo: MuseDir, tip: str) -> Iterator[str]:
 def _as_pull_error(repo: MuseDir) -> Iterator[None]:
     try:
         yield
-    except (worktree.LocalChanges, DownloadError) as exc:
+    except (LocalChanges, DownloadError) as exc:
         raise PullError(str(exc)) from exc
     except PackError as exc:
         raise PullError(f"the pack from the hub is not valid: {exc}") from exc

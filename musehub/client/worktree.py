@@ -1,7 +1,7 @@
 """Move a working tree from one commit's tree to another's, refusing to lose a local change.
 
-``plan`` compares the two manifests: paths to write (new, or with another object) and tracked
-paths to remove. ``apply`` first checks every path it would touch: a file that differs from
+``plan_update`` compares the two manifests: paths to write (new, or with another object) and tracked
+paths to remove. ``apply_update`` first checks every path it would touch: a file that differs from
 what the old tree holds there (edited, or an untracked file where the new tree puts one) stops
 the update before anything is written, with the paths named. Files are then written through a
 temporary name and one rename each (a killed update leaves whole files, old or new), and
@@ -32,7 +32,7 @@ class TreeUpdate:
     skipped_paths: list[str] = field(default_factory=list)
 
 
-def plan(old: dict[str, str], new: dict[str, str]) -> TreeUpdate:
+def plan_update(old: dict[str, str], new: dict[str, str]) -> TreeUpdate:
     update = TreeUpdate()
     for rel, object_id in sorted(new.items()):
         if old.get(rel) != object_id:
@@ -41,7 +41,7 @@ def plan(old: dict[str, str], new: dict[str, str]) -> TreeUpdate:
     return update
 
 
-def apply(repo: MuseDir, old: dict[str, str], update: TreeUpdate) -> None:
+def apply_update(repo: MuseDir, old: dict[str, str], update: TreeUpdate) -> None:
     """Carry out ``update`` on ``repo``'s working tree, which should hold ``old``."""
     targets = {rel: safe_work_path(repo.root, rel) for rel in [*update.write, *update.remove]}
     update.skipped_paths = [rel for rel, path in targets.items() if path is None]

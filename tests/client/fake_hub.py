@@ -207,11 +207,15 @@ class FakeHub:
             parts.append(
                 {"url": f"http://blobs.test/_pack/{sha}", "size": len(pack), "sha256": sha}
             )
+        expires = "2099-01-01T00:00:00+00:00"
+        if self.stale_answers:
+            self.stale_answers -= 1
+            expires = "2001-01-01T00:00:00+00:00"
         return _msgpack(
             {
                 "mpack_parts": parts,
                 "mpack_size": sum(p["size"] for p in parts),
-                "expires_at": "2099-01-01T00:00:00+00:00",
+                "expires_at": expires,
                 "branch_heads": dict(self.heads),
             }
         )

@@ -65,6 +65,18 @@ async def test_the_head_tree_from_parts_before_the_head_commit(tmp_path: Path) -
     assert work == first
 
 
+async def test_each_part_resumes_and_refreshes_its_url(
+    vector: dict[str, Any], tmp_path: Path
+) -> None:
+    hub = FakeHub(chain_parts=3, stale_answers=1, break_pack_after=100)
+    hub.load_pack(vector)
+    result = await clone(BASE, tmp_path / "song", transport=hub.transport(), progress=False)
+    assert result.parts == 3 and result.commits == 5
+    assert sum(s.path.endswith("/fetch") for s in hub.seen) == 2  # one refresh for all parts
+    resumed = [s for s in hub.seen if s.headers.get("range", "").startswith("bytes=100-")]
+    assert len(resumed) == 1  # the broken GET went on from byte 100, not from the start
+
+
 @pytest.mark.parametrize("fault", ["corrupt", "truncate", "missing"])
 @pytest.mark.parametrize("part", [0, 2])
 async def test_a_bad_part_fails_the_clone_and_leaves_nothing(
