@@ -52,6 +52,7 @@ class ChainCloneRun:
     chain_bytes: int
     base_bytes: int
     timings: dict[str, list[float]]
+    cpu: dict[str, list[float]]  # the client's CPU seconds (every thread of this process)
     same_trees: bool
     load: tuple[float, float]  # 1-minute load average before and after
 
@@ -62,6 +63,9 @@ class ChainCloneRun:
     @property
     def base_s(self) -> float:
         return statistics.median(self.timings["base"])
+
+    def cpu_s(self, name: str) -> float:
+        return statistics.median(self.cpu[name])
 
 
 class _AnswerWith(httpx.AsyncBaseTransport):
@@ -106,6 +110,7 @@ async def measure(hub: Hub, repo: PushedRepo, work: Path, reps: int) -> ChainClo
                  built.digest.sha256)]
     folder = Path(tempfile.mkdtemp(prefix="chain-clone-", dir=work))
     timings: dict[str, list[float]] = {"chain": [], "base": []}
+    cpu: dict[str, list[float]] = {"chain": [], "base": []}
     digests: dict[str, set[str]] = {"chain": set(), "base": set()}
     await hub.quiesce()
     try:
@@ -113,9 +118,10 @@ async def measure(hub: Hub, repo: PushedRepo, work: Path, reps: int) -> ChainClo
             order: list[tuple[str, list[Part] | None]] = [("chain", None), ("base", base)]
             for name, parts in order if i % 2 == 0 else order[::-1]:
                 dest = folder / f"{name}-{i}"
-                began = time.perf_counter()
+                began, began_cpu = time.perf_counter(), time.process_time()
                 result = await clone(repo.url, dest, progress=False, transport=_AnswerWith(parts))
                 timings[name].append(time.perf_counter() - began)
+                cpu[name].append(time.process_time() - began_cpu)
                 if name == "chain" and result.parts != len(chain):
                     raise RuntimeError(f"the clone got {result.parts} parts, not {len(chain)}")
                 digests[name].add(await asyncio.to_thread(tree_digest, dest))
@@ -124,7 +130,7 @@ async def measure(hub: Hub, repo: PushedRepo, work: Path, reps: int) -> ChainClo
         shutil.rmtree(folder, ignore_errors=True)
     same = len(digests["chain"] | digests["base"]) == 1
     return ChainCloneRun(len(chain), response.headers.get("x-musehub-cache", ""),
-                         sum(p.size for p in chain), built.digest.size, timings, same,
+                         sum(p.size for p in chain), built.digest.size, timings, cpu, same,
                          (load_before, os.getloadavg()[0]))
 
 
@@ -169,8 +175,10 @@ async def _focused(args: argparse.Namespace, root: Path) -> int:
           f"base: {run.base_bytes / 1e6:.1f} MB")
     for name in ("chain", "base"):
         runs = ", ".join(f"{s:.3f}" for s in run.timings[name])
-        print(f"{name}: median {statistics.median(run.timings[name]):.3f} s ({runs})")
-    print(f"chain / base = {run.chain_s / run.base_s:.3f}; trees identical: {run.same_trees}; "
+        print(f"{name}: median {statistics.median(run.timings[name]):.3f} s ({runs}); "
+              f"client CPU median {run.cpu_s(name):.3f} s")
+    print(f"chain / base = {run.chain_s / run.base_s:.3f} (client CPU "
+          f"{run.cpu_s('chain') / run.cpu_s('base'):.3f}); trees identical: {run.same_trees}; "
           f"load average {run.load[0]:.2f} -> {run.load[1]:.2f}")
     return 0 if run.same_trees else 1
 

@@ -521,13 +521,15 @@ async def _clone_chain_vs_base(bench: Bench, line: Line, out: Report) -> None:
                 "decoded while they arrive, the tree checked out. The baseline's `/fetch` answer "
                 "is swapped for one part, the same history built into one pack "
                 "(`build_and_upload`). Runs alternate. Trees and `.muse` identical: "
-                f"{'yes' if run.same_trees else 'NO'}. Load average {run.load[0]:.1f} → "
-                f"{run.load[1]:.1f}."))
+                f"{'yes' if run.same_trees else 'NO'}. The client's own CPU (median): "
+                f"{secs(run.cpu_s('chain'))} s vs {secs(run.cpu_s('base'))} s. Load average "
+                f"{run.load[0]:.1f} → {run.load[1]:.1f}."))
     out.checks.append(Check(
         f"clone from a {run.parts}-part chain vs from one base: within 10 % end to end",
         f"{secs(run.chain_s)} s vs {secs(run.base_s)} s ({run.chain_s / run.base_s - 1:+.0%})",
         run.chain_s <= CLONE_WITHIN * run.base_s and run.same_trees))
-    out.raw["clone"] = {"parts": run.parts, **run.timings}
+    out.raw["clone"] = {"parts": run.parts, **run.timings,
+                        "cpu": run.cpu}
 
 
 # -- 4. warm pull vs history length ----------------------------------------------------------

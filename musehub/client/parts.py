@@ -135,7 +135,8 @@ class _PartStreams:
             for p in self._parts
         ]
         self._reading = 0  # the part the decoder is at
-        self._turn = asyncio.Event()  # set when the decoder moves on to the next part
+        self._turn = asyncio.Event()  # set when the decoder moves on to the next part, or fails
+        self._decoder_failed: BaseException | None = None
 
     async def run(self, decode: Decode[T]) -> T:
         decoder = asyncio.ensure_future(asyncio.to_thread(self._decode, decode))
@@ -165,6 +166,8 @@ class _PartStreams:
                 turn = asyncio.create_task(self._turn.wait())
                 done, _ = await asyncio.wait(running | {turn}, return_when=asyncio.FIRST_COMPLETED)
                 turn.cancel()
+                if self._decoder_failed is not None:  # maybe while no download was running
+                    raise PipeAborted("the pack reader stopped") from self._decoder_failed
                 for task in done - {turn}:
                     running.discard(task)
                     task.result()  # a failed part stops the whole answer
@@ -213,6 +216,7 @@ class _PartStreams:
             return decode(self._readers())
         except BaseException as exc:
             self._abort(exc)  # stop the downloads: what they bring is no good now
+            self._loop.call_soon_threadsafe(self._stopped, exc)
             raise
 
     def _readers(self) -> Iterator[BinaryIO]:
@@ -222,4 +226,8 @@ class _PartStreams:
 
     def _reached(self, index: int) -> None:
         self._reading = index
+        self._turn.set()
+
+    def _stopped(self, error: BaseException) -> None:
+        self._decoder_failed = error
         self._turn.set()

@@ -136,3 +136,34 @@ async def test_parts_are_handed_over_in_order_whatever_finishes_first(tmp_path: 
 
 def _entries(path: Path) -> list[Path]:
     return list(path.iterdir())
+
+
+async def test_a_decoder_that_fails_while_no_part_downloads_stops_the_clone() -> None:
+    """The next part waits for room ahead, nothing downloads: the decoder's error must still
+    end the call (not leave it waiting for a turn that never comes)."""
+    import asyncio
+
+    import httpx
+
+    from musehub.client.download import PackPart
+
+    bodies = [b"x" * 10, b"y" * 5000]
+    parts = [
+        PackPart(f"http://blobs.test/{n}", len(b), hashlib.sha256(b).hexdigest())
+        for n, b in enumerate(bodies)
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=bodies[int(request.url.path[1:])])
+
+    def fail_after_first(streams: Any) -> None:
+        first = next(streams)
+        while first.read(65536):
+            pass
+        raise ValueError("the first part is not a pack")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        with pytest.raises(ValueError, match="not a pack"):
+            await asyncio.wait_for(
+                stream_parts(http, parts, fail_after_first, ahead_bytes=1_000), timeout=10
+            )
