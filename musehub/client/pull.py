@@ -248,10 +248,11 @@ def _move_branch(repo: MuseDir, branch: str, theirs: str | None, last_seen: str 
         return _Move("not on remote", ours, ours)
     if ours == theirs:
         return _Move("up to date", ours, ours)
-    if ours is not None and theirs in _ancestors(repo, ours):
-        return _Move("ahead", ours, ours)
+    # The usual case first: its walk stops at `ours`, after the few commits the pull brought.
     if ours is None or ours in _ancestors(repo, theirs):
         outcome: Outcome = "fast-forward"
+    elif theirs in _ancestors(repo, ours):
+        return _Move("ahead", ours, ours)
     elif ours == last_seen:
         outcome = "reset"  # force-pushed, and the branch had nothing of its own
     else:

@@ -3,6 +3,7 @@ local edits, and the `musehub pull` command."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from musehub.cli.pull import pull_command
 from musehub.client.clone import clone
 from musehub.client.errors import PullError
-from musehub.client.pull import pull
+from musehub.client.pull import PullResult, pull
 from tests.chains.history import History
 from tests.client.fake_hub import BASE, FakeHub
 
@@ -44,7 +45,7 @@ class Remote:
         self.hub.objects.update({i: o["content"] for i, o in self.history.objects.items()})
         self.hub.heads[branch] = tip
 
-    async def pull(self) -> object:
+    async def pull(self) -> PullResult:
         return await pull(self.root, transport=self.hub.transport(), progress=False)
 
     def ref(self, *path: str) -> str:
@@ -150,3 +151,29 @@ def test_pull_command(
     assert f"fast-forwarded main to {c2[:12]}" in capsys.readouterr().out
     assert pull_command(remote.root.parent, transport=remote.hub.transport()) == 1
     assert "not in a muse repository" in capsys.readouterr().err
+
+
+async def test_a_branch_with_commits_of_its_own_is_ahead_then_diverged(remote: Remote) -> None:
+    from musehub.client.layout import MuseDir
+
+    h = remote.history
+    c1 = remote.hub.heads["main"]
+    mine = h.commit([c1], {**FIRST, "mine.txt": b"local work"})
+    local = MuseDir(remote.root)
+    local.write_commit(h.commits[mine])  # as `muse commit` would leave it
+    local.write_snapshot(h.snapshots[h.commits[mine]["snapshot_id"]])
+    local.set_branch("main", mine)
+    ahead = await remote.pull()
+    assert ahead.outcome == "ahead" and remote.ref("refs", "heads", "main") == mine
+
+    theirs = h.commit([c1], {**FIRST, "theirs.txt": b"remote work"})
+    remote.publish("main", theirs)
+    before = work_tree(remote.root)
+    diverged = await remote.pull()
+    assert diverged.outcome == "diverged" and diverged.new_head == mine
+    assert remote.ref("refs", "heads", "main") == mine and work_tree(remote.root) == before
+    assert remote.ref("remotes", "origin", "main") == theirs  # the fetch is kept
+    exit_code = await asyncio.to_thread(
+        pull_command, remote.root, True, transport=remote.hub.transport()
+    )
+    assert exit_code == 1
