@@ -114,28 +114,21 @@ async def test_clone_from_a_chain_then_pull_from_it(
     assert (pulled.outcome, pulled.new_head) == ("reset", line.tip)
     assert work_tree(root) == files_of(line.history, line.tip)
 
-
-async def test_a_deleted_branch_is_pruned_by_pull(
-    prebuild_hub: PrebuildHub, tmp_path: Path
-) -> None:
-    hub = prebuild_hub
-    owner, slug, token = await hub.create_repo()
-    url = f"http://hub.test/{owner}/{slug}"
-    line = Line(hub, owner, slug, token)
-    main = await line.push("base")
-    dev = line.history.commit([main], {**line.files, "dev.txt": b"dev"})
+    # A branch appears, then is deleted: its tracking pointer comes, then goes.
+    dev = line.history.commit([line.tip], {**line.files, "dev.txt": b"dev"})
     await line.history.push(hub, owner, slug, token, "dev", dev)
-    await clone(url, tmp_path / "song", transport=Recording(hub.app), progress=False)
-    assert (tmp_path / "song" / ".muse" / "remotes" / "origin" / "dev").read_text() == dev
+    pulled = await pull(root, transport=Recording(hub.app), progress=False)
+    assert (root / ".muse" / "remotes" / "origin" / "dev").read_text() == dev
     async with AsyncSession(hub.engine) as session:  # the wire protocol has no branch delete
         await session.execute(
             text("DELETE FROM musehub_branches WHERE repo_id = :r AND name = 'dev'"),
             {"r": line.repo_id},
         )
         await session.commit()
-    pulled = await pull(tmp_path / "song", transport=Recording(hub.app), progress=False)
+    pulled = await pull(root, transport=Recording(hub.app), progress=False)
     assert pulled.pruned == ("dev",) and pulled.outcome == "up to date"
-    assert not (tmp_path / "song" / ".muse" / "remotes" / "origin" / "dev").exists()
+    assert not (root / ".muse" / "remotes" / "origin" / "dev").exists()
+    assert work_tree(root) == files_of(line.history, line.tip)  # main untouched
 
 
 async def test_a_corrupt_part_in_storage_fails_the_clone_cleanly(
