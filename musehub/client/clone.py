@@ -81,8 +81,8 @@ async def clone(
                 repo = MuseDir(dest, staging=staging)
                 repo.init(repo_id=refs.repo_id, domain=refs.domain, default_branch=branch)
                 if isinstance(answer, MPackURL):
-                    unpacked = await _stream_into(
-                        remote, want, answer, repo, head, progress, stderr
+                    unpacked = await download_into(
+                        remote, want, [], answer, repo, head=head, progress=progress, stderr=stderr
                     )
                 else:
                     unpacked = await asyncio.to_thread(_unpack_file, answer.path, repo, head)
@@ -157,24 +157,27 @@ async def _fetch(
     return answer
 
 
-async def _stream_into(
+async def download_into(
     remote: MuseRemote,
     want: list[str],
+    have: list[str],
     answer: MPackURL,
     repo: MuseDir,
-    head: str,
+    *,
+    head: str | None,
     progress: bool,
     stderr: TextIO | None,
 ) -> Unpacked:
-    """Download the packs and decode them in a thread as they arrive; good only once this
-    returns (each part's size and sha256 are checked before the decoder sees its end)."""
+    """Download the answer's packs and decode them into ``repo`` in a thread as they arrive
+    (checking out ``head`` on the way when given); good only once this returns (each part's
+    size and sha256 are checked before the decoder sees its end). Clone and pull share it."""
     bar = ByteProgress(_download_label(answer), answer.size, stream=stderr) if progress else None
     try:
         return await stream_parts(
             remote.http,
             answer.parts,
             functools.partial(unpack_streams, repo=repo, head=head),
-            refresh=refresh_by_fetch(remote, want, [], CAPABILITIES),
+            refresh=refresh_by_fetch(remote, want, have, CAPABILITIES),
             progress=bar,
         )
     finally:

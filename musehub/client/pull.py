@@ -23,7 +23,6 @@ place, commits last (``MuseDir.adopt``). Then, as muse does:
 from __future__ import annotations
 
 import contextlib
-import functools
 import shutil
 import tempfile
 import time
@@ -33,13 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
-from musehub.client.clone import CAPABILITIES, ORIGIN
+from musehub.client.clone import CAPABILITIES, ORIGIN, download_into
 from musehub.client.errors import DownloadError, PullError, RemoteError
 from musehub.client.layout import MUSE_DIR, LayoutError, MuseDir, check_branch_name
-from musehub.client.parts import refresh_by_fetch, stream_parts
 from musehub.client.pipe import PipeAborted
 from musehub.client.progress import ByteProgress
-from musehub.client.unpack import PackError, UnpackCounts, unpack_stream, unpack_streams
+from musehub.client.unpack import PackError, UnpackCounts, unpack_stream
 from musehub.client.wire import URL_ANSWER_MAX_BYTES, MPackURL, MuseRemote, RemoteRefs
 from musehub.client.worktree import LocalChanges, apply_update, plan_update
 
@@ -184,7 +182,10 @@ async def _fetch_into(
                 bar.finish()
         with _as_pull_error(repo):
             if isinstance(answer, MPackURL):
-                counts = await _stream_parts(remote, want, have, answer, stage, progress, stderr)
+                unpacked = await download_into(
+                    remote, want, have, answer, stage, head=None, progress=progress, stderr=stderr
+                )
+                counts = unpacked.counts
                 fetched = _Fetched(counts, answer.size, len(answer.parts))
             else:
                 with answer.path.open("rb") as fp:
@@ -194,32 +195,6 @@ async def _fetch_into(
         return fetched
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-async def _stream_parts(
-    remote: MuseRemote,
-    want: list[str],
-    have: list[str],
-    answer: MPackURL,
-    stage: MuseDir,
-    progress: bool,
-    stderr: TextIO | None,
-) -> UnpackCounts:
-    count = len(answer.parts)
-    label = "Downloading pack" if count == 1 else f"Downloading {count} packs"
-    bar = ByteProgress(label, answer.size, stream=stderr) if progress else None
-    try:
-        unpacked = await stream_parts(
-            remote.http,
-            answer.parts,
-            functools.partial(unpack_streams, repo=stage),
-            refresh=refresh_by_fetch(remote, want, have, CAPABILITIES),
-            progress=bar,
-        )
-    finally:
-        if bar:
-            bar.finish()
-    return unpacked.counts
 
 
 def _track(repo: MuseDir, refs: RemoteRefs, seen_before: dict[str, str]) -> tuple[str, ...]:
