@@ -177,3 +177,14 @@ async def test_a_branch_with_commits_of_its_own_is_ahead_then_diverged(remote: R
         pull_command, remote.root, True, transport=remote.hub.transport()
     )
     assert exit_code == 1
+
+
+async def test_pull_from_a_hub_that_answers_inline(remote: Remote) -> None:
+    h = remote.history
+    c2 = h.commit([remote.hub.heads["main"]], {**FIRST, "inline.txt": b"sent inline"})
+    remote.publish("main", c2)
+    remote.hub.mpack_url = False  # a hub without URL answers: the pack comes in the body
+    result = await remote.pull()
+    assert result.outcome == "fast-forward" and result.parts == 0 and result.counts.commits == 1
+    assert work_tree(remote.root) == files_of(h, c2)
+    assert [p.name for p in (remote.root / ".muse").iterdir() if p.name.startswith("pull-")] == []
