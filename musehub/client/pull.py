@@ -44,6 +44,9 @@ from musehub.client.worktree import LocalChanges, apply_update, plan_update
 if TYPE_CHECKING:
     import httpx
 
+STAGING_PREFIX = "pull-"
+STALE_STAGING_S = 3600.0
+
 Outcome = Literal["up to date", "fast-forward", "reset", "ahead", "diverged", "not on remote"]
 
 
@@ -161,7 +164,8 @@ async def _fetch_into(
     stderr: TextIO | None,
 ) -> _Fetched:
     """Fetch and decode into a staging folder in ``.muse``, then move the records into place."""
-    staging = Path(tempfile.mkdtemp(prefix="pull-", dir=repo.muse))
+    _sweep_stale_staging(repo)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=repo.muse))
     try:
         stage = MuseDir(repo.root, staging=staging)
         for kind in ("objects", "commits", "snapshots"):
@@ -195,6 +199,15 @@ async def _fetch_into(
         return fetched
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _sweep_stale_staging(repo: MuseDir) -> None:
+    """Staging folders a killed pull left (old enough that no pull still writes them)."""
+    cutoff = time.time() - STALE_STAGING_S
+    for folder in repo.muse.glob(f"{STAGING_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _track(repo: MuseDir, refs: RemoteRefs, seen_before: dict[str, str]) -> tuple[str, ...]:

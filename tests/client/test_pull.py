@@ -188,3 +188,18 @@ async def test_pull_from_a_hub_that_answers_inline(remote: Remote) -> None:
     assert result.outcome == "fast-forward" and result.parts == 0 and result.counts.commits == 1
     assert work_tree(remote.root) == files_of(h, c2)
     assert [p.name for p in (remote.root / ".muse").iterdir() if p.name.startswith("pull-")] == []
+
+
+async def test_a_killed_pull_s_staging_is_swept_by_the_next(remote: Remote) -> None:
+    import os
+    import time
+
+    left = remote.root / ".muse" / "pull-killed"
+    (left / "commits").mkdir(parents=True)
+    old = time.time() - 2 * 3600
+    os.utime(left, (old, old))
+    recent = remote.root / ".muse" / "pull-running"
+    recent.mkdir()  # another pull may still be writing this one
+    remote.publish("main", remote.history.commit([remote.hub.heads["main"]], FIRST, "again"))
+    await remote.pull()
+    assert not left.exists() and recent.exists()
