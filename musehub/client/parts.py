@@ -14,8 +14,8 @@ decoder reads the parts one after the other while they arrive:
   refreshed when it expired, its size and sha256 checked as the bytes stream. The decoder sees
   a part's end only once they matched, and a bad part stops everything (the caller discards
   what was decoded).
-- ``part_reader`` is the one place where a part's bytes become the stream the decoder reads:
-  where a per-part encoding (``mpack-zstd``) is undone.
+- ``part_sink`` is the one place where a part's bytes as served become the pack bytes the
+  decoder reads: where a per-part encoding (``mpack-zstd``) is undone.
 """
 
 from __future__ import annotations
@@ -84,10 +84,21 @@ def refresh_by_fetch(
     return refresh
 
 
-def part_reader(pipe: BytePipe, part: PackPart) -> BinaryIO:
-    """The stream the decoder reads for ``part``: its bytes as served (no encoding yet)."""
+class RawPart:
+    """A part's bytes as served go to the decoder's pipe unchanged (no encoding)."""
+
+    def __init__(self, pipe: BytePipe) -> None:
+        self.write = pipe.write
+
+    def finish(self) -> None:
+        """All bytes are in (and checked): nothing is held back."""
+
+
+def part_sink(part: PackPart, pipe: BytePipe) -> RawPart:
+    """Where a part's bytes as served become the pack bytes the decoder reads: the one place a
+    per-part encoding (``mpack-zstd``) is undone, by wrapping ``pipe.write``."""
     del part  # the part's encoding picks a decoder here once parts can be compressed
-    return pipe  # type: ignore[return-value]
+    return RawPart(pipe)
 
 
 async def stream_parts(
@@ -195,14 +206,16 @@ class _PartStreams:
             latest = await self._refresh(latest)  # the URL that died: never the first again
             return latest
 
+        sink = part_sink(part, pipe)
         await stream_part(
             self._http,
             part,
-            pipe.write,
+            sink.write,
             refresh=refresh if self._refresh is not None else None,
             progress=self._progress,
             policy=self._policy,
         )
+        sink.finish()
         pipe.close()  # only now, with size and sha256 checked, does the decoder see the end
 
     def _abort(self, error: BaseException) -> None:
@@ -220,9 +233,9 @@ class _PartStreams:
             raise
 
     def _readers(self) -> Iterator[BinaryIO]:
-        for index, (part, pipe) in enumerate(zip(self._parts, self._pipes, strict=True)):
+        for index, pipe in enumerate(self._pipes):
             self._loop.call_soon_threadsafe(self._reached, index)
-            yield part_reader(pipe, part)
+            yield pipe  # type: ignore[misc]  # file-like: read(n)
 
     def _reached(self, index: int) -> None:
         self._reading = index
