@@ -13,28 +13,21 @@ like clones. Each target beside its baseline, measured in the same run:
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import importlib
-import json
-import shutil
 import statistics
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import msgpack
 
-from bench import load
+from bench import chain_clone, load
 from bench.context import Bench
 from bench.hub import HEADERS, Hub, PushedRepo, fetch_body
 from bench.plots import lines
 from bench.result import Check, ScenarioResult, Table, mb, ms, percentile, ratio, secs
 from bench.synthetic import long_history, next_commit
-from musehub.mpack.reader import iter_mpack
 from musehub.services.mpack_build import build_and_upload
 from musehub.services.mpack_cache import cache_id_for
 from musehub.synth.repo import Record
@@ -51,9 +44,7 @@ WARM_TIMEOUT_S = 900.0
 SERVABLE_TIMEOUT_S = 300.0
 POLL_S = 0.02
 TIMEOUT_S = 600.0
-PRESIGN_TTL_S = 900
 CHAIN_CAPS = ["mpack-chain"]
-PARALLEL_DOWNLOADS = 4  # as musehub.client.wire.PARALLEL_REQUESTS
 
 
 @dataclass
@@ -509,169 +500,36 @@ def _merge(into: Answers, more: Answers) -> None:
 # -- 5. clone from the chain vs from one base ----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Part:
-    url: str
-    size: int
-    sha256: str
-
-
 async def _clone_chain_vs_base(bench: Bench, line: Line, out: Report) -> None:
     hub = bench.hub
     repo = line.repo
     await hub.quiesce()
-    body = msgpack.packb({"want": repo.want, "have": [], "capabilities": CHAIN_CAPS})
-    async with httpx.AsyncClient(timeout=TIMEOUT_S, headers=HEADERS) as client:
-        response = await client.post(f"{repo.url}/fetch", content=body)
-    response.raise_for_status()
-    answer = msgpack.unpackb(response.content)
-    chain = [Part(p["url"], p["size"], p["sha256"]) for p in answer["mpack_parts"]]
-    async with hub.sessions() as session:
-        built = await build_and_upload(
-            session, repo.repo_id, repo.want, [], storage=hub.storage,
-            work_dir=hub.settings.work_dir, read_concurrency=hub.settings.storage.read_concurrency)
-    base = [Part(await hub.storage.presign_get(built.key, PRESIGN_TTL_S), built.digest.size,
-                 built.digest.sha256)]
-    folder = Path(tempfile.mkdtemp(prefix="chains-clone-", dir=bench.work))
     reps = bench.pick(2, 5)
-    timings: dict[str, list[float]] = {"chain": [], "base": []}
-    digests: dict[str, str] = {}
-    await hub.quiesce()
-    for i in range(reps):
-        order = (("chain", chain), ("base", base))
-        for name, parts in order if i % 2 == 0 else order[::-1]:
-            dest = folder / f"{name}-{i}"
-            seconds = await _wire_clone(repo.url, parts, dest)
-            timings[name].append(seconds)
-            digests[name] = await asyncio.to_thread(_tree_digest, dest)
-            await asyncio.to_thread(shutil.rmtree, dest, True)
-    shutil.rmtree(folder, ignore_errors=True)
-    chain_s, base_s = (statistics.median(timings[k]) for k in ("chain", "base"))
-    same = digests["chain"] == digests["base"]
-    cache = response.headers.get(load.CACHE_HEADER)
-    rows = [[f"chain: {len(chain)} parts (`mpack-chain` answer, `{cache}`)",
-             mb(sum(p.size for p in chain)), secs(chain_s), _runs(timings["chain"]),
-             ratio(chain_s, base_s)],
+    run = await chain_clone.measure(hub, repo, bench.work, reps)
+    rows = [[f"chain: {run.parts} parts (`mpack-chain` answer, `{run.cache}`)",
+             mb(run.chain_bytes), secs(run.chain_s), _runs(run.timings["chain"]),
+             ratio(run.chain_s, run.base_s)],
             ["baseline: one base of the same history (`build_and_upload`)",
-             mb(built.digest.size), secs(base_s), _runs(timings["base"]), "1.0x"]]
-    client_chains = await asyncio.to_thread(_client_sends_chain)
+             mb(run.base_bytes), secs(run.base_s), _runs(run.timings["base"]), "1.0x"]]
     out.tables.append(Table(
         ["clone of the head set", "pack bytes (MB)", f"median of {reps} (s)", "runs (s)",
          "vs one base"], rows,
-        caption=f"`{repo.slug}` after the pushes above. Both clones run the same code in this "
-                "process (`_wire_clone`), through the wire: `GET /refs`, the `POST /fetch` a "
-                "chain client sends (`capabilities: [\"mpack-chain\"]`, have = []), the packs "
-                f"downloaded from their presigned URLs, up to {PARALLEL_DOWNLOADS} at a time "
-                "(size and sha256 checked), each decoded as soon as it and those before it are "
-                "in (`musehub.mpack.reader`, every object hashed and written by id, every "
-                "record as a JSON file, as a clone stores them), then the default branch "
-                "checked out. The baseline downloads the one base of the same want set "
-                "(`build_and_upload`) instead of the parts. Working trees identical: "
-                f"{'yes' if same else 'NO'}."))
-    out.notes.append(
-        "`musehub clone` sends `mpack-chain` now, but this comparison still runs its own "
-        "client through the wire, so the two sides differ only by the packs." if client_chains
-        else "`musehub clone` does not send `mpack-chain` yet (it asks for one URL: the chain "
-        "joined into one object on first demand), so the chain clone is measured through the "
-        "wire: every part downloaded with httpx and decoded in order, against the one base "
-        "downloaded and decoded the same way.")
+        caption=f"`{repo.slug}` after the pushes above. Both clones are `musehub clone`'s own "
+                "code (`musehub.client.clone.clone`) in this process, end to end through the "
+                "wire (`bench/chain_clone.py`): `GET /refs`, the `POST /fetch` it sends "
+                "(`mpack-chain`), the packs downloaded (a few at once, small ones ahead) and "
+                "decoded while they arrive, the tree checked out. The baseline's `/fetch` answer "
+                "is swapped for one part, the same history built into one pack "
+                "(`build_and_upload`). Runs alternate. Trees and `.muse` identical: "
+                f"{'yes' if run.same_trees else 'NO'}. The client's own CPU (median): "
+                f"{secs(run.cpu_s('chain'))} s vs {secs(run.cpu_s('base'))} s. Load average "
+                f"{run.load[0]:.1f} → {run.load[1]:.1f}."))
     out.checks.append(Check(
-        f"clone from a {len(chain)}-part chain vs from one base: within 10 % end to end",
-        f"{secs(chain_s)} s vs {secs(base_s)} s ({chain_s / base_s - 1:+.0%})",
-        chain_s <= CLONE_WITHIN * base_s and same))
-    out.raw["clone"] = {"parts": len(chain), **timings}
-
-
-async def _wire_clone(url: str, parts: Sequence[Part], dest: Path) -> float:
-    """A chain client's clone: refs → fetch (chain form) → the packs downloaded up to
-    PARALLEL_DOWNLOADS at a time, each applied in order as soon as it is in → check out."""
-    began = time.perf_counter()
-    async with httpx.AsyncClient(timeout=TIMEOUT_S, headers=HEADERS) as http:
-        refs = msgpack.unpackb((await http.get(f"{url}/refs")).raise_for_status().content)
-        heads = {str(b): str(c) for b, c in refs["branch_heads"].items()}
-        body = msgpack.packb({"want": sorted(set(heads.values())), "have": [],
-                              "capabilities": CHAIN_CAPS})
-        (await http.post(f"{url}/fetch", content=body)).raise_for_status()
-        await asyncio.to_thread(dest.mkdir, parents=True)
-        gate = asyncio.Semaphore(PARALLEL_DOWNLOADS)
-
-        async def download(n: int, part: Part) -> Path:
-            async with gate:
-                return await _download(http, part, dest.parent / f".{dest.name}-{n}.mpack")
-
-        downloads = [asyncio.create_task(download(n, p)) for n, p in enumerate(parts)]
-        try:
-            for task in downloads:
-                await asyncio.to_thread(_apply, await task, dest)
-        finally:
-            for task in downloads:
-                task.cancel()
-    branch = str(refs.get("default_branch") or "main")
-    await asyncio.to_thread(_check_out, dest, heads[branch if branch in heads else min(heads)])
-    return time.perf_counter() - began
-
-
-async def _download(http: httpx.AsyncClient, part: Part, path: Path) -> Path:
-    digest, size = hashlib.sha256(), 0
-    async with http.stream("GET", part.url) as response:
-        response.raise_for_status()
-        with path.open("wb") as out:
-            async for chunk in response.aiter_bytes(1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-    if size != part.size or digest.hexdigest() != part.sha256:
-        raise RuntimeError(f"{part.url}: {size} bytes, sha256 {digest.hexdigest()}, promised "
-                           f"{part.size} and {part.sha256}")
-    return path
-
-
-def _apply(pack: Path, root: Path) -> None:
-    """What a clone does with a pack: every object hashed and stored by id (kept if present),
-    every commit and snapshot stored as a JSON file."""
-    store = root / ".muse"
-    with pack.open("rb") as fp:
-        for item in iter_mpack(fp):
-            value = item.value
-            if item.kind == "object":
-                oid, content = str(value["object_id"]), value["content"]
-                if hashlib.sha256(content).hexdigest() != oid:
-                    raise RuntimeError(f"object {oid} does not hash to its id")
-                path = store / "objects" / oid[:2] / oid[2:]
-                if not path.exists():
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(content)
-            elif item.kind in ("commit", "snapshot"):
-                folder = store / f"{item.kind}s"
-                folder.mkdir(parents=True, exist_ok=True)
-                (folder / f"{value[item.kind + '_id']}.json").write_text(json.dumps(value))
-    pack.unlink()
-
-
-def _check_out(root: Path, head: str) -> None:
-    store = root / ".muse"
-    commit = json.loads((store / "commits" / f"{head}.json").read_text())
-    snapshot = json.loads((store / "snapshots" / f"{commit['snapshot_id']}.json").read_text())
-    for rel, oid in snapshot["manifest"].items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes((store / "objects" / oid[:2] / oid[2:]).read_bytes())
-
-
-def _client_sends_chain() -> bool:
-    """Whether `musehub clone` (being changed in parallel) asks for `mpack-chain` yet."""
-    source = importlib.import_module("musehub.client.clone").__file__
-    return source is not None and "mpack-chain" in Path(source).read_text()
-
-
-def _tree_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = path.relative_to(root)
-        if relative.parts[0] == ".muse":
-            continue
-        digest.update(str(relative).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+        f"clone from a {run.parts}-part chain vs from one base: within 10 % end to end",
+        f"{secs(run.chain_s)} s vs {secs(run.base_s)} s ({run.chain_s / run.base_s - 1:+.0%})",
+        run.chain_s <= CLONE_WITHIN * run.base_s and run.same_trees))
+    out.raw["clone"] = {"parts": run.parts, **run.timings,
+                        "cpu": run.cpu}
 
 
 # -- 4. warm pull vs history length ----------------------------------------------------------

@@ -48,7 +48,9 @@ def clone_command(
 def print_clone_result(result: CloneResult, url: str, out: TextIO | None = None) -> None:
     out = out if out is not None else sys.stdout
     mib = result.bytes / (1024 * 1024)
-    how = "pack URL" if result.via_url else "inline"
+    how = "inline"
+    if result.via_url:
+        how = "pack URL" if result.parts == 1 else f"a chain of {result.parts} packs"
     out.write(
         f"Cloned {url} into {result.dest}\n"
         f"  {result.commits} commits, {result.snapshots} snapshots, {result.objects} objects, "

@@ -175,6 +175,16 @@ def _client(commands: Any) -> None:
     )
     clone.set_defaults(handler="musehub.cli.clone:run_clone")
 
+    pull = commands.add_parser(
+        "pull",
+        help="fetch a clone's remote and fast-forward its branch: musehub pull [DIR]",
+    )
+    pull.add_argument(
+        "dir", nargs="?", type=Path, help="the clone (default: the current folder or above)"
+    )
+    pull.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    pull.set_defaults(handler="musehub.cli.pull:run_pull")
+
     synth = commands.add_parser(
         "synth", help="generate a deterministic synthetic repository and push it to URL"
     )

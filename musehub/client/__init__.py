@@ -1,9 +1,11 @@
-"""The muse client side: the wire protocol client, push, clone and the ``.muse`` layout.
+"""The muse client side: the wire protocol client, push, clone, pull and the ``.muse`` layout.
 
-``wire`` talks HTTP, ``push`` and ``clone`` run the protocol's sequences, ``download`` fetches a
-pack by URL (resumable, ranged), ``pipe`` hands it to ``unpack`` as it arrives, ``unpack`` checks
-every id and hands files to ``writer``'s threads, ``layout`` is the on-disk ``.muse``. The
-``musehub clone`` command that drives it is in ``musehub/cli/clone.py``. This package imports
+``wire`` talks HTTP, ``push``, ``clone`` and ``pull`` run the protocol's sequences, ``parts``
+downloads an answer's packs (a chain's base and top-ups, a few at once) and ``download`` each one
+by URL (resumable, ranged), ``pipe`` hands them to ``unpack`` as they arrive, ``unpack`` checks
+every id and hands files to ``writer``'s threads, ``layout`` is the on-disk ``.muse`` and
+``worktree`` moves a working tree between two commits' trees. The ``musehub clone`` and
+``musehub pull`` commands that drive it are in ``musehub/cli/``. This package imports
 nothing else of the hub but the mpack reader and ids.
 """
 

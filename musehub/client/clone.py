@@ -1,11 +1,12 @@
 """``muse clone``: copy a remote repository into a fresh directory and check out its default branch.
 
 Sequence (docs/wire-protocol.md): ``GET /refs`` → ``POST /fetch`` with ``want`` = every branch head
-(deduped, sorted), ``have = []``, ``capabilities: ["mpack-url", "mpack-zstd"]`` → the pack is
-decoded *while it downloads* (``download.stream_part`` feeds ``unpack.unpack_stream`` through a
-bounded ``pipe.BytePipe``, through ``encoding.decoding`` when the hub sent the zstd copy; files
-are written by a small thread pool and the head's tree is checked out on the way) → once the
-last byte is in, the pack's size and sha256 are checked → refs from the
+(deduped, sorted), ``have = []``, ``capabilities``: ``mpack-chain``, ``mpack-url``, ``mpack-zstd``
+→ the packs (a chain's base and top-ups, or one pack; the zstd copies where the hub has them) are
+decoded *while they download* (``parts.stream_parts`` feeds ``unpack.unpack_streams``, a few parts
+downloading at once, each through ``encoding.decoding`` when compressed and a bounded
+``pipe.BytePipe``; files are written by a small thread pool and the head's tree is checked out on
+the way) → each part's size and sha256 are checked as its last byte comes in → refs from the
 ``/refs`` answer → the staged ``.muse`` is renamed into place. An inline answer (a hub without
 ``mpack-url``) is spooled to a file first and unpacked the same way.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
+import functools
 import shutil
 import tempfile
 import time
@@ -26,20 +27,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from musehub.client.download import PackPart, stream_part
-from musehub.client.encoding import ZSTD_CAPABILITY, decoding
-from musehub.client.errors import CloneError, DownloadError, RemoteError
+from musehub.client.encoding import ZSTD_CAPABILITY
+from musehub.client.errors import CloneError, RemoteError
 from musehub.client.layout import LayoutError, MuseDir, check_branch_name
-from musehub.client.pipe import BytePipe, PipeAborted
+from musehub.client.parts import refresh_by_fetch, stream_parts
+from musehub.client.pipe import PipeAborted
 from musehub.client.progress import ByteProgress
-from musehub.client.unpack import PackError, Unpacked, unpack_stream
+from musehub.client.unpack import PackError, Unpacked, unpack_stream, unpack_streams
 from musehub.client.wire import URL_ANSWER_MAX_BYTES, InlinePack, MPackURL, MuseRemote, RemoteRefs
 
 if TYPE_CHECKING:
     import httpx
 
 ORIGIN = "origin"
-RAW_CAPABILITIES = ("mpack-url",)
+# A chain (a base and top-ups) when the hub has one, one pack URL from a hub without chains.
+RAW_CAPABILITIES = ("mpack-chain", "mpack-url")
 CAPABILITIES = (*RAW_CAPABILITIES, ZSTD_CAPABILITY)
 
 
@@ -56,6 +58,7 @@ class CloneResult:
     seconds: float
     via_url: bool
     skipped_paths: tuple[str, ...] = ()
+    parts: int = 0  # packs downloaded by URL: a chain's base and top-ups, or one
 
 
 async def clone(
@@ -84,8 +87,16 @@ async def clone(
                 repo = MuseDir(dest, staging=staging)
                 repo.init(repo_id=refs.repo_id, domain=refs.domain, default_branch=branch)
                 if isinstance(answer, MPackURL):
-                    unpacked = await _stream_into(
-                        remote, want, capabilities, answer, repo, head, progress, stderr
+                    unpacked = await download_into(
+                        remote,
+                        want,
+                        [],
+                        capabilities,
+                        answer,
+                        repo,
+                        head=head,
+                        progress=progress,
+                        stderr=stderr,
                     )
                 else:
                     unpacked = await asyncio.to_thread(_unpack_file, answer.path, repo, head)
@@ -107,6 +118,7 @@ async def clone(
         seconds=time.monotonic() - started,
         via_url=isinstance(answer, MPackURL),
         skipped_paths=tuple(unpacked.checkout.skipped_paths),
+        parts=len(answer.parts) if isinstance(answer, MPackURL) else 0,
     )
 
 
@@ -164,73 +176,38 @@ async def _fetch(
     return answer
 
 
-async def _stream_into(
+async def download_into(
     remote: MuseRemote,
     want: list[str],
+    have: list[str],
     capabilities: tuple[str, ...],
     answer: MPackURL,
     repo: MuseDir,
-    head: str,
+    *,
+    head: str | None,
     progress: bool,
     stderr: TextIO | None,
 ) -> Unpacked:
-    """Download the pack and decode it in a thread as it arrives; good only once this returns
-    (the size and sha256 are checked after the last byte, before the decoder sees the end)."""
-
-    async def refresh() -> PackPart:
-        try:
-            fresh = await remote.fetch(want, [], capabilities)
-        except RemoteError as exc:
-            raise DownloadError(
-                f"cannot get a fresh pack URL ({exc}); run the clone again"
-            ) from exc
-        if not isinstance(fresh, MPackURL):
-            fresh.path.unlink(missing_ok=True)
-            raise DownloadError("the hub stopped answering with a pack URL; run the clone again")
-        return pack_part(fresh)
-
-    pipe = BytePipe()
-    decoder = asyncio.ensure_future(asyncio.to_thread(_decode, pipe, repo, head))
-    bar = ByteProgress("Downloading pack", answer.size, stream=stderr) if progress else None
+    """Download the answer's packs and decode them into ``repo`` in a thread as they arrive
+    (checking out ``head`` on the way when given); good only once this returns (each part's
+    size and sha256 are checked before the decoder sees its end). Clone and pull share it."""
+    bar = ByteProgress(_download_label(answer), answer.size, stream=stderr) if progress else None
     try:
-        # The size and sha256 checked are of the bytes served; the decoder checks the rest.
-        decoder_input = decoding(answer.encoding, pipe.write, decoded_size=answer.decoded_size)
-        await stream_part(
-            remote.http, pack_part(answer), decoder_input.write, refresh=refresh, progress=bar
+        return await stream_parts(
+            remote.http,
+            answer.parts,
+            functools.partial(unpack_streams, repo=repo, head=head),
+            refresh=refresh_by_fetch(remote, want, have, capabilities),
+            progress=bar,
         )
-        decoder_input.finish()
-    except BaseException as exc:
-        pipe.abort(exc)
-        with contextlib.suppress(BaseException):
-            await decoder  # the thread stops at its next read; wait so it writes no more
-        failed = decoder.exception() if decoder.done() and not decoder.cancelled() else None
-        if isinstance(exc, PipeAborted) and failed is not None:
-            raise failed from None  # the decoder stopped first: its error is the cause
-        raise
     finally:
         if bar:
             bar.finish()
-    pipe.close()
-    return await decoder
 
 
-def pack_part(answer: MPackURL) -> PackPart:
-    return PackPart(answer.url, answer.size, answer.sha256, _unix_time(answer.expires_at))
-
-
-def _unix_time(iso: str) -> float | None:
-    try:
-        return datetime.datetime.fromisoformat(iso).timestamp()
-    except ValueError:
-        return None
-
-
-def _decode(pipe: BytePipe, repo: MuseDir, head: str) -> Unpacked:
-    try:
-        return unpack_stream(pipe, repo, head=head)  # type: ignore[arg-type]
-    except BaseException as exc:
-        pipe.abort(exc)  # stop the download: the pack is no good
-        raise
+def _download_label(answer: MPackURL) -> str:
+    count = len(answer.parts)
+    return "Downloading pack" if count == 1 else f"Downloading {count} packs"
 
 
 def _unpack_file(pack: Path, repo: MuseDir, head: str) -> Unpacked:

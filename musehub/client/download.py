@@ -18,7 +18,8 @@ byte is in; the caller must not treat what it decoded as good before ``stream_pa
   whatever the pack's size. In-order streaming (rather than writing ranges to their place in a
   file) keeps "decode while downloading" and leaves no file of the whole pack on disk.
 
-A pack chain (``mpack-chain``) is a list of parts: call ``stream_part`` for each, in order.
+A URL answer's parts (one pack, or a chain's base and top-ups) are downloaded by ``parts.py``,
+which calls ``stream_part`` for each.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class PackPart:
     size: int
     sha256: str
     expires_at: float | None = None  # unix time; None when the hub did not say
+    encoding: str | None = None  # "zstd": the bytes served are the pack compressed (mpack-zstd)
+    decoded_size: int | None = None  # the pack's own size, when encoded
 
 
 Refresh = Callable[[], Awaitable[PackPart]]
@@ -121,12 +124,12 @@ def check_download(size: int, sha256: str, expected_size: int, expected_sha256: 
     if size != expected_size:
         raise DownloadError(
             f"pack download is {size} bytes, the remote promised {expected_size}; "
-            "the transfer was cut short, run the clone again"
+            "the transfer was cut short, run it again"
         )
     if sha256 != expected_sha256.lower():
         raise DownloadError(
             f"pack sha256 is {sha256}, the remote promised {expected_sha256}; "
-            "the pack is corrupt, run the clone again or report it to the hub's operator"
+            "the pack is corrupt, run it again or report it to the hub's operator"
         )
 
 
@@ -199,7 +202,7 @@ class _Source:
                 if failures >= self._policy.attempts:
                     raise DownloadError(
                         f"pack download failed {failures} times in a row ({exc}); "
-                        "check the network and run the clone again"
+                        "check the network and run it again"
                     ) from exc
                 await asyncio.sleep(self._policy.backoff(failures))
                 continue
@@ -228,7 +231,7 @@ class _Source:
                         else:
                             raise DownloadError(
                                 f"pack download is larger than the {self.part.size} bytes "
-                                "promised; the remote sent a different pack, run the clone again"
+                                "promised; the remote sent a different pack, run it again"
                             )
                     if chunk:
                         await emit(chunk)
@@ -261,7 +264,7 @@ class _Source:
         hint = "the pack URL may have expired" if status == 403 else "the pack is not there"
         if 300 <= status < 400:
             hint = "redirects are refused"
-        raise DownloadError(f"pack download failed with HTTP {status}; {hint}, run the clone again")
+        raise DownloadError(f"pack download failed with HTTP {status}; {hint}, run it again")
 
     async def _usable_url(self) -> str:
         expires, now = self.part.expires_at, time.monotonic()
@@ -281,7 +284,7 @@ class _Source:
             if (fresh.size, fresh.sha256.lower()) != (self.part.size, self.part.sha256.lower()):
                 raise DownloadError(
                     "the hub now serves a different pack for this clone (the repository "
-                    "changed during the download); run the clone again"
+                    "changed during the download); run it again"
                 )
             self.part = replace(self.part, url=fresh.url, expires_at=fresh.expires_at)
             self._renewed_at = time.monotonic()

@@ -25,3 +25,7 @@ class CloneError(Exception):
 
 class DownloadError(CloneError):
     """A downloaded pack did not match the size or sha256 the remote promised."""
+
+
+class PullError(Exception):
+    """A pull could not complete; refs and the working tree were left as they were."""

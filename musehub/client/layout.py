@@ -118,6 +118,22 @@ class MuseDir:
         text = f'[remotes.{name}]\nurl = "{_toml_escape(url)}"\nbranch = "{_toml_escape(branch)}"\n'
         (self.muse / "config.toml").write_text(text)
 
+    def remote_url(self, name: str) -> str | None:
+        import tomllib
+
+        try:
+            config = tomllib.loads((self.muse / "config.toml").read_text())
+        except (OSError, tomllib.TOMLDecodeError):
+            return None
+        url = config.get("remotes", {}).get(name, {}).get("url")
+        return url if isinstance(url, str) and url else None
+
+    def current_branch(self) -> str:
+        head = (self.muse / "HEAD").read_text().strip()
+        branch = head.removeprefix("ref: ").removeprefix("refs/heads/")
+        check_branch_name(branch)
+        return branch
+
     # -- refs ----------------------------------------------------------------------------
 
     def set_branch(self, branch: str, commit_id: str) -> None:
@@ -133,6 +149,36 @@ class MuseDir:
         pointer = self.muse / "remotes" / remote / branch
         pointer.parent.mkdir(parents=True, exist_ok=True)
         pointer.write_text(commit_id)
+
+    def drop_remote_head(self, remote: str, branch: str) -> None:
+        check_branch_name(branch)
+        (self.muse / "remotes" / remote / branch).unlink(missing_ok=True)
+
+    def branches(self) -> dict[str, str]:
+        """Local branches and their commits."""
+        return _pointers(self.muse / "refs" / "heads")
+
+    def remote_heads(self, remote: str) -> dict[str, str]:
+        """The remote's branches as last seen (its tracking pointers)."""
+        return _pointers(self.muse / "remotes" / remote)
+
+    def has_commit(self, commit_id: str) -> bool:
+        return os.path.isfile(os.path.join(self.muse, "commits", commit_id + ".json"))
+
+    def adopt(self, staged: MuseDir) -> None:
+        """Move the records a fetch staged in ``staged`` into this ``.muse``: objects, then
+        snapshots, then commits, each with one rename, so a commit shows up only once all it
+        names is here and a killed pull leaves no half-written file."""
+        for kind in ("objects", "snapshots", "commits"):
+            source = staged.muse / kind
+            for src in sorted(source.rglob("*")):
+                if not src.is_file():
+                    continue
+                dest = self.muse / kind / src.relative_to(source)
+                if dest.exists():
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dest)
 
     # -- objects and records -------------------------------------------------------------
 
@@ -212,6 +258,16 @@ class MuseDir:
             dest.write_bytes(src.read_bytes())
             report.files += 1
         return report
+
+
+def _pointers(folder: Path) -> dict[str, str]:
+    """Ref files under ``folder`` (branch names may hold ``/``) and the ids they hold."""
+    found = {}
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else ():
+        commit_id = path.read_text().strip() if path.is_file() else ""
+        if OBJECT_ID_RE.match(commit_id):
+            found[path.relative_to(folder).as_posix()] = commit_id
+    return found
 
 
 def _write_json(path: str | Path, value: Any) -> None:

@@ -8,8 +8,14 @@ record at a time, and each file is handed to a ``FileWriter`` thread:
   snapshot, message and time (the formulas of docs/wire-protocol.md, as the hub checks a push);
 - the head commit's tree is checked out on the way: its snapshot comes before the objects in a
   hub pack, so each object that the tree names is written to the working tree from memory when
-  it arrives; paths it names that were not written that way (a pack in another order) are
-  copied from the object store at the end.
+  it arrives; paths it names that were not written that way (an object in an earlier part of a
+  chain than the head's snapshot, or a pack in another order) are copied from the object store
+  at the end, by the writer's threads.
+
+A chain's parts are decoded one after the other into the same repository (``unpack_streams``),
+as sets: a record that two parts hold is written and counted once. The head's snapshot may be in
+an earlier part than the head commit (a commit whose tree an older commit had): it is then read
+back from the store at the end.
 
 A pack's own ``branch_heads`` are skipped: refs come from ``/refs``, as the muse client takes
 them. Memory holds one record plus the writer's bounded queue, whatever the pack's size.
@@ -17,7 +23,10 @@ them. Memory holds one record plus the writer's bounded queue, whatever the pack
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -56,7 +65,14 @@ def unpack_into(pack: Path, repo: MuseDir) -> UnpackCounts:
 
 
 def unpack_stream(fp: BinaryIO, repo: MuseDir, *, head: str | None = None) -> Unpacked:
-    """Decode the pack read from ``fp`` into ``repo``; check out ``head`` too when given.
+    """Decode the pack read from ``fp`` into ``repo``; check out ``head`` too when given."""
+    return unpack_streams([fp], repo, head=head)
+
+
+def unpack_streams(
+    packs: Iterable[BinaryIO], repo: MuseDir, *, head: str | None = None
+) -> Unpacked:
+    """Decode the packs (a chain's parts, in order) into ``repo``; check out ``head`` too.
 
     On any failure the queued writes are dropped and the running ones finished before it
     raises, so nothing writes into ``repo`` afterwards.
@@ -64,8 +80,9 @@ def unpack_stream(fp: BinaryIO, repo: MuseDir, *, head: str | None = None) -> Un
     files = FileWriter()
     unpacker = _Unpacker(repo, files, head)
     try:
-        for item in iter_mpack(fp):
-            unpacker.take(item.kind, item.value)
+        for fp in packs:
+            for item in iter_mpack(fp):
+                unpacker.take(item.kind, item.value)
         files.close()
         unpacker.finish_checkout()
     except (MPackFormatError, LayoutError) as exc:
@@ -86,13 +103,21 @@ class _Unpacker:
         self._manifest: dict[str, str] | None = None
         self._paths_of: dict[str, list[Path]] = {}  # object id -> working-tree paths
         self._written: set[str] = set()  # object ids whose paths were checked out
+        self._seen: set[str] = set()  # ids taken: a chain's parts may repeat a record
 
     def take(self, kind: str, value: dict[str, Any]) -> None:
+        if kind not in ("object", "snapshot", "commit"):
+            return
+        record_id = value.get(f"{kind}_id")
+        if isinstance(record_id, str):
+            if record_id in self._seen:
+                return  # already verified and written from an earlier part
+            self._seen.add(record_id)
         if kind == "object":
             self._object(value)
         elif kind == "snapshot":
             self._snapshot(value)
-        elif kind == "commit":
+        else:
             self._commit(value)
 
     def _commit(self, commit: dict[str, Any]) -> None:
@@ -135,27 +160,42 @@ class _Unpacker:
             self.report.files += 1
 
     def finish_checkout(self) -> None:
-        """Write the head's paths no object brought along (their object came first)."""
+        """Write the head's paths no object brought along (their object came first), once
+        every queued write is done."""
         if self._head is None:
             return
         if self._head_snapshot is None:
             raise LayoutError(f"commit {self._head} is not in the pack")
-        if self._manifest is None:
-            raise LayoutError(f"snapshot {self._head_snapshot} of {self._head} is not in the pack")
-        for object_id, paths in self._paths_of.items():
-            if object_id in self._written:
-                continue
-            src = self.repo.object_path(object_id)
-            if not src.is_file():
-                raise LayoutError(f"object {object_id} for {paths[0]} is not in the pack")
-            content = src.read_bytes()
-            for path in paths:
-                _write_work_file(path, content)
+        if self._manifest is None:  # the snapshot came in a part before the head commit
+            snapshot = self.repo.read_snapshot(self._head_snapshot)
+            if snapshot is None:
+                raise LayoutError(
+                    f"snapshot {self._head_snapshot} of {self._head} is not in the pack"
+                )
+            self._plan_checkout(verify_snapshot(snapshot))
+        copies = FileWriter()
+        try:
+            for object_id, paths in self._paths_of.items():
+                if object_id in self._written:
+                    continue
+                src = self.repo.object_path(object_id)
+                if not src.is_file():
+                    raise LayoutError(f"object {object_id} for {paths[0]} is not in the pack")
+                copies.submit(functools.partial(_copy_work_files, src, paths))
+            copies.close()
+        finally:
+            copies.abort()
 
 
 def _write_work_file(path: Path, content: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
+
+
+def _copy_work_files(src: Path, paths: list[Path]) -> None:
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, path)  # in the kernel where it can (copy_file_range)
 
 
 def verify_object(object_id: str, content: bytes) -> None:

@@ -4,7 +4,8 @@ It behaves like the muse 0.1.5 client where the protocol pins behaviour: msgpack
 ``Accept: application/x-msgpack, application/json`` on every request, every 2xx decoded as
 msgpack (a non-map reads as ``{}``), redirects refused, 64 MiB answer cap, no token over
 plain http except to loopback. It goes beyond it in two places: ``fetch`` asks for the
-pack by URL (``capabilities: ["mpack-url"]``) and streams an inline answer to a file.
+pack by URL (``capabilities: ["mpack-url"]``, and ``"mpack-chain"`` for a base and top-ups)
+and streams an inline answer to a file.
 
 Pass ``transport=httpx.ASGITransport(app)`` to talk to an in-process app in tests.
 """
@@ -13,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import os
+import re
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgpack
 
+from musehub.client.download import PackPart
 from musehub.client.errors import RemoteError
 
 ACCEPT = "application/x-msgpack, application/json"
@@ -41,6 +45,7 @@ URLLIB_DEFAULT_CONTENT_TYPE = "application/x-www-form-urlencoded"
 URL_ANSWER_MAX_BYTES = 1024 * 1024
 ERROR_TEXT_CHARS = 400
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 
 Record = dict[str, Any]
 
@@ -57,15 +62,17 @@ class RemoteRefs:
 
 @dataclass(frozen=True)
 class MPackURL:
-    """A fetch answered by URL: download ``url`` with one plain GET and check size and sha256."""
+    """A fetch answered by URL: the packs to download (plain GETs) and apply in order, each
+    checked against its size and sha256: one pack (``mpack-url``), or a base and top-ups
+    (``mpack-chain``)."""
 
-    url: str
-    size: int
-    sha256: str
-    expires_at: str
+    parts: tuple[PackPart, ...]
     branch_heads: dict[str, str]
-    encoding: str | None = None  # "zstd" when the client sent mpack-zstd and got the copy
-    decoded_size: int | None = None  # the raw pack's size, when encoded
+
+    @property
+    def size(self) -> int:
+        """Bytes to download: every part."""
+        return sum(part.size for part in self.parts)
 
 
 @dataclass(frozen=True)
@@ -362,28 +369,64 @@ def _discard(path: Path) -> None:
 
 
 def _url_answer(path: Path) -> MPackURL | None:
-    """Read a small fetch answer; ``None`` when it is an inline pack rather than a URL."""
+    """Read a small fetch answer; ``None`` when it is an inline pack rather than URLs. The
+    chain form wins when the hub sent both (it does when the whole answer is one pack too)."""
     answer = _decode_map(path.read_bytes())
-    if "mpack_url" not in answer:
+    expires_at = _unix_time(answer.get("expires_at"))
+    listed = answer.get("mpack_parts")
+    if listed:
+        if not isinstance(listed, list):
+            raise RemoteError(0, "the hub's mpack_parts is not a list; report it to its operator")
+        parts = tuple(_pack_part(p, expires_at) for p in listed)
+    elif "mpack_url" in answer:
+        one = {
+            "url": answer["mpack_url"],
+            "size": answer.get("mpack_size"),
+            "sha256": answer.get("mpack_sha256"),
+            "encoding": answer.get("mpack_encoding"),
+            "decoded_size": answer.get("mpack_decoded_size"),
+        }
+        parts = (_pack_part(one, expires_at),)
+    else:
         return None
     heads = answer.get("branch_heads") or {}
-    return MPackURL(
-        url=str(answer["mpack_url"]),
-        size=int(answer.get("mpack_size") or 0),
-        sha256=str(answer.get("mpack_sha256") or ""),
-        expires_at=str(answer.get("expires_at") or ""),
-        branch_heads={str(b): str(c) for b, c in heads.items()},
-        encoding=_optional_str(answer.get("mpack_encoding")),
-        decoded_size=_optional_int(answer.get("mpack_decoded_size")),
+    return MPackURL(parts=parts, branch_heads={str(b): str(c) for b, c in heads.items()})
+
+
+def _pack_part(listed: Any, expires_at: float | None) -> PackPart:
+    """One ``{url, size, sha256}`` of an answer, or a ``RemoteError`` naming what is wrong."""
+    url = listed.get("url") if isinstance(listed, dict) else None
+    size = listed.get("size") if isinstance(listed, dict) else None
+    sha256 = listed.get("sha256") if isinstance(listed, dict) else None
+    if (
+        not isinstance(url, str)
+        or type(size) is not int
+        or size < 0
+        or not isinstance(sha256, str)
+        or not _SHA256_RE.match(sha256)
+    ):
+        raise RemoteError(
+            0,
+            f"the hub answered a pack without a URL, size or sha256 ({listed!r:.200}); "
+            "report it to its operator",
+        )
+    encoding = listed.get("encoding")
+    decoded_size = listed.get("decoded_size")
+    return PackPart(
+        url,
+        size,
+        sha256,
+        expires_at,
+        encoding=None if encoding is None else str(encoding),
+        decoded_size=decoded_size if type(decoded_size) is int else None,
     )
 
 
-def _optional_str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _optional_int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _unix_time(iso: Any) -> float | None:
+    try:
+        return datetime.datetime.fromisoformat(str(iso)).timestamp()
+    except ValueError:
+        return None  # no expiry known: a 403 will say when the URL died
 
 
 def _chunks(

@@ -46,6 +46,8 @@ class FakeHub:
     corrupt_pack: bool = False  # serve packs whose bytes differ from the promised sha256
     break_pack_after: int | None = None  # the next pack GET breaks after this many bytes
     stale_answers: int = 0  # this many URL answers come with an expires_at in the past
+    chain_parts: int = 0  # answer `mpack-chain` clones with this many parts, oldest first
+    part_faults: dict[int, str] = field(default_factory=dict)  # part -> corrupt|truncate|missing
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -76,7 +78,10 @@ class FakeHub:
             self.objects[path.rsplit("/", 1)[1]] = raw
             return httpx.Response(200)
         if path.startswith("/_pack/"):
-            return self._pack_bytes(request, self.packs[path.rsplit("/", 1)[1]])
+            data = self.packs.get(path.rsplit("/", 1)[1])
+            if data is None:
+                return httpx.Response(404, text="NoSuchKey")
+            return self._pack_bytes(request, data)
         op = path.removeprefix("/alice/song/")
         handler = {
             ("GET", "refs"): self.refs,
@@ -151,8 +156,11 @@ class FakeHub:
     def fetch(self, body: dict[str, Any]) -> httpx.Response:
         have = self._reachable(body.get("have") or [], set())
         commit_ids = self._reachable(body["want"], have)
+        capabilities = body.get("capabilities") or []
+        if self.chain_parts and "mpack-chain" in capabilities and not have:
+            return self._chain_answer(self._oldest_first(commit_ids))
         pack = self._pack(sorted(commit_ids))
-        if self.mpack_url and "mpack-url" in (body.get("capabilities") or []):
+        if self.mpack_url and "mpack-url" in capabilities:
             sha = hashlib.sha256(pack).hexdigest()
             self.packs[sha] = pack
             expires = "2099-01-01T00:00:00+00:00"
@@ -173,6 +181,66 @@ class FakeHub:
             200, content=content, headers={"content-type": "application/x-msgpack"}
         )
 
+    def _chain_answer(self, commit_ids: list[str]) -> httpx.Response:
+        """The history cut into `chain_parts` packs, oldest first; each holds the snapshots and
+        objects its commits name that no earlier part holds (a chain's top-ups)."""
+        size = -(-len(commit_ids) // self.chain_parts)
+        held: set[str] = set()
+        parts = []
+        for index, start in enumerate(range(0, len(commit_ids), size)):
+            group = commit_ids[start : start + size]
+            snap_ids = sorted({self.commits[c]["snapshot_id"] for c in group} - held)
+            held |= set(snap_ids)
+            names = {o for s in snap_ids for o in self.snapshots[s]["manifest"].values()}
+            obj_ids = sorted(names - held)
+            held |= names
+            pack = self._pack_of(group, snap_ids, obj_ids)
+            sha = hashlib.sha256(pack).hexdigest()
+            fault = self.part_faults.get(index)
+            if fault != "missing":
+                stored = pack
+                if fault == "corrupt":
+                    stored = pack[:-1] + bytes([pack[-1] ^ 1])
+                elif fault == "truncate":
+                    stored = pack[: len(pack) // 2]
+                self.packs[sha] = stored
+            parts.append(
+                {"url": f"http://blobs.test/_pack/{sha}", "size": len(pack), "sha256": sha}
+            )
+        expires = "2099-01-01T00:00:00+00:00"
+        if self.stale_answers:
+            self.stale_answers -= 1
+            expires = "2001-01-01T00:00:00+00:00"
+        return _msgpack(
+            {
+                "mpack_parts": parts,
+                "mpack_size": sum(p["size"] for p in parts),
+                "expires_at": expires,
+                "branch_heads": dict(self.heads),
+            }
+        )
+
+    def _oldest_first(self, commit_ids: set[str]) -> list[str]:
+        """Parents before children (a chain's order), ties by id."""
+        order: list[str] = []
+        done: set[str] = set()
+        for tip in sorted(commit_ids):
+            stack = [(tip, False)]
+            while stack:
+                cid, expanded = stack.pop()
+                if cid in done or cid not in commit_ids:
+                    continue
+                if expanded:
+                    done.add(cid)
+                    order.append(cid)
+                    continue
+                stack.append((cid, True))
+                c = self.commits[cid]
+                stack.extend(
+                    (p, False) for p in (c["parent_commit_id"], c["parent2_commit_id"]) if p
+                )
+        return order
+
     # -- helpers -------------------------------------------------------------------------
 
     def _pack_bytes(self, request: httpx.Request, data: bytes) -> httpx.Response:
@@ -184,6 +252,8 @@ class FakeHub:
         if wanted:
             first, last = wanted.removeprefix("bytes=").split("-")
             start, end = int(first), int(last) + 1
+            if start >= len(data):
+                return httpx.Response(416, text="InvalidRange")
             headers["content-range"] = f"bytes {start}-{end - 1}/{len(data)}"
             data, status = data[start:end], 206
         if self.break_pack_after is not None:
@@ -207,6 +277,10 @@ class FakeHub:
         commits = [self.commits[c] for c in commit_ids]
         snap_ids = sorted({c["snapshot_id"] for c in commits})
         obj_ids = sorted({o for s in snap_ids for o in self.snapshots[s]["manifest"].values()})
+        return self._pack_of(commit_ids, snap_ids, obj_ids)
+
+    def _pack_of(self, commit_ids: list[str], snap_ids: list[str], obj_ids: list[str]) -> bytes:
+        commits = [self.commits[c] for c in sorted(commit_ids)]
         out = io.BytesIO()
         writer = MPackWriter(out)
         writer.begin_section("commits", len(commits))

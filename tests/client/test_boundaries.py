@@ -46,15 +46,22 @@ def test_synth_uses_the_client_and_nothing_of_the_cli() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["clone", "http://h/a/b"], ["synth", "http://h/a/b"], ["gc"], ["repo", "create", "a/b"]],
+    [
+        ["clone", "http://h/a/b"],
+        ["pull"],
+        ["synth", "http://h/a/b"],
+        ["gc"],
+        ["repo", "create", "a/b"],
+    ],
 )
 def test_every_handler_the_parser_names_loads(argv: list[str]) -> None:
     assert callable(load_handler(build_parser().parse_args(argv).handler))
 
 
-def test_the_clone_command_loads_no_generator_and_no_server_stack() -> None:
+@pytest.mark.parametrize("command", ["clone", "pull"])
+def test_the_client_commands_load_no_generator_and_no_server_stack(command: str) -> None:
     probe = (
-        "import sys, musehub.cli.clone; "
+        f"import sys, musehub.cli.{command}; "
         "print(' '.join(m for m in ('musehub.synth', 'sqlalchemy', 'temporalio', 'fastapi', "
         "'boto3', 'aioboto3') if m in sys.modules))"
     )

@@ -45,11 +45,8 @@ async def test_clone(
     assert result.default_branch == "main" and result.head_commit_id == MAIN
     _assert_cloned(dest, vector)
     fetch = next(s for s in fake_hub.seen if s.path.endswith("/fetch"))
-    assert fetch.body == {
-        "want": sorted({MAIN, CHORUS}),
-        "have": [],
-        "capabilities": ["mpack-url", "mpack-zstd"],
-    }
+    caps = ["mpack-chain", "mpack-url", "mpack-zstd"]
+    assert fetch.body == {"want": sorted({MAIN, CHORUS}), "have": [], "capabilities": caps}
     assert "authorization" not in fetch.headers
     assert _entries(tmp_path) == [dest]  # no spooled pack left behind
     assert ("Downloading pack" in stderr.getvalue()) is url_form

@@ -50,7 +50,8 @@ async def test_clone_downloads_the_zstd_copy_and_checks_out_the_same_files(
     raw = await answer(url, transport, ("mpack-url",))
     result = await clone(url, tmp_path / "clone", transport=transport, progress=False)
     zstd = await answer(url, transport, ("mpack-url", "mpack-zstd"))
-    assert zstd.encoding == "zstd" and zstd.decoded_size == raw.size
+    (copy,) = zstd.parts
+    assert copy.encoding == "zstd" and copy.decoded_size == raw.size
     assert result.bytes == zstd.size < raw.size  # the copy is what went over the wire
     assert result.commits == 30 and result.objects == len(repo.object_ids)
     muse = tmp_path / "clone" / ".muse"
@@ -68,7 +69,7 @@ async def test_a_truncated_copy_fails_the_clone_and_leaves_nothing(
     decoder finds the frame unfinished and the clone leaves no repository behind."""
     url, transport, _ = await pushed(hub)
     zstd = await answer(url, transport, ("mpack-url", "mpack-zstd"))
-    key = encoded_key(raw_key_of(_key_of(zstd.url)))
+    key = encoded_key(raw_key_of(_key_of(zstd.parts[0].url)))
     whole = await hub.storage.get(key)
     cut = whole[: len(whole) // 2]
     await hub.storage.put(key, cut)

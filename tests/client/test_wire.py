@@ -127,8 +127,8 @@ async def test_push_objects_splits_by_bytes_too() -> None:
 async def test_fetch_url_form(fake_hub: FakeHub) -> None:
     async with MuseRemote(BASE, transport=fake_hub.transport()) as remote:
         answer = await remote.fetch(sorted(fake_hub.heads.values()), [])
-    assert isinstance(answer, MPackURL)
-    assert answer.url.startswith("http://blobs.test/_pack/") and answer.size > 0
+    assert isinstance(answer, MPackURL) and len(answer.parts) == 1
+    assert answer.parts[0].url.startswith("http://blobs.test/_pack/") and answer.size > 0
     assert answer.branch_heads == fake_hub.heads
     assert fake_hub.seen[-1].body["capabilities"] == ["mpack-url"]
 

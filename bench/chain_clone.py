@@ -1,0 +1,201 @@
+"""Clone from a pack chain vs from one base of the same history, with `musehub clone`'s own code.
+
+Both sides run `musehub.client.clone.clone` in this process, end to end through the wire:
+`GET /refs`, the `POST /fetch` the client sends (`mpack-chain`), the packs downloaded and
+decoded while they arrive, the tree checked out. The chain side takes the hub's answer as it
+is (the base and its top-ups); the baseline's `/fetch` goes to the hub too, but its answer is
+swapped for one part, the head set's history built into one pack (`build_and_upload`), so the
+two differ only by the packs. Runs alternate (chain, base, base, chain, ...) and the medians
+are compared; the working trees must be identical.
+
+Used by scenario 7 (`scenarios/chains.py`), and alone for a focused run:
+
+    python -m bench.chain_clone --pushes 19 --reps 7     # gabriel preset + 19 one-commit pushes
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import msgpack
+
+from bench.hub import HEADERS, Hub, PushedRepo
+from musehub.client.clone import CAPABILITIES, clone
+from musehub.services.mpack_build import build_and_upload
+
+PRESIGN_TTL_S = 900
+TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class Part:
+    url: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class ChainCloneRun:
+    parts: int
+    cache: str  # the chain answer's X-Musehub-Cache
+    chain_bytes: int
+    base_bytes: int
+    timings: dict[str, list[float]]
+    cpu: dict[str, list[float]]  # the client's CPU seconds (every thread of this process)
+    same_trees: bool
+    load: tuple[float, float]  # 1-minute load average before and after
+
+    @property
+    def chain_s(self) -> float:
+        return statistics.median(self.timings["chain"])
+
+    @property
+    def base_s(self) -> float:
+        return statistics.median(self.timings["base"])
+
+    def cpu_s(self, name: str) -> float:
+        return statistics.median(self.cpu[name])
+
+
+class _AnswerWith(httpx.AsyncBaseTransport):
+    """The network, except that a `/fetch` answer is replaced by `parts` when they are given
+    (after the real request: both sides pay the hub's answer time)."""
+
+    def __init__(self, parts: list[Part] | None) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._parts = parts
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if self._parts is None or not request.url.path.endswith("/fetch"):
+            return response
+        real = msgpack.unpackb(await response.aread(), raw=False)
+        answer = {
+            "mpack_parts": [{"url": p.url, "size": p.size, "sha256": p.sha256}
+                            for p in self._parts],
+            "expires_at": real["expires_at"],
+            "branch_heads": real["branch_heads"],
+        }
+        return httpx.Response(200, content=msgpack.packb(answer, use_bin_type=True),
+                              headers={"content-type": "application/x-msgpack"})
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def measure(hub: Hub, repo: PushedRepo, work: Path, reps: int) -> ChainCloneRun:
+    load_before = os.getloadavg()[0]
+    body = msgpack.packb({"want": repo.want, "have": [], "capabilities": list(CAPABILITIES)})
+    async with httpx.AsyncClient(timeout=TIMEOUT_S, headers=HEADERS) as client:
+        response = await client.post(f"{repo.url}/fetch", content=body)
+    response.raise_for_status()
+    answer = msgpack.unpackb(response.content, raw=False)
+    chain = [Part(p["url"], p["size"], p["sha256"]) for p in answer["mpack_parts"]]
+    async with hub.sessions() as session:
+        built = await build_and_upload(
+            session, repo.repo_id, repo.want, [], storage=hub.storage,
+            work_dir=hub.settings.work_dir, read_concurrency=hub.settings.storage.read_concurrency)
+    base = [Part(await hub.storage.presign_get(built.key, PRESIGN_TTL_S), built.digest.size,
+                 built.digest.sha256)]
+    folder = Path(tempfile.mkdtemp(prefix="chain-clone-", dir=work))
+    timings: dict[str, list[float]] = {"chain": [], "base": []}
+    cpu: dict[str, list[float]] = {"chain": [], "base": []}
+    digests: dict[str, set[str]] = {"chain": set(), "base": set()}
+    await hub.quiesce()
+    try:
+        for i in range(reps):
+            order: list[tuple[str, list[Part] | None]] = [("chain", None), ("base", base)]
+            for name, parts in order if i % 2 == 0 else order[::-1]:
+                dest = folder / f"{name}-{i}"
+                began, began_cpu = time.perf_counter(), time.process_time()
+                result = await clone(repo.url, dest, progress=False, transport=_AnswerWith(parts))
+                timings[name].append(time.perf_counter() - began)
+                cpu[name].append(time.process_time() - began_cpu)
+                if name == "chain" and result.parts != len(chain):
+                    raise RuntimeError(f"the clone got {result.parts} parts, not {len(chain)}")
+                digests[name].add(await asyncio.to_thread(tree_digest, dest))
+                await asyncio.to_thread(shutil.rmtree, dest, True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    same = len(digests["chain"] | digests["base"]) == 1
+    return ChainCloneRun(len(chain), response.headers.get("x-musehub-cache", ""),
+                         sum(p.size for p in chain), built.digest.size, timings, cpu, same,
+                         (load_before, os.getloadavg()[0]))
+
+
+def tree_digest(root: Path) -> str:
+    """The working tree and every record and object in `.muse` (not `repo.json`: it holds the
+    clone's own time)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root)
+        if relative.name == "repo.json":
+            continue
+        digest.update(str(relative).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+# -- a focused run: its own stack, the gabriel preset, N one-commit pushes --------------------
+
+
+async def _focused(args: argparse.Namespace, root: Path) -> int:
+    from bench.context import Bench
+    from bench.scenarios.chains import _line_of_preset, _push_one
+    from bench.stack import start_stack
+
+    stack = start_stack(root / "state", root / "stack.log")
+    try:
+        hub = Hub(stack)
+        bench = Bench(hub=hub, smoke=args.smoke, out=root, work=root / "work")
+        bench.work.mkdir(parents=True, exist_ok=True)
+        try:
+            notes: list[str] = []
+            line = await _line_of_preset(bench, "gabriel-muse", "chain-clone", notes)
+            for n in range(args.pushes):
+                await _push_one(hub, line, settle=False)
+                print(f"push {n + 1}/{args.pushes}", file=sys.stderr, flush=True)
+            await hub.quiesce()
+            run = await measure(hub, line.repo, bench.work, args.reps)
+        finally:
+            await hub.aclose()
+    finally:
+        stack.stop()
+    print(f"chain: {run.parts} parts ({run.cache}), {run.chain_bytes / 1e6:.1f} MB; "
+          f"base: {run.base_bytes / 1e6:.1f} MB")
+    for name in ("chain", "base"):
+        runs = ", ".join(f"{s:.3f}" for s in run.timings[name])
+        print(f"{name}: median {statistics.median(run.timings[name]):.3f} s ({runs}); "
+              f"client CPU median {run.cpu_s(name):.3f} s")
+    print(f"chain / base = {run.chain_s / run.base_s:.3f} (client CPU "
+          f"{run.cpu_s('chain') / run.cpu_s('base'):.3f}); trees identical: {run.same_trees}; "
+          f"load average {run.load[0]:.2f} -> {run.load[1]:.2f}")
+    return 0 if run.same_trees else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.chain_clone", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pushes", type=int, default=19, help="one-commit pushes (19: 20 parts)")
+    parser.add_argument("--reps", type=int, default=7, help="clones of each kind")
+    parser.add_argument("--smoke", action="store_true", help="the small stand-in repo")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="musehub-chain-clone-"))
+    try:
+        return asyncio.run(_focused(args, root))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
