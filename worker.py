@@ -79,6 +79,7 @@ async def running_workers(
         workflows=WORKFLOWS,
         activities=[
             activities.check_cache,
+            activities.check_or_append,
             activities.claim_worker,
             activities.record_cache,
             compaction.compact,

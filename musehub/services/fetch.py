@@ -16,7 +16,10 @@ metrics beside it:
    for earn a row (the head set, one current tip); any other is built on demand and never
    recorded (UNCACHED): a stranger cannot fill storage with cached want sets.
 4. A fetch with `have` holding a position of the want set's chain (a pull after a push) is
-   answered with the parts after it, as a hit; any other is built on demand (UNCACHED).
+   answered with the parts after it, as a hit; any other is built on demand (UNCACHED). The
+   chain is the clone's recent answer (1.), the position is found in it in memory, and the
+   answer for that position is kept for a second (`RecentRests`): a herd of CI runners pulling
+   the newest push costs one lookup a second, like a herd of clones.
 5. Every synchronous build takes a hub-wide and a per-repository build slot (advisory locks,
    so across every process); when either is full the fetch gets 503 with Retry-After.
 6. A pack storage lost is never promised: each lookup, and each inline answer, checks the
@@ -55,6 +58,7 @@ from musehub.services.fetch_answer import (
 from musehub.services.lost_packs import still_stored
 from musehub.services.mpack_build import BuiltMPack, build_and_upload, join_and_upload
 from musehub.services.mpack_cache import CacheEntry, CloneLookup
+from musehub.services.recent_rests import RecentRests
 from musehub.services.repos import (
     branch_heads,
     could_exist,
@@ -90,6 +94,7 @@ class FetchMPacks:
         self._storage = storage
         self._settings = settings
         self._warm: WarmAnswers[FetchAnswer] = WarmAnswers(settings.api.warm_answer_ttl_seconds)
+        self._rests = RecentRests(settings.api.warm_answer_ttl_seconds)
         self.build: Build = build or self._build_from_storage
 
     async def answer(
@@ -123,6 +128,7 @@ class FetchMPacks:
     def forget_repo(self, owner: str, slug: str) -> None:
         """After a push: this process's recent answers for the repo are stale."""
         self._warm.forget_repo(owner, slug)
+        self._rests.forget_repo(owner, slug)
 
     async def _clone(
         self, owner: str, slug: str, want: list[str], user: str | None, form: AnswerForm
@@ -207,6 +213,9 @@ class FetchMPacks:
     ) -> tuple[str, FetchAnswer]:
         """A pull or fetch: the rest of the want set's chain when `have` holds one of its
         positions, else a build for this request."""
+        warm = await self._warm_rest(owner, slug, want, have, user, form)
+        if warm is not None:
+            return warm
         async with self._sessions() as session:
             repo = await repo_for_read(session, owner, slug, user)
             heads = await branch_heads(session, repo.repo_id)
@@ -219,6 +228,49 @@ class FetchMPacks:
             await session.commit()  # ends a lost part's drop
         pack = await self._build_unrecorded(repo.repo_id, want, have)
         return repo.repo_id, FetchAnswer.of_pack(pack, heads)
+
+    async def _warm_rest(
+        self,
+        owner: str,
+        slug: str,
+        want: list[str],
+        have: list[str],
+        user: str | None,
+        form: AnswerForm,
+    ) -> tuple[str, FetchAnswer] | None:
+        """A pull answered like a warm clone: the want set's chain from the clone's recent
+        answer (one lookup a second, none in between), the position `have` holds found in it
+        in memory, and the answer for that position kept for a second (`RecentRests`). None
+        when no live chain answers the want set or `have` holds none of its positions: the
+        caller looks again in the database, and builds."""
+        found, answer = await self._warm.get_or_lookup(
+            owner, slug, want, lambda: self._lookup(owner, slug, want)
+        )
+        if found is None or not is_readable(found.owner, found.visibility, user):
+            raise not_found(owner, slug)
+        chain = answer.chain if answer is not None else None
+        rest = chain.after(have) if chain is not None else None
+        if answer is None or chain is None or rest is None or not rest.parts:
+            return None
+        key = (owner, slug, tuple(want), tuple(p.mpack_id for p in rest.parts))
+        pull = self._rests.get(key)
+        if pull is None:
+            parts = answer.parts[len(chain.parts) - len(rest.parts) :]
+            pack = None
+            if len(parts) == 1:
+                only = rest.parts[0]
+                pack = FetchMPack(
+                    only.mpack_id, only.size, only.sha256, parts[0].url, answer.expires_at, "HIT"
+                )
+            heads, expires_at = answer.branch_heads, answer.expires_at
+            pull = FetchAnswer("HIT", heads, rest.joined_size, expires_at, pack, rest, parts)
+        if form == "url" and pull.pack is None:
+            pull = await self._answer_of_rest(found.repo_id, rest, answer.branch_heads, form)
+        if form == "inline" and not await self._still_stored(found.repo_id, pull):
+            self.forget_repo(owner, slug)
+            return None
+        self._rests.put(key, pull)
+        return found.repo_id, pull
 
     async def _answer_of_rest(
         self, repo_id: str, rest: Chain, heads: dict[str, str], form: AnswerForm
