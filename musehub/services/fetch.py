@@ -33,6 +33,7 @@ Every answer is counted (`musehub_fetch_total`, `musehub_fetch_seconds`) and log
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -365,8 +366,11 @@ class FetchMPacks:
         return await self._slide_expiry(session, entry)
 
     async def _parts_stored(self, session: AsyncSession, repo_id: str, chain: Chain) -> bool:
-        for part in chain.parts:
-            if not await still_stored(
+        # Every part looked up at once (a chain is up to a few dozen parts; on S3 each is a
+        # round trip); only a part not found whole is looked at again, under its lock.
+        sizes = await asyncio.gather(*(self._storage.size(p.mpack_id) for p in chain.parts))
+        for part, size in zip(chain.parts, sizes, strict=True):
+            if size != part.size and not await still_stored(
                 session,
                 self._storage,
                 repo_id=repo_id,
