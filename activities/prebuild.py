@@ -82,34 +82,25 @@ class PrebuildActivities:
     @activity.defn(name="check_fetch_mpack_cache")
     async def check_cache(self, target: CheckCacheInput) -> CheckCacheResult:
         async with self._sessions() as session:
-            known = await history.existing_commit_ids(session, target.repo_id, target.want)
-            gone = sorted(set(target.want) - known)
-            if gone:
-                return CheckCacheResult("gone", f"commit {gone[0]} is no longer in the repository")
-            if not target.force and await self._cached(session, target):
-                return CheckCacheResult("fresh", "a live pack already answers this want set")
-            await session.commit()  # the rows of a pack storage lost are dropped
-        return CheckCacheResult("build", task_queue=self._worker_task_queue)
+            checked = await self._checked(session, target)
+        return checked or CheckCacheResult("build", task_queue=self._worker_task_queue)
 
     @activity.defn(name="check_or_append_top_up")
     async def check_or_append(self, target: CheckCacheInput) -> CheckCacheResult:
         """`check_cache`, and when the want set is a small top-up planned from what was pushed
         alone (the usual one-commit push), its build and record too: one step instead of five,
         so a push is servable in about one activity's round trip. Anything else (a base, a big
-        top-up, a forced rebuild) gets "build", for the staged steps on this worker."""
+        top-up, a forced rebuild) gets "build", for the staged steps on this worker; so does a
+        quick build that failed (they report a missing blob, and retry the rest)."""
         async with self._sessions() as session:
-            known = await history.existing_commit_ids(session, target.repo_id, target.want)
-            gone = sorted(set(target.want) - known)
-            if gone:
-                return CheckCacheResult("gone", f"commit {gone[0]} is no longer in the repository")
-            if not target.force and await self._cached(session, target):
-                return CheckCacheResult("fresh", "a live pack already answers this want set")
-            await session.commit()  # the rows of a pack storage lost are dropped
-            if not target.force:
-                appended = await self._append_small_top_up(session, target)
-                if appended is not None:
-                    return appended
-        return CheckCacheResult("build", task_queue=self._worker_task_queue)
+            checked = await self._checked(session, target)
+            if checked is None and not target.force:
+                try:
+                    checked = await self._append_small_top_up(session, target)
+                except Exception as exc:
+                    await session.rollback()
+                    activity.logger.warning("quick top-up of %s failed: %r", target.want, exc)
+        return checked or CheckCacheResult("build", task_queue=self._worker_task_queue)
 
     @activity.defn(name="claim_build_worker")
     async def claim_worker(self, claim: ClaimWorkerInput) -> ClaimWorkerResult:
@@ -187,12 +178,25 @@ class PrebuildActivities:
 
     # -- the steps' work ------------------------------------------------------------------------
 
+    async def _checked(
+        self, session: AsyncSession, target: CheckCacheInput
+    ) -> CheckCacheResult | None:
+        """ "gone" or "fresh", or None: the want set is to be built."""
+        known = await history.existing_commit_ids(session, target.repo_id, target.want)
+        gone = sorted(set(target.want) - known)
+        if gone:
+            return CheckCacheResult("gone", f"commit {gone[0]} is no longer in the repository")
+        if not target.force and await self._cached(session, target):
+            return CheckCacheResult("fresh", "a live pack already answers this want set")
+        await session.commit()  # the rows of a pack storage lost are dropped
+        return None
+
     async def _append_small_top_up(
         self, session: AsyncSession, target: CheckCacheInput
     ) -> CheckCacheResult | None:
         """Build and record the want set's top-up here when it is planned from what was pushed
         alone and holds at most SMALL_TOP_UP_BYTES of blobs; None: leave it to the staged
-        steps. A base gone meanwhile leaves it to them too (they plan again)."""
+        steps."""
         started = time.perf_counter()
         planned = await top_ups.plan_quick_top_up(
             session,
@@ -225,7 +229,7 @@ class PrebuildActivities:
             )
         except top_ups.PartGone:
             await session.rollback()
-            return None
+            return None  # the base went meanwhile: the staged steps plan again
         await session.commit()
         BUILD_SECONDS.labels(path="prebuild").observe(time.perf_counter() - started)
         BUILD_BYTES.labels(path="prebuild").inc(built.digest.size)

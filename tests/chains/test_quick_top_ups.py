@@ -168,3 +168,27 @@ async def test_pulls_are_answered_from_the_recent_clone_answer(hub: Hub) -> None
     # A have that holds no position: built for the request.
     stranger = await fetch.answer(repo.owner, repo.slug, [fourth], ["e" * 64], None, form="url")
     assert stranger.cache == "UNCACHED"
+
+
+async def test_a_quick_top_up_that_fails_is_left_to_the_staged_steps(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """A blob storage lost: the check does not retry a build that cannot succeed; the staged
+    steps report it as the business error it is."""
+    repo = await new_repo(hub)
+    first = repo.commit([], {"a": CONTENTS[0]})
+    await repo.push("main", first)
+    await prebuild(repo)
+    second = repo.commit([first], {"a": b"a blob storage will lose"})
+    await repo.push("main", second)
+    async with AsyncSession(hub.engine) as session:
+        plan, _ = await top_ups.plan_top_up(session, repo.repo_id, [second], compact_parts=32)
+    (lost,) = plan.objects
+    await hub.storage.delete(lost.storage_key)
+
+    checked = await ActivityEnvironment().run(
+        activities_of(hub, tmp_path).check_or_append, CheckCacheInput(repo.repo_id, [second])
+    )
+    assert checked.verdict == "build" and checked.task_queue == "this-worker"
+    async with AsyncSession(hub.engine) as session:
+        assert await mpack_cache.lookup(session, repo.repo_id, [second]) is None
