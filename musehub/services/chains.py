@@ -191,15 +191,21 @@ WITH RECURSIVE candidates AS MATERIALIZED (
     CROSS JOIN LATERAL (VALUES (c.parent_commit_id), (c.parent2_commit_id)) AS parent(commit_id)
     WHERE parent.commit_id IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM ends e WHERE e.commit_id = r.commit_id)
+), walked AS MATERIALIZED (
+    SELECT commit_id FROM reach LIMIT :max_walk  -- NULL: all; the walk stops at the limit
 )
-SELECT c.cache_id, c.want_commit_ids, c.recorded_at
-FROM candidates c
-WHERE NOT EXISTS (
-    SELECT 1 FROM unnest(c.want_commit_ids) AS w(commit_id)
-    WHERE w.commit_id NOT IN (SELECT commit_id FROM reach)
-)
-ORDER BY c.commit_count DESC, c.cache_id
-LIMIT 1
+SELECT (SELECT count(*) FROM walked), best.*
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT c.cache_id, c.want_commit_ids, c.recorded_at
+    FROM candidates c
+    WHERE NOT EXISTS (
+        SELECT 1 FROM unnest(c.want_commit_ids) AS w(commit_id)
+        WHERE w.commit_id NOT IN (SELECT commit_id FROM walked)
+    )
+    ORDER BY c.commit_count DESC, c.cache_id
+    LIMIT 1
+) AS best ON true
 """
 )
 
@@ -216,7 +222,7 @@ class BaseChain:
 
 
 async def closest_base(
-    session: AsyncSession, repo_id: str, want: Sequence[str]
+    session: AsyncSession, repo_id: str, want: Sequence[str], *, max_walk: int | None = None
 ) -> BaseChain | None:
     """The live chain to append `want`'s top-up to: the one whose position holds the most
     commits among those all of whose want set `want` reaches, or None.
@@ -228,11 +234,14 @@ async def closest_base(
 
     The walk stops at live one-tip rows' tips, so a position behind one of them is not seen:
     the chain found is always a valid base (its want set is reached), the nearest along each
-    line of history."""
-    found = (await session.execute(_CLOSEST_BASE, {"repo_id": repo_id, "want": list(want)})).first()
-    if found is None:
+    line of history.
+
+    `max_walk`: give up (None) past that many commits walked, for callers that must stay
+    quick (the first push of a long history, with no chain to stop at, walks all of it)."""
+    params = {"repo_id": repo_id, "want": list(want), "max_walk": max_walk}
+    walked, cache_id, base_want, recorded_at = (await session.execute(_CLOSEST_BASE, params)).one()
+    if cache_id is None or (max_walk is not None and walked >= max_walk):
         return None
-    cache_id, base_want, recorded_at = found
     chain = await load_chain(session, cache_id)
     if chain is None:
         return None

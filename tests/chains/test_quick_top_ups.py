@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.testing import ActivityEnvironment
 
 from activities.prebuild import PrebuildActivities
 from musehub.contract import BuildStepInput, CheckCacheInput, RecordCacheInput, UploadInput
 from musehub.db.engine import session_factory
-from musehub.services import mpack_cache, staging, top_ups
+from musehub.services import chains, mpack_cache, staging, top_ups
 from musehub.services.fetch import FetchMPacks
 from musehub.services.mpack_build import plan_fetch
 from tests.chains.rows import expire
@@ -192,3 +193,36 @@ async def test_a_quick_top_up_that_fails_is_left_to_the_staged_steps(
     assert checked.verdict == "build" and checked.task_queue == "this-worker"
     async with AsyncSession(hub.engine) as session:
         assert await mpack_cache.lookup(session, repo.repo_id, [second]) is None
+
+
+async def test_the_quick_plan_gives_up_past_its_walk_limit(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache check runs it under a short timeout: a long first push (no chain to stop at)
+    or a big push is left to the staged steps, which walk as far as they must."""
+    monkeypatch.setattr(top_ups, "QUICK_MAX_COMMITS", 4)
+    repo = await new_repo(hub)
+    tip = repo.commit([], {"a": CONTENTS[0]})
+    for n in range(5):
+        tip = repo.commit([tip], {"a": bytes([n])})
+    await repo.push("main", tip)
+    async with AsyncSession(hub.engine) as session:
+        assert await chains.closest_base(session, repo.repo_id, [tip], max_walk=4) is None
+    await prebuild(repo)
+
+    short = tip
+    for n in range(2):
+        short = repo.commit([short], {"a": bytes([10 + n])})
+    await repo.push("main", short)
+    long = short
+    for n in range(4):
+        long = repo.commit([long], {"a": bytes([20 + n])})
+    await repo.push("other", long)
+    async with AsyncSession(hub.engine) as session:
+        quick = await top_ups.plan_quick_top_up(session, repo.repo_id, [short], compact_parts=32)
+        assert quick is not None and len(quick[0].commit_ids) == 2
+        assert (
+            await top_ups.plan_quick_top_up(session, repo.repo_id, [long], compact_parts=32) is None
+        )
+        plan, base_want = await top_ups.plan_top_up(session, repo.repo_id, [long], compact_parts=32)
+    assert base_want == [tip] and len(plan.commit_ids) == 6
