@@ -17,9 +17,10 @@ metrics beside it:
    recorded (UNCACHED): a stranger cannot fill storage with cached want sets.
 4. A fetch with `have` holding a position of the want set's chain (a pull after a push) is
    answered with the parts after it, as a hit; any other is built on demand (UNCACHED). The
-   chain is the clone's recent answer (1.), the position is found in it in memory, and the
-   answer for that position is kept for a second (`RecentRests`): a herd of CI runners pulling
-   the newest push costs one lookup a second, like a herd of clones.
+   chain is looked up once a second per want set (like 1.), the position is found in it in
+   memory, and the answer for that position (only its own parts checked and presigned) is
+   kept for a second (`RecentRests`): a herd of CI runners pulling the newest push costs one
+   lookup a second, like a herd of clones.
 5. Every synchronous build takes a hub-wide and a per-repository build slot (advisory locks,
    so across every process); when either is full the fetch gets 503 with Retry-After.
 6. A pack storage lost is never promised: each lookup, and each inline answer, checks the
@@ -58,7 +59,7 @@ from musehub.services.fetch_answer import (
 )
 from musehub.services.lost_packs import still_stored
 from musehub.services.mpack_build import BuiltMPack, build_and_upload, join_and_upload
-from musehub.services.mpack_cache import CacheEntry, CloneLookup
+from musehub.services.mpack_cache import EXPIRY_SLACK, CacheEntry, CloneLookup
 from musehub.services.recent_rests import RecentRests
 from musehub.services.repos import (
     branch_heads,
@@ -95,6 +96,7 @@ class FetchMPacks:
         self._storage = storage
         self._settings = settings
         self._warm: WarmAnswers[FetchAnswer] = WarmAnswers(settings.api.warm_answer_ttl_seconds)
+        self._chains: WarmAnswers[Chain] = WarmAnswers(settings.api.warm_answer_ttl_seconds)
         self._rests = RecentRests(settings.api.warm_answer_ttl_seconds)
         self.build: Build = build or self._build_from_storage
 
@@ -129,6 +131,7 @@ class FetchMPacks:
     def forget_repo(self, owner: str, slug: str) -> None:
         """After a push: this process's recent answers for the repo are stale."""
         self._warm.forget_repo(owner, slug)
+        self._chains.forget_repo(owner, slug)
         self._rests.forget_repo(owner, slug)
 
     async def _clone(
@@ -223,9 +226,13 @@ class FetchMPacks:
             entry = await mpack_cache.lookup(session, repo.repo_id, want)
             rest = entry.chain.after(have) if entry is not None and entry.chain else None
             stored = rest is not None and await self._parts_stored(session, repo.repo_id, rest)
-            if rest is not None and rest.parts and stored:
+            if entry is not None and rest is not None and rest.parts and stored:
+                # The row must outlive the URLs this answer hands out (None: GC took it).
+                slid = await self._slide_expiry(session, entry)
                 await session.commit()
-                return repo.repo_id, await self._answer_of_rest(repo.repo_id, rest, heads, form)
+                if slid is not None:
+                    answer = await self._answer_of_rest(repo.repo_id, rest, heads, form)
+                    return repo.repo_id, answer
             await session.commit()  # ends a lost part's drop
         pack = await self._build_unrecorded(repo.repo_id, want, have)
         return repo.repo_id, FetchAnswer.of_pack(pack, heads)
@@ -239,39 +246,48 @@ class FetchMPacks:
         user: str | None,
         form: AnswerForm,
     ) -> tuple[str, FetchAnswer] | None:
-        """A pull answered like a warm clone: the want set's chain from the clone's recent
-        answer (one lookup a second, none in between), the position `have` holds found in it
-        in memory, and the answer for that position kept for a second (`RecentRests`). None
-        when no live chain answers the want set or `have` holds none of its positions: the
-        caller looks again in the database, and builds."""
-        found, answer = await self._warm.get_or_lookup(
-            owner, slug, want, lambda: self._lookup(owner, slug, want)
+        """A pull answered like a warm clone: the want set's chain found by one lookup a second
+        (`_chains`, none in between), the position `have` holds found in it in memory, and the
+        answer for that position (only its parts checked in storage and presigned) kept for a
+        second (`RecentRests`). None when no live chain answers the want set, `have` holds none
+        of its positions, a part is gone, or the row would expire before the URLs: the caller
+        looks again in the database (sliding the expiry), and builds."""
+        found, chain = await self._chains.get_or_lookup(
+            owner, slug, want, lambda: self._chain_lookup(owner, slug, want)
         )
         if found is None or not is_readable(found.owner, found.visibility, user):
             raise not_found(owner, slug)
-        chain = answer.chain if answer is not None else None
         rest = chain.after(have) if chain is not None else None
-        if answer is None or chain is None or rest is None or not rest.parts:
+        if found.entry is None or rest is None or not rest.parts:
             return None
+        if found.entry.expires_at < datetime.now(UTC) + self._settings.presign_ttl + EXPIRY_SLACK:
+            return None  # the database path slides it past this answer's URLs
         key = (owner, slug, tuple(want), tuple(p.mpack_id for p in rest.parts))
         pull = self._rests.get(key)
-        if pull is None:
-            parts = answer.parts[len(chain.parts) - len(rest.parts) :]
-            pack = None
-            if len(parts) == 1:
-                only = rest.parts[0]
-                pack = FetchMPack(
-                    only.mpack_id, only.size, only.sha256, parts[0].url, answer.expires_at, "HIT"
-                )
-            heads, expires_at = answer.branch_heads, answer.expires_at
-            pull = FetchAnswer("HIT", heads, rest.joined_size, expires_at, pack, rest, parts)
-        if form == "url" and pull.pack is None:
-            pull = await self._answer_of_rest(found.repo_id, rest, answer.branch_heads, form)
-        if form == "inline" and not await self._still_stored(found.repo_id, pull):
+        if pull is None or (form == "url" and pull.pack is None):
+            async with self._sessions() as session:
+                stored = await self._parts_stored(session, found.repo_id, rest)
+                await session.commit()  # ends a lost part's drop
+            if not stored:
+                self.forget_repo(owner, slug)
+                return None
+            pull = await self._answer_of_rest(found.repo_id, rest, found.branch_heads, form)
+        elif form == "inline" and not await self._still_stored(found.repo_id, pull):
             self.forget_repo(owner, slug)
             return None
         self._rests.put(key, pull)
         return found.repo_id, pull
+
+    async def _chain_lookup(
+        self, owner: str, slug: str, want: list[str]
+    ) -> tuple[CloneLookup | None, Chain | None]:
+        """The repo, its heads and the want set's live chain: one statement, nothing else (a
+        pull checks and presigns only the parts it sends)."""
+        if not could_exist(owner, slug):
+            return None, None
+        found = await mpack_cache.lookup_clone(self._engine, owner, slug, want)
+        chain = found.entry.chain if found is not None and found.entry is not None else None
+        return found, chain
 
     async def _answer_of_rest(
         self, repo_id: str, rest: Chain, heads: dict[str, str], form: AnswerForm

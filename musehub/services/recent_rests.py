@@ -1,10 +1,11 @@
 """Recent pull answers, kept in this process for about a second.
 
 A pull after a push (CI runners, collaborators) asks for the rest of a want set's chain after
-the position its `have` holds. The chain comes from the clone's recent answer (`WarmAnswers`,
-so no database work while that is warm) and the position is found in it in memory; what is
-kept here is the answer built from them: the parts after that position, presigned, and for
-clients that take one URL, the parts joined into one pack. The key holds the rest's own parts,
+the position its `have` holds. The chain is looked up once a second per want set (a
+`WarmAnswers` of chains, so no database work in between) and the position is found in it in
+memory; what is kept here is the answer built from them: the parts after that position,
+checked in storage and presigned, and for clients that take one URL, the parts joined into one
+pack. The key holds the rest's own parts,
 so a push or a compaction that changes the chain changes the key: an answer kept here is never
 one the chain no longer gives."""
 

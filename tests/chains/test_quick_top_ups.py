@@ -3,6 +3,7 @@ forced rebuild makes a new base; a pull answered from the clone's recent answer 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from musehub.services.mpack_build import plan_fetch
 from tests.chains.rows import expire
 from tests.chains.test_chain_properties import CONTENTS, Repo, prebuild
 from tests.conftest import Hub
+from tests.gc.helpers import row, set_expiry
 
 
 def activities_of(hub: Hub, tmp_path: Path) -> PrebuildActivities:
@@ -135,7 +137,7 @@ async def test_a_forced_rebuild_is_a_new_base(hub: Hub, tmp_path: Path) -> None:
     assert await chain_wants(hub, repo.repo_id, [second]) == [(second,)]
 
 
-async def test_pulls_are_answered_from_the_recent_clone_answer(hub: Hub) -> None:
+async def test_pulls_are_answered_from_memory_by_position(hub: Hub) -> None:
     repo = await new_repo(hub)
     first = repo.commit([], {"a": CONTENTS[0]})
     await repo.push("main", first)
@@ -169,6 +171,15 @@ async def test_pulls_are_answered_from_the_recent_clone_answer(hub: Hub) -> None
     # A have that holds no position: built for the request.
     stranger = await fetch.answer(repo.owner, repo.slug, [fourth], ["e" * 64], None, form="url")
     assert stranger.cache == "UNCACHED"
+
+    # A row about to expire is not answered from memory: the database path slides its expiry
+    # past the URLs it hands out, so GC cannot take the parts from under them.
+    cache_id = mpack_cache.cache_id_for(repo.repo_id, [fourth])
+    await set_expiry(hub, cache_id, timedelta(minutes=2))
+    fetch.forget_repo(repo.owner, repo.slug)
+    near = await fetch.answer(repo.owner, repo.slug, [fourth], [third], None, form="url")
+    assert near.cache == "HIT"
+    assert (await row(hub, cache_id)).expires_at > near.expires_at
 
 
 async def test_a_quick_top_up_that_fails_is_left_to_the_staged_steps(
