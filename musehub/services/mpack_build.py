@@ -271,8 +271,11 @@ async def build_and_upload(
     storage: ObjectStorage,
     work_dir: Path,
     read_concurrency: int,
+    on_file: Callable[[Path], None] | None = None,
 ) -> BuiltMPack:
     """The synchronous build: plan, assemble with blobs read straight from storage, upload.
+    `on_file(path)` is told the pack's temp file as soon as it exists (a `GrowingPack` reads it
+    while it is written).
 
     Before the upload it holds the pack's object lock (`mpack_cache.hold_mpack_object`) until
     the caller's transaction ends, so GC cannot delete the pack between upload and the row that
@@ -286,6 +289,7 @@ async def build_and_upload(
         work_dir=work_dir,
         read_concurrency=read_concurrency,
         replace=bool(have),
+        on_file=on_file,
     )
 
 
@@ -297,12 +301,15 @@ async def build_planned(
     work_dir: Path,
     read_concurrency: int,
     replace: bool = False,
+    on_file: Callable[[Path], None] | None = None,
 ) -> BuiltMPack:
     """`build_and_upload` of a plan made already: assemble, hold the object, upload."""
     repo_id = plan.repo_id
     handle, name = tempfile.mkstemp(dir=work_dir, prefix="fetch-", suffix=".mpack")
     path = Path(name)
     try:
+        if on_file is not None:
+            on_file(path)
         with os.fdopen(handle, "wb") as out:
             digest = await assemble_mpack(
                 session, plan, out, storage_blob_reader(storage), concurrency=read_concurrency

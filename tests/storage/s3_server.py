@@ -20,8 +20,8 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
+from musehub.devstack.moto_s3 import running_moto_s3
 from musehub.storage.s3 import S3Storage
 
 REGION = "us-east-1"
@@ -62,13 +62,9 @@ class MotoS3:
 
 @contextmanager
 def running_moto_server() -> Iterator[MotoS3]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield MotoS3(endpoint_url=f"http://{host}:{port}")
-    finally:
-        server.stop()
+    """moto's server, storing the bytes of form-typed PUTs as S3 does (see `moto_s3`)."""
+    with running_moto_s3() as endpoint_url:
+        yield MotoS3(endpoint_url=endpoint_url)
 
 
 @pytest.fixture(scope="session")
