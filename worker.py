@@ -80,6 +80,7 @@ async def running_workers(
         workflows=WORKFLOWS,
         activities=[
             activities.check_cache,
+            activities.check_or_append,
             activities.claim_worker,
             activities.record_cache,
             compaction.compact,

@@ -43,6 +43,7 @@ from musehub.services.lost_packs import still_stored
 from musehub.services.mpack_build import (
     FetchPlan,
     assemble_mpack,
+    build_planned,
     storage_blob_reader,
     upload_mpack,
 )
@@ -54,6 +55,9 @@ from musehub.storage import ObjectStorage
 # Plans kept for builds between their load and assemble steps. A long history's plan is large,
 # and losing one only costs its assemble step a second planning, so few are kept.
 KEPT_PLANS = 8
+# A top-up with at most this many bytes of blobs is built by the cache check itself, on the
+# shared queue (a one-commit push's is a few KB): staging it would cost four more activities.
+SMALL_TOP_UP_BYTES = 8 * 1024 * 1024
 
 
 class PrebuildActivities:
@@ -78,14 +82,25 @@ class PrebuildActivities:
     @activity.defn(name="check_fetch_mpack_cache")
     async def check_cache(self, target: CheckCacheInput) -> CheckCacheResult:
         async with self._sessions() as session:
-            known = await history.existing_commit_ids(session, target.repo_id, target.want)
-            gone = sorted(set(target.want) - known)
-            if gone:
-                return CheckCacheResult("gone", f"commit {gone[0]} is no longer in the repository")
-            if not target.force and await self._cached(session, target):
-                return CheckCacheResult("fresh", "a live pack already answers this want set")
-            await session.commit()  # the rows of a pack storage lost are dropped
-        return CheckCacheResult("build", task_queue=self._worker_task_queue)
+            checked = await self._checked(session, target)
+        return checked or CheckCacheResult("build", task_queue=self._worker_task_queue)
+
+    @activity.defn(name="check_or_append_top_up")
+    async def check_or_append(self, target: CheckCacheInput) -> CheckCacheResult:
+        """`check_cache`, and when the want set is a small top-up planned from what was pushed
+        alone (the usual one-commit push), its build and record too: one step instead of five,
+        so a push is servable in about one activity's round trip. Anything else (a base, a big
+        top-up, a forced rebuild) gets "build", for the staged steps on this worker; so does a
+        quick build that failed (they report a missing blob, and retry the rest)."""
+        async with self._sessions() as session:
+            checked = await self._checked(session, target)
+            if checked is None and not target.force:
+                try:
+                    checked = await self._append_small_top_up(session, target)
+                except Exception as exc:
+                    await session.rollback()
+                    activity.logger.warning("quick top-up of %s failed: %r", target.want, exc)
+        return checked or CheckCacheResult("build", task_queue=self._worker_task_queue)
 
     @activity.defn(name="claim_build_worker")
     async def claim_worker(self, claim: ClaimWorkerInput) -> ClaimWorkerResult:
@@ -162,6 +177,68 @@ class PrebuildActivities:
             return DiscardBuildResult(await self._discard(build.build_id))
 
     # -- the steps' work ------------------------------------------------------------------------
+
+    async def _checked(
+        self, session: AsyncSession, target: CheckCacheInput
+    ) -> CheckCacheResult | None:
+        """ "gone" or "fresh", or None: the want set is to be built."""
+        known = await history.existing_commit_ids(session, target.repo_id, target.want)
+        gone = sorted(set(target.want) - known)
+        if gone:
+            return CheckCacheResult("gone", f"commit {gone[0]} is no longer in the repository")
+        if not target.force and await self._cached(session, target):
+            return CheckCacheResult("fresh", "a live pack already answers this want set")
+        await session.commit()  # the rows of a pack storage lost are dropped
+        return None
+
+    async def _append_small_top_up(
+        self, session: AsyncSession, target: CheckCacheInput
+    ) -> CheckCacheResult | None:
+        """Build and record the want set's top-up here when it is planned from what was pushed
+        alone and holds at most SMALL_TOP_UP_BYTES of blobs; None: leave it to the staged
+        steps."""
+        started = time.perf_counter()
+        planned = await top_ups.plan_quick_top_up(
+            session,
+            target.repo_id,
+            target.want,
+            compact_parts=self._settings.mpack.chain_compact_parts,
+        )
+        if planned is None:
+            return None
+        plan, base_want = planned
+        if sum(o.size for o in plan.objects) > SMALL_TOP_UP_BYTES:
+            return None
+        built = await build_planned(
+            session,
+            plan,
+            storage=self._storage,
+            work_dir=self._settings.work_dir,
+            read_concurrency=self._settings.storage.read_concurrency,
+        )
+        try:
+            cache_id, chain = await top_ups.record_top_up(
+                session,
+                self._storage,
+                repo_id=target.repo_id,
+                want=target.want,
+                base_want=base_want,
+                mpack_id=built.key,
+                digest=built.digest,
+                ttl=self._settings.mpack_cache_ttl,
+            )
+        except top_ups.PartGone:
+            await session.rollback()
+            return None  # the base went meanwhile: the staged steps plan again
+        await session.commit()
+        BUILD_SECONDS.labels(path="prebuild").observe(time.perf_counter() - started)
+        BUILD_BYTES.labels(path="prebuild").inc(built.digest.size)
+        return CheckCacheResult(
+            "built",
+            "a top-up of what was pushed",
+            cache_id=cache_id,
+            compact=needs_compaction(chain, self._settings),
+        )
 
     async def _hold_stored(self, session: AsyncSession, key: str, size: int) -> None:
         """Hold the pack object until the caller commits, if it is still stored whole."""
@@ -269,6 +346,7 @@ class PrebuildActivities:
                     step.repo_id,
                     step.want,
                     compact_parts=self._settings.mpack.chain_compact_parts,
+                    fresh_base=step.fresh_base,
                 )
             except NotFound as exc:
                 raise business_error(exc.message, TIP_GONE) from None

@@ -122,8 +122,9 @@ class CheckCacheInput:
     force: bool = False
 
 
-# "fresh": a live entry exists; "build": go on; "gone": a tip is no longer in the repo.
-CacheVerdict = Literal["fresh", "build", "gone"]
+# "fresh": a live entry exists; "build": go on; "gone": a tip is no longer in the repo;
+# "built": a small top-up was built and recorded by the check itself (`check_or_append`).
+CacheVerdict = Literal["fresh", "build", "gone", "built"]
 
 
 @dataclass
@@ -132,6 +133,9 @@ class CheckCacheResult:
     reason: str = ""
     # With "build": the queue only the checking worker polls, where the build steps run.
     task_queue: str = ""
+    # With "built": the row recorded, and whether its chain is due for compaction.
+    cache_id: str = ""
+    compact: bool = False
 
 
 @dataclass
@@ -152,6 +156,8 @@ class BuildStepInput:
     repo_id: str
     want: list[str]
     build_id: str
+    # A forced rebuild: a new base, not a top-up of a live chain.
+    fresh_base: bool = False
 
 
 @dataclass

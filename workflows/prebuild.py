@@ -51,6 +51,9 @@ with workflow.unsafe.imports_passed_through():
 
 # workflow.patched marker: runs that recorded a chain to compact start CompactMPackChain.
 CHAIN_COMPACTION_PATCH = "chain-compaction"
+# workflow.patched marker: runs that check with `check_or_append` (a small top-up is built by
+# the check itself), in QUICK_PARALLEL_BUILDS slots, and whose forced rebuilds make new bases.
+QUICK_TOP_UP_PATCH = "quick-top-up"
 QUICK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
@@ -70,6 +73,8 @@ MAX_BUILD_ATTEMPTS = 3
 RESTART_BUILD_ERRORS = (STAGING_LOST, PACK_GONE)
 # Packs built at once per repo: builds wait on storage and the database as much as on CPU.
 PARALLEL_BUILDS = 2
+# With quick top-ups most targets are one short activity each: more of them at once.
+QUICK_PARALLEL_BUILDS = 4
 StepIn = TypeVar("StepIn")
 StepOut = TypeVar("StepOut")
 
@@ -84,6 +89,7 @@ class PrebuildFetchMPacks:
         self._in_flight: list[list[str]] = []
         self._started = 0
         self._finished = 0
+        self._quick = False
 
     @workflow.signal(name=TIPS_PUSHED_SIGNAL)
     def tips_pushed(self, request: PrebuildRequest) -> None:
@@ -105,8 +111,11 @@ class PrebuildFetchMPacks:
         if params.pending is not None and self._pending is None:
             self._pending = params.pending
         started = workflow.now()
+        # Runs started before quick top-ups replay as they ran (no marker in their history).
+        self._quick = workflow.patched(QUICK_TOP_UP_PATCH)
+        slots = QUICK_PARALLEL_BUILDS if self._quick else PARALLEL_BUILDS
         while await self._wait_for_work(params.idle_seconds):
-            await asyncio.gather(*(self._build_slot(params) for _ in range(PARALLEL_BUILDS)))
+            await asyncio.gather(*(self._build_slot(params) for _ in range(slots)))
             if workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(
                     PrebuildInput(
@@ -152,7 +161,8 @@ class PrebuildFetchMPacks:
         slot with nothing to do waits while another still builds, in case newer tips arrive.
 
         The clone's pack (the whole head set) builds on its own: every clone asks for it, and
-        a second build beside it would take half its CPU on a small worker."""
+        a second build beside it would take half its CPU on a small worker. (A quick top-up of
+        it is one short step: the others start as soon as it is done.)"""
         while True:
             if self._pending is not None:
                 self._take(self._pending)
@@ -196,13 +206,17 @@ class PrebuildFetchMPacks:
         repo_id = params.repo_id
         self._status.current_target = want
         check = await workflow.execute_activity_method(
-            PrebuildActivities.check_cache,
+            PrebuildActivities.check_or_append if self._quick else PrebuildActivities.check_cache,
             CheckCacheInput(repo_id, want, force),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=QUICK_RETRY,
         )
         if check.verdict == "fresh":
             self._status.hits += 1
+        elif check.verdict == "built":
+            self._status.built += 1
+            if check.compact:
+                await self._start_compaction(repo_id, want, check.cache_id)
         elif check.verdict == "gone":
             workflow.logger.info(
                 "prebuild skipped repo=%s want=%s: %s", repo_id, want, check.reason
@@ -210,12 +224,18 @@ class PrebuildFetchMPacks:
             self._status.skipped += 1
         else:
             loss = timedelta(seconds=params.worker_loss_seconds)
-            await self._build(repo_id, want, loss, check.task_queue)
+            # A forced rebuild makes a new base: a top-up would keep whatever the chain holds.
+            await self._build(repo_id, want, loss, check.task_queue, force and self._quick)
         self._status.done += 1
         self._status.current_target = None
 
     async def _build(
-        self, repo_id: str, want: list[str], worker_loss: timedelta, claimed_queue: str
+        self,
+        repo_id: str,
+        want: list[str],
+        worker_loss: timedelta,
+        claimed_queue: str,
+        fresh_base: bool,
     ) -> None:
         """The worker that checked the cache builds; a build that lost its worker starts over on
         whichever worker claims it next."""
@@ -224,7 +244,7 @@ class PrebuildFetchMPacks:
                 queue = claimed_queue
                 if attempt > 1 or not queue:
                     queue = await self._claim(repo_id)
-                await self._build_once(repo_id, want, worker_loss, queue)
+                await self._build_once(repo_id, want, worker_loss, queue, fresh_base)
                 self._status.built += 1
                 return
             except ActivityError as err:
@@ -254,9 +274,9 @@ class PrebuildFetchMPacks:
         return claim.task_queue
 
     async def _build_once(
-        self, repo_id: str, want: list[str], worker_loss: timedelta, queue: str
+        self, repo_id: str, want: list[str], worker_loss: timedelta, queue: str, fresh_base: bool
     ) -> None:
-        step = BuildStepInput(repo_id, want, str(workflow.uuid4()))
+        step = BuildStepInput(repo_id, want, str(workflow.uuid4()), fresh_base)
         try:
             await _on_worker(PrebuildActivities.load_blobs, step, queue, worker_loss)
             built = await _on_worker(PrebuildActivities.assemble, step, queue, worker_loss)

@@ -171,6 +171,11 @@ class FetchMPackCache(Base):
     commit_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
     object_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
     last_hit_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The database's time when the row's chain was last recorded: every commit its chain holds
+    # was received before it, so a commit received after it is one the chain cannot hold (a
+    # top-up is planned from that, without walking the history: services/top_ups.py). The
+    # database's clock, not a host's: the commits' own `created_at` is the database's too.
+    recorded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class MPackPart(Base):

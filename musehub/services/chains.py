@@ -14,11 +14,15 @@ position is the furthest ancestor of the new want set (`closest_base`): every on
 position's commits is reachable from the new want set, so the chain plus what the new want set
 adds is exactly the new want set's history. It builds only that top-up, and records the new row
 as the base's links plus the new part. A force push or a deleted branch, whose old position is
-not an ancestor of the new one, simply finds no such chain and gets a new base.
+not an ancestor of the new one, simply finds no such chain and gets a new base; so does a forced
+rebuild. Neither finding the chain nor planning the top-up walks the whole history: the walk
+from the new want set stops at the nearest chains' tips, and the top-up is the commits received
+since the base row was recorded (`top_ups.py`), so both cost what the push added.
 
 Serving. A clone of a want set is answered by its whole chain; a fetch whose `have` holds the
 want set of some position of that chain needs only the parts after it (`Chain.after`). Both are
-one lookup. Parts are joined into one pack by byte ranges (musehub/mpack/chain.py) for clients
+one lookup, and the position is found in the looked-up chain in memory, whatever the history's
+length. Parts are joined into one pack by byte ranges (musehub/mpack/chain.py) for clients
 that take one URL or the inline answer.
 
 Collecting. Rows go first (expiry, lost packs); a part's object goes only when no row names it,
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -80,9 +85,7 @@ class Chain:
         return None
 
 
-def parts_to_merge(
-    chain: Chain, *, compact_parts: int, ratio: float, keep: int
-) -> tuple[int, int]:
+def parts_to_merge(chain: Chain, *, compact_parts: int, ratio: float, keep: int) -> tuple[int, int]:
     """The parts `[start, end)` a compaction joins into one; `(0, 0)`: leave the chain as it is.
 
     The last `keep` top-ups are never joined (pulls from recent pushes stay hits) and do not
@@ -165,11 +168,21 @@ async def record_part(session: AsyncSession, repo_id: str, key: str, digest: Pac
     )
 
 
-# Live chains of the repo whose position is reachable from :want, furthest first: one walk of
-# the new want set's history, whatever the number of chains.
+# Live chains of the repo whose position is reachable from :want, furthest first. The walk from
+# :want stops at the tip of every live one-tip row (what is behind it is that chain's), so it
+# reads what was pushed since the nearest chains, not the whole history: one statement whose
+# cost follows the push. Only the first push of a history, with no chain yet, walks it all.
+# (Head-set rows do not stop it: one of their tips may be behind another.)
 _CLOSEST_BASE = text(
     """
-WITH RECURSIVE reach(commit_id) AS (
+WITH RECURSIVE candidates AS MATERIALIZED (
+    SELECT f.cache_id, f.want_commit_ids, f.commit_count, f.recorded_at, f.tip_commit_id
+    FROM musehub_fetch_mpack_cache f
+    WHERE f.repo_id = :repo_id AND f.expires_at > now()
+      AND EXISTS (SELECT 1 FROM musehub_mpack_chain_links l WHERE l.cache_id = f.cache_id)
+), ends AS MATERIALIZED (
+    SELECT tip_commit_id AS commit_id FROM candidates WHERE tip_commit_id IS NOT NULL
+), reach(commit_id) AS (
     SELECT unnest(CAST(:want AS text[]))
   UNION
     SELECT parent.commit_id
@@ -177,40 +190,59 @@ WITH RECURSIVE reach(commit_id) AS (
     JOIN musehub_commits c ON c.repo_id = :repo_id AND c.commit_id = r.commit_id
     CROSS JOIN LATERAL (VALUES (c.parent_commit_id), (c.parent2_commit_id)) AS parent(commit_id)
     WHERE parent.commit_id IS NOT NULL
-), candidates AS (
-    SELECT f.cache_id, f.want_commit_ids, f.commit_count
-    FROM musehub_fetch_mpack_cache f
-    WHERE f.repo_id = :repo_id AND f.expires_at > now()
-      AND EXISTS (SELECT 1 FROM musehub_mpack_chain_links l WHERE l.cache_id = f.cache_id)
+      AND NOT EXISTS (SELECT 1 FROM ends e WHERE e.commit_id = r.commit_id)
+), walked AS MATERIALIZED (
+    SELECT commit_id FROM reach LIMIT :max_walk  -- NULL: all; the walk stops at the limit
 )
-SELECT c.cache_id, c.want_commit_ids
-FROM candidates c
-WHERE NOT EXISTS (
-    SELECT 1 FROM unnest(c.want_commit_ids) AS w(commit_id)
-    WHERE w.commit_id NOT IN (SELECT commit_id FROM reach)
-)
-ORDER BY c.commit_count DESC, c.cache_id
-LIMIT 1
+SELECT (SELECT count(*) FROM walked), best.*
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT c.cache_id, c.want_commit_ids, c.recorded_at
+    FROM candidates c
+    WHERE NOT EXISTS (
+        SELECT 1 FROM unnest(c.want_commit_ids) AS w(commit_id)
+        WHERE w.commit_id NOT IN (SELECT commit_id FROM walked)
+    )
+    ORDER BY c.commit_count DESC, c.cache_id
+    LIMIT 1
+) AS best ON true
 """
 )
 
 
+@dataclass(frozen=True)
+class BaseChain:
+    """The live chain a new want set's top-up appends to."""
+
+    want: list[str]  # the row's own want set: the top-up is planned against its history
+    chain: Chain
+    # When the row was recorded, by the database's clock (None: a row from before it was kept):
+    # every commit its chain holds was received before then.
+    recorded_at: datetime | None
+
+
 async def closest_base(
-    session: AsyncSession, repo_id: str, want: Sequence[str]
-) -> tuple[list[str], Chain] | None:
+    session: AsyncSession, repo_id: str, want: Sequence[str], *, max_walk: int | None = None
+) -> BaseChain | None:
     """The live chain to append `want`'s top-up to: the one whose position holds the most
-    commits among those all of whose want set `want` reaches. (the row's want set, its chain),
-    or None.
+    commits among those all of whose want set `want` reaches, or None.
 
     The row's own want set, not its chain's last position: the two differ when the row's
     top-up was empty (its want set's history equals an earlier position's, so the row is that
     chain as it was), and that position's own row may have expired since while this one lives;
-    the record step finds the chain again by the want set returned here."""
-    found = (await session.execute(_CLOSEST_BASE, {"repo_id": repo_id, "want": list(want)})).first()
-    if found is None:
+    the record step finds the chain again by the want set returned here.
+
+    The walk stops at live one-tip rows' tips, so a position behind one of them is not seen:
+    the chain found is always a valid base (its want set is reached), the nearest along each
+    line of history.
+
+    `max_walk`: give up (None) past that many commits walked, for callers that must stay
+    quick (the first push of a long history, with no chain to stop at, walks all of it)."""
+    params = {"repo_id": repo_id, "want": list(want), "max_walk": max_walk}
+    walked, cache_id, base_want, recorded_at = (await session.execute(_CLOSEST_BASE, params)).one()
+    if cache_id is None or (max_walk is not None and walked >= max_walk):
         return None
-    cache_id, base_want = found
     chain = await load_chain(session, cache_id)
     if chain is None:
         return None
-    return list(base_want), chain
+    return BaseChain(list(base_want), chain, recorded_at)

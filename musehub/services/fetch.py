@@ -16,7 +16,11 @@ metrics beside it:
    for earn a row (the head set, one current tip); any other is built on demand and never
    recorded (UNCACHED): a stranger cannot fill storage with cached want sets.
 4. A fetch with `have` holding a position of the want set's chain (a pull after a push) is
-   answered with the parts after it, as a hit; any other is built on demand (UNCACHED).
+   answered with the parts after it, as a hit; any other is built on demand (UNCACHED). The
+   chain is looked up once a second per want set (like 1.), the position is found in it in
+   memory, and the answer for that position (only its own parts checked and presigned) is
+   kept for a second (`RecentRests`): a herd of CI runners pulling the newest push costs one
+   lookup a second, like a herd of clones.
 5. Every synchronous build takes a hub-wide and a per-repository build slot (advisory locks,
    so across every process); when either is full the fetch gets 503 with Retry-After.
 6. A pack storage lost is never promised: each lookup, and each inline answer, checks the
@@ -58,7 +62,8 @@ from musehub.services.fetch_answer import (
 from musehub.services.growing_pack import GrowingPack
 from musehub.services.lost_packs import still_stored
 from musehub.services.mpack_build import BuiltMPack, build_and_upload, join_and_upload
-from musehub.services.mpack_cache import CacheEntry, CloneLookup
+from musehub.services.mpack_cache import EXPIRY_SLACK, CacheEntry, CloneLookup
+from musehub.services.recent_rests import RecentRests
 from musehub.services.repos import (
     branch_heads,
     could_exist,
@@ -109,6 +114,8 @@ class FetchMPacks:
         self._storage = storage
         self._settings = settings
         self._warm: WarmAnswers[FetchAnswer] = WarmAnswers(settings.api.warm_answer_ttl_seconds)
+        self._chains: WarmAnswers[Chain] = WarmAnswers(settings.api.warm_answer_ttl_seconds)
+        self._rests = RecentRests(settings.api.warm_answer_ttl_seconds)
         self.build: Build = build or self._build_from_storage
         # Builds whose answer is streamed while they run: kept here so they are not collected,
         # and run to the end even when their client leaves (the next clone finds the row).
@@ -149,6 +156,8 @@ class FetchMPacks:
     def forget_repo(self, owner: str, slug: str) -> None:
         """After a push: this process's recent answers for the repo are stale."""
         self._warm.forget_repo(owner, slug)
+        self._chains.forget_repo(owner, slug)
+        self._rests.forget_repo(owner, slug)
 
     async def _clone(
         self, owner: str, slug: str, want: list[str], user: str | None, form: AnswerForm, zstd: bool
@@ -284,19 +293,78 @@ class FetchMPacks:
     ) -> tuple[str, FetchAnswer]:
         """A pull or fetch: the rest of the want set's chain when `have` holds one of its
         positions, else a build for this request."""
+        warm = await self._warm_rest(owner, slug, want, have, user, form)
+        if warm is not None:
+            return warm
         async with self._sessions() as session:
             repo = await repo_for_read(session, owner, slug, user)
             heads = await branch_heads(session, repo.repo_id)
             entry = await mpack_cache.lookup(session, repo.repo_id, want)
             rest = entry.chain.after(have) if entry is not None and entry.chain else None
             stored = rest is not None and await self._parts_stored(session, repo.repo_id, rest)
-            if rest is not None and rest.parts and stored:
+            if entry is not None and rest is not None and rest.parts and stored:
+                # The row must outlive the URLs this answer hands out (None: GC took it).
+                slid = await self._slide_expiry(session, entry)
                 await session.commit()
-                return repo.repo_id, await self._answer_of_rest(repo.repo_id, rest, heads, form)
+                if slid is not None:
+                    answer = await self._answer_of_rest(repo.repo_id, rest, heads, form)
+                    return repo.repo_id, answer
             await session.commit()  # ends a lost part's drop
         return repo.repo_id, await self._answer_while_building(
             form, heads, lambda growing: self._unrecorded(repo.repo_id, want, have, heads, growing)
         )
+
+    async def _warm_rest(
+        self,
+        owner: str,
+        slug: str,
+        want: list[str],
+        have: list[str],
+        user: str | None,
+        form: AnswerForm,
+    ) -> tuple[str, FetchAnswer] | None:
+        """A pull answered like a warm clone: the want set's chain found by one lookup a second
+        (`_chains`, none in between), the position `have` holds found in it in memory, and the
+        answer for that position (only its parts checked in storage and presigned) kept for a
+        second (`RecentRests`). None when no live chain answers the want set, `have` holds none
+        of its positions, a part is gone, or the row would expire before the URLs: the caller
+        looks again in the database (sliding the expiry), and builds."""
+        found, chain = await self._chains.get_or_lookup(
+            owner, slug, want, lambda: self._chain_lookup(owner, slug, want)
+        )
+        if found is None or not is_readable(found.owner, found.visibility, user):
+            raise not_found(owner, slug)
+        rest = chain.after(have) if chain is not None else None
+        if found.entry is None or rest is None or not rest.parts:
+            return None
+        if found.entry.expires_at < datetime.now(UTC) + self._settings.presign_ttl + EXPIRY_SLACK:
+            return None  # the database path slides it past this answer's URLs
+        key = (owner, slug, tuple(want), tuple(p.mpack_id for p in rest.parts))
+        pull = self._rests.get(key)
+        if pull is None or (form == "url" and pull.pack is None):
+            async with self._sessions() as session:
+                stored = await self._parts_stored(session, found.repo_id, rest)
+                await session.commit()  # ends a lost part's drop
+            if not stored:
+                self.forget_repo(owner, slug)
+                return None
+            pull = await self._answer_of_rest(found.repo_id, rest, found.branch_heads, form)
+        elif form == "inline" and not await self._still_stored(found.repo_id, pull):
+            self.forget_repo(owner, slug)
+            return None
+        self._rests.put(key, pull)
+        return found.repo_id, pull
+
+    async def _chain_lookup(
+        self, owner: str, slug: str, want: list[str]
+    ) -> tuple[CloneLookup | None, Chain | None]:
+        """The repo, its heads and the want set's live chain: one statement, nothing else (a
+        pull checks and presigns only the parts it sends)."""
+        if not could_exist(owner, slug):
+            return None, None
+        found = await mpack_cache.lookup_clone(self._engine, owner, slug, want)
+        chain = found.entry.chain if found is not None and found.entry is not None else None
+        return found, chain
 
     async def _answer_of_rest(
         self, repo_id: str, rest: Chain, heads: dict[str, str], form: AnswerForm
@@ -400,8 +468,11 @@ class FetchMPacks:
         return await self._slide_expiry(session, entry)
 
     async def _parts_stored(self, session: AsyncSession, repo_id: str, chain: Chain) -> bool:
-        for part in chain.parts:
-            if not await still_stored(
+        # Every part looked up at once (a chain is up to a few dozen parts; on S3 each is a
+        # round trip); only a part not found whole is looked at again, under its lock.
+        sizes = await asyncio.gather(*(self._storage.size(p.mpack_id) for p in chain.parts))
+        for part, size in zip(chain.parts, sizes, strict=True):
+            if size != part.size and not await still_stored(
                 session,
                 self._storage,
                 repo_id=repo_id,

@@ -78,6 +78,12 @@ async def plan_fetch(
             f"commit {sorted(unknown)[0]} is not in this repository (refresh with /refs)"
         )
     commit_ids = await history.missing_commit_ids(session, repo_id, want, have)
+    return await plan_of_commits(session, repo_id, commit_ids)
+
+
+async def plan_of_commits(session: AsyncSession, repo_id: str, commit_ids: list[str]) -> FetchPlan:
+    """The plan that sends `commit_ids` (sorted; a closure less what the client holds) with
+    their snapshots and objects, less those of the boundary snapshots."""
     params = {"repo_id": repo_id, "ids": commit_ids}
     snapshot_ids = list((await session.execute(_SNAPSHOTS_OF_CLOSURE, params)).scalars())
     rows = (await session.execute(_OBJECTS_OF_CLOSURE, params)).all()
@@ -276,6 +282,29 @@ async def build_and_upload(
     names it. A pack no row will name (`have` given) is written again even if present: only its
     fresh age keeps GC off it while it is served."""
     plan = await plan_fetch(session, repo_id, want, have)
+    return await build_planned(
+        session,
+        plan,
+        storage=storage,
+        work_dir=work_dir,
+        read_concurrency=read_concurrency,
+        replace=bool(have),
+        on_file=on_file,
+    )
+
+
+async def build_planned(
+    session: AsyncSession,
+    plan: FetchPlan,
+    *,
+    storage: ObjectStorage,
+    work_dir: Path,
+    read_concurrency: int,
+    replace: bool = False,
+    on_file: Callable[[Path], None] | None = None,
+) -> BuiltMPack:
+    """`build_and_upload` of a plan made already: assemble, hold the object, upload."""
+    repo_id = plan.repo_id
     handle, name = tempfile.mkstemp(dir=work_dir, prefix="fetch-", suffix=".mpack")
     path = Path(name)
     try:
@@ -286,7 +315,7 @@ async def build_and_upload(
                 session, plan, out, storage_blob_reader(storage), concurrency=read_concurrency
             )
         await hold_mpack_object(session, mpack_key(repo_id, digest.sha256))
-        key = await upload_mpack(storage, repo_id, path, digest, replace=bool(have), move=True)
+        key = await upload_mpack(storage, repo_id, path, digest, replace=replace, move=True)
     finally:
         await asyncio.to_thread(path.unlink, missing_ok=True)  # gone if the upload moved it
     return BuiltMPack(key, digest, len(plan.commit_ids), len(plan.objects))

@@ -281,6 +281,7 @@ async def _upsert_row(
 ) -> str:
     wants = normalise_want(want)
     cache_id = cache_id_for(repo_id, wants)
+    values = {**values, "recorded_at": func.now()}  # the database's clock: see the model
     await session.execute(
         insert(FetchMPackCache)
         .values(

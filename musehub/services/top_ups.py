@@ -9,17 +9,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.mpack.writer import PackDigest
-from musehub.services import chains, mpack_cache
-from musehub.services.chains import Chain, ChainPart
-from musehub.services.mpack_build import FetchPlan, plan_fetch
+from musehub.services import chains, history, mpack_cache
+from musehub.services.chains import BaseChain, Chain, ChainPart
+from musehub.services.mpack_build import FetchPlan, plan_fetch, plan_of_commits
 from musehub.storage import ObjectStorage
 
 # A chain this many times its compaction bound long means compaction keeps failing: stop
 # appending to it.
 MAX_UNCOMPACTED_PARTS = 4
+# The most commits the quick plan walks (finding the chain, then what was pushed since it):
+# the prebuild's cache check runs it under a short timeout, and a one-commit push walks one.
+QUICK_MAX_COMMITS = 5_000
 
 
 class PartGone(Exception):
@@ -28,19 +32,127 @@ class PartGone(Exception):
 
 
 async def plan_top_up(
-    session: AsyncSession, repo_id: str, want: Sequence[str], *, compact_parts: int
+    session: AsyncSession,
+    repo_id: str,
+    want: Sequence[str],
+    *,
+    compact_parts: int,
+    fresh_base: bool = False,
 ) -> tuple[FetchPlan, list[str]]:
     """What to build for `want`, and the want set whose chain it tops up (empty: a base). When
     a live chain's position is an ancestor of `want`, only what `want` adds to it is planned: a
     push costs what it changed. A chain `MAX_UNCOMPACTED_PARTS` times its compaction bound
-    (`compact_parts`) long is not appended to: a new base rather than a longer chain. Raises
-    NotFound when a commit of `want` is not in the repository."""
-    base = await chains.closest_base(session, repo_id, want)
-    if base is not None and len(base[1].parts) >= MAX_UNCOMPACTED_PARTS * compact_parts:
-        base = None  # compaction is failing: a new base rather than a longer chain
-    base_want = base[0] if base is not None else []
-    plan = await plan_fetch(session, repo_id, want, base_want)
-    return plan, base_want
+    (`compact_parts`) long is not appended to, and `fresh_base` (a forced rebuild) appends to
+    none: a new base. Raises NotFound when a commit of `want` is not in the repository."""
+    base = None if fresh_base else await _base_for(session, repo_id, want, compact_parts, None)
+    if base is None:
+        return await plan_fetch(session, repo_id, want, []), []
+    quick = await _quick_plan(session, repo_id, want, base, None)
+    if quick is not None:
+        return quick, base.want
+    return await plan_fetch(session, repo_id, want, base.want), base.want
+
+
+async def plan_quick_top_up(
+    session: AsyncSession, repo_id: str, want: Sequence[str], *, compact_parts: int
+) -> tuple[FetchPlan, list[str]] | None:
+    """`plan_top_up`'s plan when it reads only what was pushed since the base chain (see
+    `_added_since`), walking at most QUICK_MAX_COMMITS commits; None when `want` needs a base,
+    a walk of the base's history, or a longer walk."""
+    base = await _base_for(session, repo_id, want, compact_parts, QUICK_MAX_COMMITS)
+    if base is None:
+        return None
+    quick = await _quick_plan(session, repo_id, want, base, QUICK_MAX_COMMITS)
+    return None if quick is None else (quick, base.want)
+
+
+async def _base_for(
+    session: AsyncSession,
+    repo_id: str,
+    want: Sequence[str],
+    compact_parts: int,
+    max_walk: int | None,
+) -> BaseChain | None:
+    base = await chains.closest_base(session, repo_id, want, max_walk=max_walk)
+    if base is not None and len(base.chain.parts) >= MAX_UNCOMPACTED_PARTS * compact_parts:
+        return None  # compaction is failing: a new base rather than a longer chain
+    return base
+
+
+async def _quick_plan(
+    session: AsyncSession,
+    repo_id: str,
+    want: Sequence[str],
+    base: BaseChain,
+    max_walk: int | None,
+) -> FetchPlan | None:
+    added = await _added_since(session, repo_id, want, base, max_walk)
+    if added is None or not await _all_known(session, repo_id, want):
+        return None
+    return await plan_of_commits(session, repo_id, added)
+
+
+async def _all_known(session: AsyncSession, repo_id: str, want: Sequence[str]) -> bool:
+    """Whether every commit of `want` is in the repository (plan_fetch says which is not)."""
+    return set(want) <= await history.existing_commit_ids(session, repo_id, want)
+
+
+# What :want adds to the base row's history, walked from :want down to the base's want set,
+# each commit with whether the hub received it before the base row was recorded.
+_ADDED = text(
+    """
+WITH RECURSIVE added(commit_id, received_before) AS (
+    SELECT c.commit_id, c.created_at <= :recorded_at
+    FROM musehub_commits c
+    WHERE c.repo_id = :repo_id AND c.commit_id = ANY(CAST(:want AS text[]))
+      AND NOT c.commit_id = ANY(CAST(:base AS text[]))
+  UNION
+    SELECT p.commit_id, p.created_at <= :recorded_at
+    FROM added a
+    JOIN musehub_commits c ON c.repo_id = :repo_id AND c.commit_id = a.commit_id
+    CROSS JOIN LATERAL (VALUES (c.parent_commit_id), (c.parent2_commit_id)) AS parent(commit_id)
+    JOIN musehub_commits p ON p.repo_id = :repo_id AND p.commit_id = parent.commit_id
+    WHERE NOT a.received_before AND NOT parent.commit_id = ANY(CAST(:base AS text[]))
+)
+SELECT commit_id, received_before
+FROM (SELECT * FROM added LIMIT :max_walk) AS walked  -- NULL: all; the walk stops at the limit
+ORDER BY commit_id
+"""
+)
+
+
+async def _added_since(
+    session: AsyncSession, repo_id: str, want: Sequence[str], base: BaseChain, max_walk: int | None
+) -> list[str] | None:
+    """The commits `want` reaches and the base's want set does not, read without walking the
+    base's history; None when that cannot be told so (the caller walks both histories).
+
+    The base row's chain holds only commits the hub had received when the row was recorded
+    (`recorded_at`, the database's clock, like each commit's `created_at`). So a commit received
+    since is not in it, and the walk from `want` goes down through such commits, stopping at the
+    base's want set. If it meets none received earlier, it is exactly the difference: a commit
+    `want` reaches but the base does not is reached along a path that avoids the base's want
+    set, and every commit on that path is new. A commit received earlier may or may not be the
+    base's (a merge of an older branch, a row from before `recorded_at`): then None, and
+    None past `max_walk` commits."""
+    if base.recorded_at is None:
+        return None
+    rows = await session.execute(
+        _ADDED,
+        {
+            "repo_id": repo_id,
+            "want": list(want),
+            "base": base.want,
+            "recorded_at": base.recorded_at,
+            "max_walk": max_walk,
+        },
+    )
+    added = rows.all()
+    if max_walk is not None and len(added) >= max_walk:
+        return None
+    if any(received_before for _, received_before in added):
+        return None
+    return [commit_id for commit_id, _ in added]
 
 
 async def hold_stored(session: AsyncSession, storage: ObjectStorage, key: str, size: int) -> None:

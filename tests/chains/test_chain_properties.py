@@ -16,7 +16,9 @@ Temporal, against the real PostgreSQL and local storage. Then, for every current
   are not always equal);
 - the inline answer streamed from the parts (`joined_stream` with the INLINE header and the
   branch heads trailer) decodes to the full plan's bundle and the heads;
-- a pull through the API whose `have` is a position gets exactly the suffix's parts, as a HIT.
+- a pull through the API whose `have` is a position gets exactly the suffix's parts, as a HIT;
+- a top-up planned from what was pushed alone (`plan_quick_top_up`, which the prebuild's cache
+  check builds itself) equals the plan that walks both histories.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from musehub.services import mpack_cache, top_ups
 from musehub.services.chains import Chain
 from musehub.services.compaction import compact_chain
 from musehub.services.mpack_build import (
+    FetchPlan,
     assemble_mpack,
     plan_fetch,
     storage_blob_reader,
@@ -230,6 +233,7 @@ async def prebuild(repo: Repo) -> None:
             plan, base_want = await top_ups.plan_top_up(
                 session, repo.repo_id, want, compact_parts=hub.settings.mpack.chain_compact_parts
             )
+            await check_quick_plan(session, repo, want, plan, base_want)
             handle, name = tempfile.mkstemp(dir=hub.settings.work_dir, suffix=".mpack")
             with os.fdopen(handle, "wb") as out:
                 digest = await assemble_mpack(
@@ -250,6 +254,22 @@ async def prebuild(repo: Repo) -> None:
                 ttl=hub.settings.mpack_cache_ttl,
             )
             await session.commit()
+
+
+async def check_quick_plan(
+    session: AsyncSession, repo: Repo, want: list[str], plan: FetchPlan, base_want: list[str]
+) -> None:
+    """The top-up planned from what was pushed alone (the quick path, which skips the walk of
+    the base's history) is exactly what walking both histories plans, whenever it answers."""
+    quick = await top_ups.plan_quick_top_up(
+        session, repo.repo_id, want, compact_parts=repo.hub.settings.mpack.chain_compact_parts
+    )
+    if quick is None:
+        note("a top-up planned the long way" if base_want else "a base")
+        return
+    note("a top-up planned from what was pushed alone")
+    assert quick == (plan, base_want)
+    assert plan == await plan_fetch(session, repo.repo_id, want, base_want)
 
 
 # -- what the synchronous path and the chain hold -----------------------------------------------

@@ -80,16 +80,18 @@ async def test_a_top_up_appends_to_the_furthest_ancestor_chain(hub: Hub) -> None
         await session.commit()
 
         found = await chains.closest_base(session, repo, [c3])
-        assert found is not None and found[0] == [c1]
-        top_up = await build_part(hub, session, repo, [c3], found[0])
+        assert found is not None and found.want == [c1]
+        top_up = await build_part(hub, session, repo, [c3], found.want)
         assert top_up.sections[0].count == 2  # c2 and c3, nothing of c1
-        chain = Chain((*found[1].parts, top_up))
+        chain = Chain((*found.chain.parts, top_up))
         await mpack_cache.record_chain(session, repo_id=repo, want=[c3], chain=chain, ttl=TTL)
         await session.commit()
 
         loaded = await chains.load_chain(session, cache_id_for(repo, [c3]))
         assert loaded == chain
-        assert await chains.closest_base(session, repo, [side]) == ([c1], Chain((base,)))
+        from_side = await chains.closest_base(session, repo, [side])
+        assert from_side is not None
+        assert (from_side.want, from_side.chain) == ([c1], Chain((base,)))
         full = await build_part(hub, session, repo, [c3], [])
         await session.rollback()
 

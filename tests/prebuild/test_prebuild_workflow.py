@@ -42,7 +42,7 @@ from musehub.contract import (
 )
 from workflows.prebuild import PrebuildFetchMPacks
 
-A, B, C, D = "a" * 64, "b" * 64, "c" * 64, "d" * 64
+A, B, C, D, E, F = "a" * 64, "b" * 64, "c" * 64, "d" * 64, "e" * 64, "f" * 64
 
 
 @dataclass
@@ -58,8 +58,11 @@ class FakeStore:
     # Assembling these waits until `release` is set (a slow build).
     slow: set[tuple[str, ...]] = field(default_factory=set)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    # Small top-ups the check builds and records itself (`check_or_append`).
+    quick: set[tuple[str, ...]] = field(default_factory=set)
     recorded: list[tuple[str, ...]] = field(default_factory=list)
     loads: list[tuple[str, ...]] = field(default_factory=list)
+    fresh_bases: list[tuple[str, ...]] = field(default_factory=list)  # loads asking for a base
     discarded: int = 0
 
     def activities(self) -> list[Callable[..., Any]]:
@@ -73,6 +76,16 @@ class FakeStore:
                 return CheckCacheResult("fresh")
             return CheckCacheResult("build", task_queue=store.queue)
 
+        @activity.defn(name="check_or_append_top_up")
+        async def check_or_append(request: CheckCacheInput) -> CheckCacheResult:
+            checked = await check(request)
+            want = tuple(request.want)
+            if checked.verdict == "build" and want in store.quick and not request.force:
+                store.recorded.append(want)
+                store.fresh.add(want)
+                return CheckCacheResult("built", cache_id="0" * 64)
+            return checked
+
         @activity.defn(name="claim_build_worker")
         async def claim(request: ClaimWorkerInput) -> ClaimWorkerResult:
             return ClaimWorkerResult(store.queue)
@@ -81,6 +94,8 @@ class FakeStore:
         async def load(request: BuildStepInput) -> LoadBlobsResult:
             want = tuple(request.want)
             store.loads.append(want)
+            if request.fresh_base:
+                store.fresh_bases.append(want)
             if want in store.superseded:
                 raise ApplicationError("a newer push", type=SUPERSEDED, non_retryable=True)
             if want in store.missing_blob_for:
@@ -112,7 +127,7 @@ class FakeStore:
             store.discarded += 1
             return DiscardBuildResult(True)
 
-        return [check, claim, load, assemble, upload, record, discard]
+        return [check, check_or_append, claim, load, assemble, upload, record, discard]
 
 
 @pytest.fixture
@@ -209,7 +224,8 @@ async def test_a_slow_build_does_not_hold_up_the_others(fake: tuple[Client, Fake
     store.slow.add((A,))
     handle = await start(client, store, [A, B, C])
     await wait_until(lambda: len(store.recorded) == 3)
-    assert store.recorded == [(A, B, C), (B,), (C,)]
+    assert store.recorded[0] == (A, B, C)
+    assert sorted(store.recorded[1:]) == [(B,), (C,)]
     store.release.set()
     result = await handle.result()
     assert store.recorded[-1] == (A,)
@@ -233,16 +249,48 @@ async def test_newer_tips_replace_the_targets_not_yet_started(
     fake: tuple[Client, FakeStore],
 ) -> None:
     client, store = fake
-    store.slow.update({(A,), (B,)})  # both slots busy with the first push's tips
-    handle = await start(client, store, [A, B, C])
-    await wait_until(lambda: len(store.loads) == 3)  # the head set, then A and B
-    await handle.signal(PrebuildFetchMPacks.tips_pushed, PrebuildRequest([A, B, D]))
+    store.slow.update({(A,), (B,), (C,), (D,)})  # every slot busy with the first push's tips
+    handle = await start(client, store, [A, B, C, D, E])
+    await wait_until(lambda: len(store.loads) == 5)  # the head set, then A to D
+    await handle.signal(PrebuildFetchMPacks.tips_pushed, PrebuildRequest([A, B, C, D, F]))
     await asyncio.sleep(0.3)  # the signal is in before the slots free up
     store.release.set()
     await handle.result()
-    assert (C,) not in store.loads  # C was replaced by D before it started
-    assert sorted(store.recorded) == [(A,), (A, B, C), (A, B, D), (B,), (D,)]
+    assert (E,) not in store.loads  # E was replaced by F before it started
+    assert sorted(store.recorded) == [
+        (A,),
+        (A, B, C, D, E),
+        (A, B, C, D, F),
+        (B,),
+        (C,),
+        (D,),
+        (F,),
+    ]
     assert store.loads.count((A,)) == 1  # already built for the first push: fresh, not redone
+
+
+async def test_a_small_top_up_is_built_by_the_check_and_the_rest_in_parallel(
+    fake: tuple[Client, FakeStore],
+) -> None:
+    """A one-commit push: the check builds each top-up itself (no staged steps), the head set's
+    first, then every tip at once."""
+    client, store = fake
+    store.quick.update({(A, B, C), (A,), (B,), (C,)})
+    result = await run(client, store, [A, B, C])
+    assert store.loads == []
+    assert store.recorded[0] == (A, B, C)
+    assert sorted(store.recorded[1:]) == [(A,), (B,), (C,)]
+    assert (result.targets, result.built) == (4, 4)
+
+
+async def test_a_forced_rebuild_builds_a_new_base(fake: tuple[Client, FakeStore]) -> None:
+    client, store = fake
+    store.quick.add((A,))  # a push would have appended a top-up
+    await run(client, store, [A])
+    assert store.loads == []
+    await run(client, store, [A], force=True)
+    assert store.loads == [(A,)]
+    assert store.fresh_bases == [(A,)]
 
 
 async def test_a_superseded_build_is_skipped_without_error_or_retry(

@@ -237,6 +237,50 @@ async def test_record_prebuild_of_a_chain_and_its_compaction(
     await save(compaction, compaction_path)
 
 
+async def test_record_prebuild_of_quick_top_ups_and_a_forced_base(
+    hub: Hub, temporal_env: WorkflowEnvironment
+) -> None:
+    """Real activities, with quick top-ups (workflow.patched "quick-top-up"): a base for two
+    branches, a one-commit push to each built by the cache check itself (four slots), then a
+    forced rebuild that makes new bases through the staged steps."""
+    path = new_history("prebuild_quick_top_ups_and_forced_base")
+    settings = settings_with_fresh_queue(hub.settings)
+    owner, slug, token = await hub.create_repo()
+    history = History()
+    root = history.commit([], {"a": b"0" * 10_000})
+    tips = {"main": root, "side": history.commit([root], {"a": b"s" * 10_000})}
+    for branch, tip in tips.items():
+        await history.push(hub, owner, slug, token, branch, tip)
+    repo_id = await repo_id_of(hub, owner, slug)
+    async with running_workers(
+        temporal_env.client,
+        settings,
+        storage=hub.storage,
+        database_url=hub.engine.url.render_as_string(False),
+    ):
+        handle = await start_prebuild(
+            temporal_env.client,
+            settings.temporal.prebuild_task_queue,
+            repo_id,
+            list(tips.values()),
+            3,
+        )
+        for n, branch in enumerate(("main", "side")):
+            tip = tips[branch]
+            await until(lambda: chained(hub, repo_id, tip))  # noqa: B023 (awaited here)
+            tips[branch] = history.commit([tips[branch]], {"a": bytes([n]) * 10_000})
+            await history.push(hub, owner, slug, token, branch, tips[branch])
+            await handle.signal(TIPS_PUSHED_SIGNAL, PrebuildRequest(sorted(tips.values())))
+        await until(lambda: chained(hub, repo_id, tips["side"]))
+        await handle.signal(REBUILD_SIGNAL, PrebuildRequest(sorted(tips.values()), force=True))
+        result = await handle.result()
+    assert result.built >= 3 + 2 + 3  # 3 bases, a top-up per push or more, 3 forced bases
+    async with AsyncSession(hub.engine) as session:
+        entry = await mpack_cache.lookup(session, repo_id, [tips["main"]])
+    assert entry is not None and entry.chain is not None and len(entry.chain.parts) == 1
+    await save(handle, path)
+
+
 async def repo_id_of(hub: Hub, owner: str, slug: str) -> str:
     async with AsyncSession(hub.engine) as session:
         return await repo_id_in(session, owner, slug)
