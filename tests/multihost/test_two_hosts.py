@@ -19,7 +19,7 @@ import time
 import uuid
 from asyncio.subprocess import PIPE
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -40,13 +40,14 @@ from musehub.services import mpack_cache
 from musehub.services.repos import create_repo
 from musehub.services.tokens import create_token
 from musehub.settings import load_settings
+from musehub.storage.s3 import PART_SIZE
 from musehub.synth import generate_repo, push_synth
 from tests.hub_storage import age_in_moto, s3_storage_settings, storage_environment
 from tests.multihost.hosts import MUSEHUB, Host
 from tests.storage.s3_server import MotoS3
 
-# Big enough that the pack goes up in several multipart parts and some blobs by presigned PUT;
-# with 4 reads of 50 ms in flight, assembling it takes the worker about 3 s.
+# 11.5 MB of blobs, 54 of them over 64 KiB (pushed by presigned PUT): the pack goes up in two
+# multipart parts. With 4 reads of 50 ms in flight, assembling it takes a worker about 3 s.
 COMMITS, FILES, FILE_SIZE, BLOBS = 120, 240, 48_000, 240
 READS = {"MUSEHUB_STORAGE_READ_DELAY_MS": "50", "MUSEHUB_STORAGE_READ_CONCURRENCY": "4"}
 HEADERS = {"Content-Type": "application/x-msgpack", "Accept": "application/x-msgpack"}
@@ -67,9 +68,9 @@ class Site:
 
 
 @pytest.fixture
-def site(
+async def site(
     tmp_path: Path, db_engine: AsyncEngine, temporal_env: WorkflowEnvironment, moto_s3: MotoS3
-) -> Iterator[Site]:
+) -> AsyncIterator[Site]:
     unique = uuid.uuid4().hex[:8]
     bucket = moto_s3.create_bucket()
     shared = dict(
@@ -95,15 +96,13 @@ def site(
         for host in hosts:
             host.start_api()
             host.start_worker()
-        for host in hosts:
-            host.wait_until_serving()
+        await asyncio.gather(*(asyncio.to_thread(host.wait_until_serving) for host in hosts))
         yield Site(hosts[0], hosts[1], bucket, shared)
     finally:
-        for host in hosts:
-            host.stop()
+        await asyncio.gather(*(asyncio.to_thread(host.stop) for host in hosts))
         schedule = temporal_env.client.get_schedule_handle(shared["MUSEHUB_GC_SCHEDULE_ID"])
         with contextlib.suppress(RPCError):  # no worker got as far as creating it
-            asyncio.run(schedule.delete())
+            await schedule.delete()
 
 
 async def test_a_build_survives_its_host_and_leaves_nothing_behind(
@@ -146,9 +145,9 @@ async def test_a_build_survives_its_host_and_leaves_nothing_behind(
     await musehub_gc(site.environment | site.a.environment)
 
     keys = bucket_keys(moto_s3, site.bucket)
-    assert {k for k in keys if k.startswith("mpacks/")} == await named_packs(
-        db_engine, refs.repo_id, [tip]
-    )
+    packs = {k: size for k, size in keys.items() if k.startswith("mpacks/")}
+    assert set(packs) == await named_packs(db_engine, refs.repo_id, [tip])
+    assert max(packs.values()) > PART_SIZE  # uploaded in parts
     assert {k for k in keys if not k.startswith(("mpacks/", "objects/"))} == set()
     unfinished = moto_s3.client().list_multipart_uploads(Bucket=site.bucket)
     assert unfinished.get("Uploads", []) == []
@@ -208,9 +207,10 @@ async def named_packs(engine: AsyncEngine, repo_id: str, want: list[str]) -> set
     return named | ({entry.mpack_id} if entry.mpack_id else set())
 
 
-def bucket_keys(moto: MotoS3, bucket: str) -> set[str]:
+def bucket_keys(moto: MotoS3, bucket: str) -> dict[str, int]:
+    """Every object in the bucket, with its size."""
     pages = moto.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    return {item["Key"] for page in pages for item in page.get("Contents", [])}
+    return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
 
 
 async def musehub_gc(environment: dict[str, str]) -> None:
