@@ -34,7 +34,7 @@ from musehub.temporal import LazyTemporalClient
 from tests.hub_storage import HUB_URL, HubTransport, backends_under_test, s3_storage_settings
 from tests.storage.s3_server import MotoS3, moto_s3
 
-__all__ = ["HUB_URL", "moto_s3"]  # moto_s3: the session's S3 endpoint, found by pytest here
+__all__ = ["moto_s3"]  # the session's S3 endpoint, found by pytest through this module
 
 
 @pytest.fixture(scope="session")

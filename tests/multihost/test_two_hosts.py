@@ -38,6 +38,7 @@ from musehub.contract import STATUS_QUERY, PrebuildStatus, prebuild_workflow_id
 from musehub.mpack.reader import read_mpack
 from musehub.services import mpack_cache
 from musehub.services.repos import create_repo
+from musehub.services.staging import sweep_abandoned
 from musehub.services.tokens import create_token
 from musehub.settings import load_settings
 from musehub.storage.s3 import PART_SIZE
@@ -152,8 +153,12 @@ async def test_a_build_survives_its_host_and_leaves_nothing_behind(
     unfinished = moto_s3.client().list_multipart_uploads(Bucket=site.bucket)
     assert unfinished.get("Uploads", []) == []
     for host in site.hosts:
-        assert host.build_folders() == set()
-        assert len(list(host.staging_root.glob("worker-*"))) == 1  # its live worker's own
+        assert len(list(host.staging_root.glob("worker-*"))) == 1  # its live worker's own ...
+        assert sweep_abandoned(host.staging_root) == 0  # ... and no dead worker's
+    # A live worker's builds are its own to clean up: stopped, it leaves nothing at all.
+    await asyncio.gather(*(asyncio.to_thread(host.stop) for host in site.hosts))
+    for host in site.hosts:
+        assert list(host.staging_root.iterdir()) == []
 
 
 async def new_repo(engine: AsyncEngine) -> tuple[str, str, str]:
