@@ -30,6 +30,8 @@ class Host:
     environment: dict[str, str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     api_url: str = ""
+    # Where each part's log was when it last started: a restarted part's "ready" line is new.
+    log_starts: dict[str, int] = field(default_factory=dict)
 
     @property
     def staging_root(self) -> Path:
@@ -51,7 +53,7 @@ class Host:
     def wait_until_serving(self) -> None:
         """The API ready (database, storage, Temporal) and the worker polling."""
         deadline = time.monotonic() + STARTUP_SECONDS
-        while not self._api_ready() or b"worker polling" not in self.log("worker").read_bytes():
+        while not self._api_ready() or b"worker polling" not in self._log_since_start("worker"):
             for part, process in self.processes.items():
                 if process.poll() is not None:
                     raise AssertionError(f"{self.name}'s {part} exited: {self.tail(part)}")
@@ -93,9 +95,15 @@ class Host:
     def _start(self, part: str, command: list[str], environment: dict[str, str]) -> None:
         assert part not in self.processes, f"{self.name}'s {part} is running already"
         with self.log(part).open("ab") as log:
+            self.log_starts[part] = log.tell()
             self.processes[part] = subprocess.Popen(
                 [MUSEHUB, *command], env=environment, stdout=log, stderr=subprocess.STDOUT
             )
+
+    def _log_since_start(self, part: str) -> bytes:
+        with self.log(part).open("rb") as log:
+            log.seek(self.log_starts.get(part, 0))
+            return log.read()
 
     def _api_ready(self) -> bool:
         if not self.api_url:

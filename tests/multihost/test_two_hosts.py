@@ -155,6 +155,7 @@ async def test_a_build_survives_its_host_and_leaves_nothing_behind(
     for host in site.hosts:
         assert len(list(host.staging_root.glob("worker-*"))) == 1  # its live worker's own ...
         assert sweep_abandoned(host.staging_root) == 0  # ... and no dead worker's
+        assert host.build_folders() == set()  # no build left behind either
     # A live worker's builds are its own to clean up: stopped, it leaves nothing at all.
     await asyncio.gather(*(asyncio.to_thread(host.stop) for host in site.hosts))
     for host in site.hosts:
