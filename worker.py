@@ -29,6 +29,7 @@ from activities.gc import GcActivities
 from activities.prebuild import PrebuildActivities
 from musehub.db.engine import create_engine, session_factory
 from musehub.logs import configure_logging
+from musehub.metrics import process_started
 from musehub.services.schedules import apply_gc_schedule
 from musehub.services.staging import StagingArea, sweep_abandoned
 from musehub.settings import Settings, load_settings
@@ -162,6 +163,7 @@ async def main(settings: Settings | None = None) -> None:
             settings.temporal.worker_metrics_port, addr=settings.temporal.worker_metrics_host
         )
     async with running_workers(client, settings):
+        process_started("worker")
         log.info(
             "worker polling %s and %s (namespace %s)",
             settings.temporal.prebuild_task_queue,

@@ -17,6 +17,7 @@ from api.routes.fetch import fetch_path_params, fetch_route, fetch_shortcut
 from api.wire_io import install_error_handlers
 from musehub.db.engine import create_engine, session_factory
 from musehub.logs import configure_logging
+from musehub.metrics import process_started, process_stopped
 from musehub.services.fetch import FetchMPacks
 from musehub.settings import Settings, get_settings
 from musehub.storage import ObjectStorage, build_storage
@@ -75,9 +76,11 @@ def create_app(
             fetch=FetchMPacks(app_engine, app_storage, settings),
         )
         _exempt_startup_objects_from_gc()
+        process_started("api")
         try:
             yield
         finally:
+            process_stopped("api")
             if object_storage is None:
                 await parts_of(app).storage.aclose()
             if own_engine:

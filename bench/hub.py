@@ -20,7 +20,7 @@ from musehub.db.engine import create_engine, session_factory
 from musehub.services.mpack_cache import cache_id_for
 from musehub.services.repos import create_repo
 from musehub.services.tokens import create_token
-from musehub.settings import ApiSettings, DatabaseSettings, Settings
+from musehub.settings import ApiSettings, DatabaseSettings, Settings, StorageSettings
 from musehub.storage import build_storage
 from musehub.synth import SynthRepo, push_synth
 from musehub.synth.repo import Record
@@ -65,12 +65,14 @@ def fetch_body(want: Sequence[str], have: Sequence[str] = (), *, url_form: bool 
 
 
 class Hub:
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, *, storage: StorageSettings | None = None) -> None:
+        """`storage`: the stack's storage settings when they are not the default local folder."""
         self.stack = stack
         self.settings = Settings(
             state_dir=stack.state_dir,
             database=DatabaseSettings(url=stack.database_url),
             api=ApiSettings(port=stack.api_port),
+            storage=storage or StorageSettings(),
         )
         self.engine = create_engine(self.settings.database_url, pool_size=4)
         self.sessions = session_factory(self.engine)

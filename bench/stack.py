@@ -63,9 +63,12 @@ class Stack:
                 part.kill()
 
 
-def start_stack(state_dir: Path, log_path: Path) -> Stack:
+def start_stack(
+    state_dir: Path, log_path: Path, *, settings: dict[str, str] | None = None
+) -> Stack:
     """Spawn `musehub dev --state-dir STATE --port P` with its other ports free, and wait until
-    it prints its addresses and answers /health."""
+    it prints its addresses and answers /health. `settings`: more `MUSEHUB_*` variables (the
+    benchmark's own environment's are not passed on)."""
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MUSEHUB_")}
     env.update(
@@ -73,6 +76,7 @@ def start_stack(state_dir: Path, log_path: Path) -> Stack:
         MUSEHUB_DEV_TEMPORAL_PORT=str(free_port()),
         MUSEHUB_DEV_TEMPORAL_UI_PORT=str(free_port()),
     )
+    env.update(settings or {})
     state_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "musehub.cli.main", "dev", "--state-dir", str(state_dir),
                "--port", str(api_port)]

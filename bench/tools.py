@@ -8,7 +8,12 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 
-NEEDS = {"warm_fetch": ["wrk"], "push_to_warm": ["wrk"], "clone_vs_git": ["git"]}
+NEEDS = {
+    "warm_fetch": ["wrk"],
+    "metrics_cost": ["wrk"],
+    "push_to_warm": ["wrk"],
+    "clone_vs_git": ["git"],
+}
 APT_PACKAGES = {"wrk": "wrk", "git": "git"}
 
 

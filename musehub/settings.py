@@ -101,6 +101,9 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     # How long a process reuses a warm clone answer (0 = never): see services/warm_answers.py.
     warm_answer_ttl_seconds: float = Field(default=1.0, ge=0, le=60)
+    # A legacy clone whose build is still running after this long gets the pack as it is
+    # written (services/growing_pack.py), so no proxy or client times out on a silent answer.
+    stream_builds_after_seconds: float = Field(default=2.0, ge=0, le=60)
     # API processes `musehub api` (and so `musehub dev`) runs: uvicorn's workers.
     workers: int = Field(default=2, ge=1, le=64)
     # Slow clients (api/protocol.py): a request's headers must be in this long after the

@@ -167,9 +167,17 @@ async def _send_msgpack(body: bytes, cache: str, send: Send) -> None:
 
 
 def _inline_form(parts: AppParts, answer: FetchAnswer) -> StreamingResponse:
-    """A legacy client: the stored pack (or the chain's parts, joined by byte ranges) streamed
-    as is, with fresh branch heads appended. No blob is read, nothing is re-encoded."""
+    """A legacy client: the stored pack (or the chain's parts, joined by byte ranges, or the
+    pack a build is writing) streamed as is, with fresh branch heads appended. No blob is
+    read, nothing is re-encoded."""
     heads, storage = answer.branch_heads, parts.storage
+    if answer.growing is not None:
+        # Still being built: its length is not known yet, so the answer goes out chunked.
+        return StreamingResponse(
+            ainline_answer(answer.growing.chunks(), heads),
+            media_type=MSGPACK,
+            headers={CACHE_HEADER: answer.cache},
+        )
     trailer = branch_heads_trailer(heads)
     body: AsyncIterator[bytes]
     if answer.pack is not None:

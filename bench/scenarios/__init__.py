@@ -12,8 +12,10 @@ from bench.scenarios import (
     chains,
     clone_vs_git,
     cold_build,
+    first_byte,
     herd,
     memory,
+    metrics_cost,
     push_to_warm,
     warm_fetch,
 )
@@ -26,6 +28,8 @@ SCENARIOS: dict[str, Scenario] = {
     "herd": herd.run,
     "clone_vs_git": clone_vs_git.run,
     "warm_fetch": warm_fetch.run,
+    "metrics_cost": metrics_cost.run,
     "memory": memory.run,
+    "first_byte": first_byte.run,
     "chains": chains.run,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from musehub.cli.flags import settings_with_flags
+from musehub.metrics_dir import metrics_dir
 
 FLAGS = {
     "host": "MUSEHUB_API_HOST",
@@ -18,7 +19,9 @@ FLAGS = {
 
 def run_api(args: argparse.Namespace) -> int:
     settings = settings_with_flags(args, FLAGS)
-    from api.server import serve
+    # Chosen before the server (and so prometheus_client) is imported: see metrics_dir.
+    with metrics_dir(settings.api.workers):
+        from api.server import serve
 
-    serve(settings)
+        serve(settings)
     return 0

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 
 from musehub.cli.flags import settings_with_flags
+from musehub.metrics_dir import metrics_dir
 
 FLAGS = {
     "task_queue": "MUSEHUB_TEMPORAL_TASK_QUEUE",
@@ -19,7 +20,9 @@ FLAGS = {
 
 def run_worker(args: argparse.Namespace) -> int:
     settings = settings_with_flags(args, FLAGS)
-    import worker
+    # One process: its metrics stay in memory, whatever folder the environment names.
+    with metrics_dir(processes=1):
+        import worker
 
-    asyncio.run(worker.main(settings))
+        asyncio.run(worker.main(settings))
     return 0

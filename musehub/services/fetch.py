@@ -30,17 +30,20 @@ Every answer is counted (`musehub_fetch_total`, `musehub_fetch_seconds`) and log
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
 
-from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from musehub.db.engine import session_factory
 from musehub.logs import info_line
+from musehub.metric_batches import BatchedCounter, BatchedHistogram
 from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, BUILDS_REFUSED, FETCH_SECONDS, FETCHES
 from musehub.services import chains, mpack_cache
 from musehub.services.chains import Chain, ChainPart
@@ -52,6 +55,7 @@ from musehub.services.fetch_answer import (
     FetchMPack,
     PresignedPart,
 )
+from musehub.services.growing_pack import GrowingPack
 from musehub.services.lost_packs import still_stored
 from musehub.services.mpack_build import BuiltMPack, build_and_upload, join_and_upload
 from musehub.services.mpack_cache import CacheEntry, CloneLookup
@@ -70,8 +74,22 @@ log = logging.getLogger("musehub.fetch")
 
 # What a fetch refused for want of a build slot is told to wait.
 BUSY_RETRY_SECONDS = 5
-# (session, repo_id, want, have) -> the pack, uploaded; swappable so tests need no patching.
-Build = Callable[[AsyncSession, str, Sequence[str], Sequence[str]], Awaitable[BuiltMPack]]
+
+
+class Build(Protocol):
+    """(session, repo_id, want, have) -> the pack, uploaded; swappable so tests need no patching.
+    `on_file` is told the pack's temp file as soon as it exists."""
+
+    def __call__(
+        self,
+        session: AsyncSession,
+        repo_id: str,
+        want: Sequence[str],
+        have: Sequence[str],
+        *,
+        on_file: Callable[[Path], None] | None = None,
+    ) -> Awaitable[BuiltMPack]: ...
+
 
 __all__ = ["AnswerForm", "CacheOutcome", "FetchAnswer", "FetchMPack", "FetchMPacks"]
 
@@ -91,6 +109,9 @@ class FetchMPacks:
         self._settings = settings
         self._warm: WarmAnswers[FetchAnswer] = WarmAnswers(settings.api.warm_answer_ttl_seconds)
         self.build: Build = build or self._build_from_storage
+        # Builds whose answer is streamed while they run: kept here so they are not collected,
+        # and run to the end even when their client leaves (the next clone finds the row).
+        self._streamed_builds: set[asyncio.Task[FetchAnswer]] = set()
 
     async def answer(
         self,
@@ -145,15 +166,49 @@ class FetchMPacks:
             self._warm.put(owner, slug, want, found, answer)
         if answer is not None:
             return found.repo_id, answer
-        if not _asked_by_clones(want, found.branch_heads):
+        heads = found.branch_heads
+        if not _asked_by_clones(want, heads):
             # An old commit, a subset of the branches: built on demand, never recorded, so a
             # stranger cannot fill the cache with want sets (its object goes with the GC).
-            pack = await self._build_unrecorded(found.repo_id, want, [])
-            return found.repo_id, FetchAnswer.of_pack(pack, found.branch_heads)
-        answer = await self._build_and_record(found.repo_id, want, found.branch_heads)
-        # Just built (or found by a racing build): a live pack now answers this want set.
-        self._warm.put(owner, slug, want, found, answer.as_hit())
-        return found.repo_id, answer
+            return found.repo_id, await self._answer_while_building(
+                form,
+                heads,
+                lambda growing: self._unrecorded(found.repo_id, want, [], heads, growing),
+            )
+
+        async def build_and_remember(growing: GrowingPack | None) -> FetchAnswer:
+            answer = await self._build_and_record(found.repo_id, want, heads, growing)
+            # Just built (or found by a racing build): a live pack now answers this want set.
+            self._warm.put(owner, slug, want, found, answer.as_hit())
+            return answer
+
+        return found.repo_id, await self._answer_while_building(form, heads, build_and_remember)
+
+    async def _answer_while_building(
+        self,
+        form: AnswerForm,
+        heads: dict[str, str],
+        build: Callable[[GrowingPack | None], Coroutine[Any, Any, FetchAnswer]],
+    ) -> FetchAnswer:
+        """The answer of a build for this request. A legacy client (inline) whose build is still
+        running after `stream_builds_after_seconds` gets the pack as it is written instead of
+        silence until it is done: a big repo's build outlasts a proxy's or the client's read
+        timeout. Errors before that answer as usual (404, 503); after it, cut the stream."""
+        if form != "inline":
+            return await build(None)
+        growing = GrowingPack()
+        task = asyncio.create_task(build(growing))
+        self._streamed_builds.add(task)
+        task.add_done_callback(self._streamed_builds.discard)
+        task.add_done_callback(functools.partial(_settle, growing))
+        # Not cancelled with this request: a client that leaves does not waste the build.
+        done, _ = await asyncio.wait({task}, timeout=self._settings.api.stream_builds_after_seconds)
+        if not done:
+            await growing.wait_attached()  # its file exists (or the build is over)
+        if task.done():
+            growing.close()
+            return task.result()
+        return FetchAnswer.while_building(growing, heads)
 
     async def _lookup(
         self, owner: str, slug: str, want: list[str]
@@ -174,7 +229,7 @@ class FetchMPacks:
         return found, await self._answer_of(entry, found.branch_heads, "HIT")
 
     async def _build_and_record(
-        self, repo_id: str, want: list[str], heads: dict[str, str]
+        self, repo_id: str, want: list[str], heads: dict[str, str], growing: GrowingPack | None
     ) -> FetchAnswer:
         """The single-flight build of a clone's pack: one build per want set at a time across
         every process; whoever waited finds the row the first one recorded."""
@@ -190,7 +245,7 @@ class FetchMPacks:
                 await session.commit()  # ends the lock's transaction
                 return await self._answer_of(entry, heads, "HIT")
             await self._take_build_slots(session, repo_id)
-            built = await self.build(session, repo_id, want, [])
+            built = await self.build(session, repo_id, want, [], on_file=_attach(growing))
             await record_built(session, repo_id, want, built, self._settings)
             await session.commit()
         pack = await self._presigned(built.key, built.digest.size, built.digest.sha256, "MISS")
@@ -217,8 +272,9 @@ class FetchMPacks:
                 await session.commit()
                 return repo.repo_id, await self._answer_of_rest(repo.repo_id, rest, heads, form)
             await session.commit()  # ends a lost part's drop
-        pack = await self._build_unrecorded(repo.repo_id, want, have)
-        return repo.repo_id, FetchAnswer.of_pack(pack, heads)
+        return repo.repo_id, await self._answer_while_building(
+            form, heads, lambda growing: self._unrecorded(repo.repo_id, want, have, heads, growing)
+        )
 
     async def _answer_of_rest(
         self, repo_id: str, rest: Chain, heads: dict[str, str], form: AnswerForm
@@ -268,12 +324,21 @@ class FetchMPacks:
             answer.parts,
         )
 
-    async def _build_unrecorded(self, repo_id: str, want: list[str], have: list[str]) -> FetchMPack:
+    async def _unrecorded(
+        self,
+        repo_id: str,
+        want: list[str],
+        have: list[str],
+        heads: dict[str, str],
+        growing: GrowingPack | None,
+    ) -> FetchAnswer:
+        """A pack built for this request alone: no row names it."""
         async with self._sessions() as session:
             await self._take_build_slots(session, repo_id)
-            built = await self.build(session, repo_id, want, have)
+            built = await self.build(session, repo_id, want, have, on_file=_attach(growing))
             await session.commit()
-        return await self._presigned(built.key, built.digest.size, built.digest.sha256, "UNCACHED")
+        pack = await self._presigned(built.key, built.digest.size, built.digest.sha256, "UNCACHED")
+        return FetchAnswer.of_pack(pack, heads)
 
     async def _take_build_slots(self, session: AsyncSession, repo_id: str) -> None:
         """A hub-wide and a per-repository build slot until the session's transaction ends;
@@ -344,7 +409,13 @@ class FetchMPacks:
         return stored
 
     async def _build_from_storage(
-        self, session: AsyncSession, repo_id: str, want: Sequence[str], have: Sequence[str]
+        self,
+        session: AsyncSession,
+        repo_id: str,
+        want: Sequence[str],
+        have: Sequence[str],
+        *,
+        on_file: Callable[[Path], None] | None = None,
     ) -> BuiltMPack:
         return await build_and_upload(
             session,
@@ -354,6 +425,7 @@ class FetchMPacks:
             storage=self._storage,
             work_dir=self._settings.work_dir,
             read_concurrency=self._settings.storage.read_concurrency,
+            on_file=on_file,
         )
 
     async def _live_entry(
@@ -421,10 +493,27 @@ async def record_built(
     )
 
 
+def _attach(growing: GrowingPack | None) -> Callable[[Path], None] | None:
+    return growing.attach if growing is not None else None
+
+
+def _settle(growing: GrowingPack, task: asyncio.Task[FetchAnswer]) -> None:
+    """Hand a streamed build's outcome to its reader (and retrieve its error, so an answer
+    that was never streamed does not log it as never retrieved)."""
+    if task.cancelled():
+        growing.settle(None, asyncio.CancelledError())
+    elif (error := task.exception()) is not None:
+        growing.settle(None, error)
+    else:
+        growing.settle(task.result().size)
+
+
 @functools.cache
-def _counted(cache: CacheOutcome, form: AnswerForm) -> tuple[Counter, Histogram]:
+def _counted(cache: CacheOutcome, form: AnswerForm) -> tuple[BatchedCounter, BatchedHistogram]:
     """The labelled series, looked up once: `labels()` locks and hashes on every call."""
-    return FETCHES.labels(cache=cache, form=form), FETCH_SECONDS.labels(cache=cache)
+    return BatchedCounter(FETCHES.labels(cache=cache, form=form)), BatchedHistogram(
+        FETCH_SECONDS.labels(cache=cache)
+    )
 
 
 def _asked_by_clones(want: list[str], heads: dict[str, str]) -> bool:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgpack
 
 from musehub.services.chains import Chain
+from musehub.services.growing_pack import GrowingPack
 
 CacheOutcome = Literal["HIT", "MISS", "UNCACHED"]
 # url: `mpack-url` (one URL); chain: `mpack-chain` (the parts, in order); inline: neither.
@@ -46,11 +47,18 @@ class FetchAnswer:
     pack: FetchMPack | None = None  # the answer as one stored pack, when there is one
     chain: Chain | None = None  # the answer as parts, when it was recorded as a chain
     parts: tuple[PresignedPart, ...] = ()  # the chain's parts, presigned, in order
+    # A pack still being built, for an inline answer that streams it as it is written.
+    growing: GrowingPack | None = None
 
     @classmethod
     def of_pack(cls, pack: FetchMPack, heads: dict[str, str]) -> FetchAnswer:
         part = PresignedPart(pack.url, pack.size, pack.sha256)
         return cls(pack.cache, heads, pack.size, pack.expires_at, pack, None, (part,))
+
+    @classmethod
+    def while_building(cls, growing: GrowingPack, heads: dict[str, str]) -> FetchAnswer:
+        """The answer of a build that is still writing its pack (size not known yet)."""
+        return cls("MISS", heads, 0, datetime.now(UTC), growing=growing)
 
     def as_hit(self) -> FetchAnswer:
         """The same answer, for the requests after the one that built it."""

@@ -265,8 +265,11 @@ async def build_and_upload(
     storage: ObjectStorage,
     work_dir: Path,
     read_concurrency: int,
+    on_file: Callable[[Path], None] | None = None,
 ) -> BuiltMPack:
     """The synchronous build: plan, assemble with blobs read straight from storage, upload.
+    `on_file(path)` is told the pack's temp file as soon as it exists (a `GrowingPack` reads it
+    while it is written).
 
     Before the upload it holds the pack's object lock (`mpack_cache.hold_mpack_object`) until
     the caller's transaction ends, so GC cannot delete the pack between upload and the row that
@@ -276,6 +279,8 @@ async def build_and_upload(
     handle, name = tempfile.mkstemp(dir=work_dir, prefix="fetch-", suffix=".mpack")
     path = Path(name)
     try:
+        if on_file is not None:
+            on_file(path)
         with os.fdopen(handle, "wb") as out:
             digest = await assemble_mpack(
                 session, plan, out, storage_blob_reader(storage), concurrency=read_concurrency

@@ -131,17 +131,21 @@ async def ingest_uploads(
     session: AsyncSession, storage: ObjectStorage, repo_id: str, ids: Sequence[str], work_dir: Path
 ) -> list[str]:
     """Turn presigned uploads of `ids` into objects once their bytes hash to their ids.
-    Returns the ids that were not uploaded (or whose bytes were wrong, which are discarded)."""
-    absent: list[str] = []
-    sizes: dict[str, int] = {}
-    for oid in ids:
-        size = await _ingest_one(storage, repo_id, oid, work_dir)
-        if size is None:
-            absent.append(oid)
-        else:
-            sizes[oid] = size
+    Returns the ids that were not uploaded (or whose bytes were wrong, which are discarded).
+
+    Several at a time: each is a read, a write and a delete, three round trips to the store, and
+    one after another they added up to minutes on a push of thousands of large objects to a
+    distant store (the client gives up on a `/push` silent for 60 s)."""
+    limit = asyncio.Semaphore(STORE_CONCURRENCY)
+
+    async def ingest(oid: str) -> int | None:
+        async with limit:
+            return await _ingest_one(storage, repo_id, oid, work_dir)
+
+    found = await asyncio.gather(*(ingest(oid) for oid in ids))
+    sizes = {oid: size for oid, size in zip(ids, found, strict=True) if size is not None}
     await _insert_object_rows(session, repo_id, sizes)
-    return absent
+    return [oid for oid, size in zip(ids, found, strict=True) if size is None]
 
 
 async def _ingest_one(storage: ObjectStorage, repo_id: str, oid: str, work_dir: Path) -> int | None:
@@ -231,7 +235,7 @@ async def apply_push(
     tip = find_tip(request.commits, request.branch)
     await _check_snapshots_complete(session, storage, repo.repo_id, request, work_dir)
     await _check_commits_complete(session, repo.repo_id, request)
-    await session.commit()  # object rows ingested from uploads are kept even if the push is refused
+    await session.commit()
 
     # Serialise pushes to one branch (the row may not exist yet, so lock the name, not the row).
     await session.execute(
@@ -273,6 +277,9 @@ async def _check_snapshots_complete(
     }
     missing = await missing_object_ids(session, repo_id, list(needed))
     absent = await ingest_uploads(session, storage, repo_id, missing, work_dir) if missing else []
+    # The uploads that checked out are objects now, kept even if the push is refused: their
+    # staged copies are gone, so a rollback would make the client upload them again.
+    await session.commit()
     if absent:
         snapshot, path = needed[absent[0]]
         raise BadRequest(

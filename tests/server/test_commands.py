@@ -60,6 +60,8 @@ def test_api_serves_and_lets_a_request_in_flight_finish_on_sigterm(
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: httpx.get(f"{base}/health/live").status_code == 200, api, log, 60)
+        # One process keeps its metrics in memory: no folder, and they are served all the same.
+        assert 'musehub_processes{role="api"} 1.0' in httpx.get(f"{base}/metrics").text
         # An upload in flight when SIGTERM comes: half its body now, half after the signal.
         storage = LocalStorage(
             tmp_path / "state" / "blobs", signing_key=SIGNING_KEY.encode(), public_base_url=base
@@ -128,6 +130,9 @@ def test_worker_polls_the_queues_it_is_given_and_stops_on_sigterm(
         MUSEHUB_GC_SCHEDULE_ID=f"gc-{metrics}",  # never due in this session:
         MUSEHUB_GC_INTERVAL_MINUTES="100000",
     )
+    inherited = tmp_path / "inherited-metrics"  # one process: it keeps its metrics in memory
+    inherited.mkdir()
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(inherited)
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
         [
@@ -149,7 +154,9 @@ def test_worker_polls_the_queues_it_is_given_and_stops_on_sigterm(
     try:
         polling = f"worker polling prebuild-{metrics} and general-{metrics}"
         wait_for(lambda: polling in log.read_text(), worker, log, 60)
-        assert httpx.get(f"http://127.0.0.1:{metrics}/metrics").status_code == 200
+        scrape = httpx.get(f"http://127.0.0.1:{metrics}/metrics")
+        assert 'musehub_processes{role="worker"} 1.0' in scrape.text
+        assert list(inherited.iterdir()) == []
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(60) == 0
     finally:

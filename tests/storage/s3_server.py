@@ -12,7 +12,6 @@ Reuse it from any test package by importing the fixture into that package's conf
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,14 +20,8 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from moto.server import ThreadedMotoServer
-from werkzeug.serving import make_server
 
+from musehub.devstack.moto_s3 import running_moto_s3
 from musehub.storage.s3 import S3Storage
 
 REGION = "us-east-1"
@@ -67,46 +60,11 @@ class MotoS3:
         )
 
 
-class _RawPutBodies:
-    """S3 and R2 store a PUT's body as it came, whatever its Content-Type; moto's werkzeug reads
-    an `application/x-www-form-urlencoded` body as a form and stores something else (or hangs).
-    The muse client sends exactly that type (urllib's default) with its presigned uploads."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("REQUEST_METHOD") == "PUT" and environ.get("CONTENT_TYPE", "").startswith(
-            "application/x-www-form-urlencoded"
-        ):
-            environ["CONTENT_TYPE"] = "application/octet-stream"
-        return self.app(environ, start_response)
-
-
-class _MotoServer(ThreadedMotoServer):
-    def _server_entry(self) -> None:
-        self._server = make_server(
-            self._ip_address,
-            self._port,
-            _RawPutBodies(DomainDispatcherApplication(create_backend_app)),
-            True,
-            request_handler=MotoRequestHandler,
-        )
-        self._server_ready_event.set()
-        self._server.serve_forever()
-
-
 @contextmanager
 def running_moto_server() -> Iterator[MotoS3]:
-    # One line per request at INFO would bury a failing test's own log.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = _MotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield MotoS3(endpoint_url=f"http://{host}:{port}")
-    finally:
-        server.stop()
+    """moto's server, storing the bytes of form-typed PUTs as S3 does (see `moto_s3`)."""
+    with running_moto_s3() as endpoint_url:
+        yield MotoS3(endpoint_url=endpoint_url)
 
 
 @pytest.fixture(scope="session")
