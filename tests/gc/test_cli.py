@@ -20,6 +20,7 @@ from tests.gc.helpers import (
     new_repo_id,
     put_pack,
 )
+from tests.hub_storage import storage_environment
 from tests.prebuild.conftest import settings_with_fresh_queue
 from worker import running_workers
 
@@ -32,8 +33,7 @@ async def musehub(hub: Hub, env: WorkflowEnvironment, settings: Settings, *args:
         MUSEHUB_TEMPORAL_TASK_QUEUE=settings.temporal.task_queue,
         MUSEHUB_GC_SCHEDULE_ID=settings.gc.schedule_id,
         MUSEHUB_GC_RECONCILE="false",
-        MUSEHUB_STATE_DIR=str(hub.settings.state_dir),
-        MUSEHUB_SIGNING_KEY="test-signing-key",
+        **storage_environment(hub.settings),
     )
     process = await asyncio.create_subprocess_exec(
         sys.executable,

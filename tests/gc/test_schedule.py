@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 from temporalio.testing import WorkflowEnvironment
@@ -25,19 +25,21 @@ from tests.wire.helpers import push_vector
 from worker import running_workers
 from workflows.gc import GarbageCollectFetchMPacks
 
+FIRST_PUSH = datetime(2000, 1, 1, tzinfo=UTC)
+
 
 def with_gc(settings: Settings, **gc: object) -> Settings:
     return settings.model_copy(update={"gc": settings.gc.model_copy(update=gc)})
 
 
 async def make_oldest_push(hub: Hub, repo_id: str) -> None:
-    """Reconcile takes the oldest pushes first: put this repo at the head of the line."""
+    """Reconcile takes the oldest pushes first: put this repo at the head of the line, before
+    any repo an earlier test put there (on the other backend, whose packs this one's GC counts
+    as lost, that repo would be reconciled instead)."""
     async with AsyncSession(hub.engine) as session:
-        await session.execute(
-            update(Repo)
-            .where(Repo.repo_id == repo_id)
-            .values(pushed_at=datetime(2000, 1, 1, tzinfo=UTC))
-        )
+        oldest = await session.scalar(select(func.min(Repo.pushed_at)))
+        first = min(oldest or FIRST_PUSH, FIRST_PUSH) - timedelta(seconds=1)
+        await session.execute(update(Repo).where(Repo.repo_id == repo_id).values(pushed_at=first))
         await session.commit()
 
 

@@ -27,6 +27,8 @@ from tests.mpack.helpers import VECTOR_HEADS
 from tests.processes import dead_pid, stop_group
 from tests.wire.helpers import push_vector
 
+pytestmark = pytest.mark.local_storage_only("metrics summed over processes")
+
 MUSEHUB = [sys.executable, "-m", "musehub.cli.main"]
 BATCH = 32
 MAX_BATCHES = 20

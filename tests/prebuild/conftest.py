@@ -18,6 +18,7 @@ from musehub.services import mpack_cache
 from musehub.settings import Settings
 from musehub.temporal import LazyTemporalClient
 from tests.conftest import Hub
+from tests.hub_storage import HUB_URL, HubTransport
 from worker import running_workers
 
 
@@ -31,7 +32,8 @@ def settings_with_fresh_queue(settings: Settings) -> Settings:
         }
     )
     gc = settings.gc.model_copy(update={"schedule_id": f"gc-test-{unique}"})
-    return settings.model_copy(update={"temporal": temporal, "gc": gc})
+    # Deep, so a test that changes a group of its copy (storage, mpack) leaves the session's alone.
+    return settings.model_copy(update={"temporal": temporal, "gc": gc}, deep=True)
 
 
 @dataclass
@@ -49,11 +51,10 @@ async def prebuild_hub(hub: Hub, temporal_env: WorkflowEnvironment) -> AsyncIter
         object_storage=hub.storage,
         temporal=LazyTemporalClient(settings, client=temporal_env.client),
     )
+    transport = HubTransport(app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://hub.test"
-        ) as client,
+        httpx.AsyncClient(transport=transport, base_url=HUB_URL) as client,
         running_workers(
             temporal_env.client,
             settings,
@@ -61,7 +62,16 @@ async def prebuild_hub(hub: Hub, temporal_env: WorkflowEnvironment) -> AsyncIter
             database_url=hub.engine.url.render_as_string(hide_password=False),
         ),
     ):
-        yield PrebuildHub(app, client, settings, hub.storage, hub.engine, temporal_env.client)
+        yield PrebuildHub(
+            app,
+            client,
+            settings,
+            hub.storage,
+            hub.engine,
+            hub.backend,
+            transport,
+            temporal_env.client,
+        )
 
 
 async def named_objects_stored(hub: Hub, repo_id: str, want: list[str]) -> bool:

@@ -12,16 +12,20 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from musehub.services.prebuild_trigger import request_prebuild
 from musehub.services.staging import LOCK_FILE
 from tests.conftest import Hub
+from tests.hub_storage import storage_environment
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
 from tests.prebuild.conftest import settings_with_fresh_queue
 from tests.prebuild.test_prebuild_integration import wait_for_rows
 from tests.wire.helpers import push_vector
 from worker import running_workers
+
+pytestmark = pytest.mark.local_storage_only("one host; tests/multihost kills a worker on S3")
 
 VECTOR = load_vector()
 MAIN = VECTOR_HEADS["main"]
@@ -31,15 +35,15 @@ def start_slow_worker(
     hub: Hub, env: WorkflowEnvironment, queue: str, log: Path
 ) -> subprocess.Popen[bytes]:
     """A real worker process whose blob reads take 1.5 s each, one at a time."""
-    environment = dict(
-        os.environ,
-        MUSEHUB_DATABASE_URL=hub.engine.url.render_as_string(hide_password=False),
-        MUSEHUB_TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
-        MUSEHUB_TEMPORAL_PREBUILD_TASK_QUEUE=queue,
-        MUSEHUB_STATE_DIR=str(hub.settings.state_dir),
-        MUSEHUB_SIGNING_KEY="test-signing-key",
-        MUSEHUB_STORAGE_READ_DELAY_MS="1500",
-        MUSEHUB_STORAGE_READ_CONCURRENCY="1",
+    environment = (
+        dict(
+            os.environ,
+            MUSEHUB_DATABASE_URL=hub.engine.url.render_as_string(hide_password=False),
+            MUSEHUB_TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
+            MUSEHUB_TEMPORAL_PREBUILD_TASK_QUEUE=queue,
+        )
+        | storage_environment(hub.settings)
+        | {"MUSEHUB_STORAGE_READ_DELAY_MS": "1500", "MUSEHUB_STORAGE_READ_CONCURRENCY": "1"}
     )
     return subprocess.Popen(
         [sys.executable, "-m", "worker"],

@@ -7,6 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from temporalio.client import Client
 
 from musehub.devstack.ports import free_port
@@ -19,6 +20,8 @@ from tests.prebuild.conftest import named_objects_stored, settings_with_fresh_qu
 from tests.prebuild.test_prebuild_integration import wait_for_rows
 from tests.wire.helpers import push_vector
 from worker import running_workers
+
+pytestmark = pytest.mark.local_storage_only("Temporal restarting; 13 s, storage plays no part")
 
 VECTOR = load_vector()
 MAIN = VECTOR_HEADS["main"]

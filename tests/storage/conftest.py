@@ -16,9 +16,7 @@ from api.deps import get_storage
 from api.routes.storage import storage_router
 from musehub.storage import LocalStorage, ObjectStorage, S3Storage
 from tests.storage.http_server import serving
-from tests.storage.s3_server import MotoS3, moto_s3
-
-__all__ = ["moto_s3"]  # re-exported so pytest finds the session fixture here
+from tests.storage.s3_server import MotoS3
 
 SIGNING_KEY = b"storage-tests-signing-key-32-byt"
 

@@ -12,6 +12,8 @@ from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
 from tests.wire.helpers import call, decode, push_records
 
+pytestmark = pytest.mark.local_storage_only("requests refused before storage is touched")
+
 VECTOR = load_vector()
 MAIN = VECTOR_HEADS["main"]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +17,10 @@ from musehub.services.keys import object_key
 from tests.conftest import Hub
 from tests.mpack.helpers import make_commit, make_object, make_snapshot
 from tests.wire.helpers import call, decode
+
+pytestmark = pytest.mark.local_storage_only(
+    "database parameter limits; it reads the local backend's URLs"
+)
 
 OVER_THE_DRIVER_LIMIT = 33_000
 

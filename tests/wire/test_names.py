@@ -19,6 +19,8 @@ from tests.conftest import Hub
 from tests.mpack.helpers import make_commit, make_object, make_snapshot
 from tests.wire.helpers import call, decode
 
+pytestmark = pytest.mark.local_storage_only("name rules, checked before storage is touched")
+
 ADMIN = "operator-secret-names"
 OBJECT = make_object(b"content\n")
 

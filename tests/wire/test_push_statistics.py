@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
 from sqlalchemy import text
 
 from musehub.db.statistics import ANALYZE_AFTER_NEW_COMMITS
 from tests.conftest import Hub
 from tests.mpack.helpers import make_commit, make_object, make_snapshot
 from tests.wire.helpers import decode, push_records
+
+pytestmark = pytest.mark.local_storage_only("the database's planner statistics")
 
 
 async def last_analyzed(hub: Hub) -> datetime | None:
