@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from musehub.settings import Settings, StorageSettings
 from musehub.storage import LatencyInjectingStorage, LocalStorage, ObjectStorage, S3Storage
+from musehub.storage.signing import STORAGE_URL_PREFIX
 from tests.storage.s3_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoS3
 
 TEST_STORAGE_VARIABLE = "MUSEHUB_TEST_STORAGE"
@@ -90,6 +91,14 @@ class HubTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         await self._network.aclose()
         await self._app.aclose()
+
+
+def key_of_url(hub_settings: Settings, url: str) -> str:
+    """The storage key a presigned URL of either backend points at."""
+    path = unquote(urlsplit(url).path)
+    if hub_settings.storage.backend == "s3":
+        return path.split(f"/{hub_settings.storage.s3_bucket}/", 1)[1]
+    return path.split(STORAGE_URL_PREFIX, 1)[1]
 
 
 def age(storage: ObjectStorage, key: str, by: timedelta) -> None:

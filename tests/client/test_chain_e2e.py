@@ -29,11 +29,11 @@ BLOB = 50_000
 
 
 class Recording(httpx.AsyncBaseTransport):
-    """The app's transport; keeps each `/fetch` answer's cache header, and can ask the hub for
+    """The hub's transport; keeps each `/fetch` answer's cache header, and can ask the hub for
     one pack instead of a chain (to clone the same history both ways)."""
 
-    def __init__(self, app: object, *, one_pack: bool = False) -> None:
-        self._inner = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    def __init__(self, hub: PrebuildHub, *, one_pack: bool = False) -> None:
+        self._inner = hub.transport  # the app, and the storage's URLs on either backend
         self._one_pack = one_pack
         self.caches: list[str] = []
 
@@ -87,10 +87,10 @@ async def test_clone_from_a_chain_then_pull_from_it(
         await line.push(change)
 
     # A clone from the chain (base + 2 top-ups) holds what a one-pack clone holds, file for file.
-    chained = Recording(hub.app)
+    chained = Recording(hub)
     result = await clone(url, tmp_path / "chain", transport=chained, progress=False)
     assert result.parts == 3 and result.commits == 3
-    await clone(url, tmp_path / "one", transport=Recording(hub.app, one_pack=True), progress=False)
+    await clone(url, tmp_path / "one", transport=Recording(hub, one_pack=True), progress=False)
     assert tree(tmp_path / "chain") == tree(tmp_path / "one")
     assert work_tree(tmp_path / "chain") == files_of(line.history, line.tip)
 
@@ -99,7 +99,7 @@ async def test_clone_from_a_chain_then_pull_from_it(
     for pushes in (1, 3):
         for n in range(pushes):
             await line.push(f"more-{pushes}-{n}")
-        recorder = Recording(hub.app)
+        recorder = Recording(hub)
         pulled = await pull(root, transport=recorder, progress=False)
         assert recorder.caches == ["HIT"]
         assert (pulled.outcome, pulled.new_head) == ("fast-forward", line.tip)
@@ -110,14 +110,14 @@ async def test_clone_from_a_chain_then_pull_from_it(
     first = next(iter(line.history.commits))
     line.files = {f"song/{n}.mid": bytes([n + 50]) * BLOB for n in range(3)}
     await line.push("rewritten", parent=first, force=True)
-    pulled = await pull(root, transport=Recording(hub.app), progress=False)
+    pulled = await pull(root, transport=Recording(hub), progress=False)
     assert (pulled.outcome, pulled.new_head) == ("reset", line.tip)
     assert work_tree(root) == files_of(line.history, line.tip)
 
     # A branch appears, then is deleted: its tracking pointer comes, then goes.
     dev = line.history.commit([line.tip], {**line.files, "dev.txt": b"dev"})
     await line.history.push(hub, owner, slug, token, "dev", dev)
-    pulled = await pull(root, transport=Recording(hub.app), progress=False)
+    pulled = await pull(root, transport=Recording(hub), progress=False)
     assert (root / ".muse" / "remotes" / "origin" / "dev").read_text() == dev
     async with AsyncSession(hub.engine) as session:  # the wire protocol has no branch delete
         await session.execute(
@@ -125,7 +125,7 @@ async def test_clone_from_a_chain_then_pull_from_it(
             {"r": line.repo_id},
         )
         await session.commit()
-    pulled = await pull(root, transport=Recording(hub.app), progress=False)
+    pulled = await pull(root, transport=Recording(hub), progress=False)
     assert pulled.pruned == ("dev",) and pulled.outcome == "up to date"
     assert not (root / ".muse" / "remotes" / "origin" / "dev").exists()
     assert work_tree(root) == files_of(line.history, line.tip)  # main untouched
@@ -146,7 +146,7 @@ async def test_a_corrupt_part_in_storage_fails_the_clone_cleanly(
     await hub.storage.put(top_up.mpack_id, bytes(data))
     dest = tmp_path / "song"
     with pytest.raises(CloneError, match=r"sha256|corrupt"):
-        await clone(f"http://hub.test/{owner}/{slug}", dest, transport=Recording(hub.app))
+        await clone(f"http://hub.test/{owner}/{slug}", dest, transport=Recording(hub))
     assert (
         not dest.exists() and list(await asyncio.to_thread(lambda: list(tmp_path.iterdir()))) == []
     )

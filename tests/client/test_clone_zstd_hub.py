@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -20,22 +19,22 @@ from musehub.client.errors import CloneError
 from musehub.client.wire import MPackURL, MuseRemote
 from musehub.db.models import MPackEncoding
 from musehub.mpack.encoding import encoded_key, raw_key_of
-from musehub.storage.signing import STORAGE_URL_PREFIX
 from musehub.synth import SynthRepo, generate_repo, push_synth
 from tests.conftest import Hub
+from tests.hub_storage import key_of_url
 
 
-async def pushed(hub: Hub) -> tuple[str, httpx.ASGITransport, SynthRepo]:
+async def pushed(hub: Hub) -> tuple[str, httpx.AsyncBaseTransport, SynthRepo]:
     owner, slug, token = await hub.create_repo()
     url = f"http://hub.test/{owner}/{slug}"
-    transport = httpx.ASGITransport(app=hub.app)
+    transport = hub.transport
     repo = generate_repo(30, 8, 20_000, 2, seed=7)
     async with MuseRemote(url, token, transport=transport) as remote:
         await push_synth(remote, repo)
     return url, transport, repo
 
 
-async def answer(url: str, transport: httpx.ASGITransport, caps: tuple[str, ...]) -> MPackURL:
+async def answer(url: str, transport: httpx.AsyncBaseTransport, caps: tuple[str, ...]) -> MPackURL:
     async with MuseRemote(url, transport=transport) as remote:
         refs = await remote.refs()
         found = await remote.fetch(sorted(set(refs.branch_heads.values())), [], caps)
@@ -69,7 +68,7 @@ async def test_a_truncated_copy_fails_the_clone_and_leaves_nothing(
     decoder finds the frame unfinished and the clone leaves no repository behind."""
     url, transport, _ = await pushed(hub)
     zstd = await answer(url, transport, ("mpack-url", "mpack-zstd"))
-    key = encoded_key(raw_key_of(_key_of(zstd.parts[0].url)))
+    key = encoded_key(raw_key_of(key_of_url(hub.settings, zstd.parts[0].url)))
     whole = await hub.storage.get(key)
     cut = whole[: len(whole) // 2]
     await hub.storage.put(key, cut)
@@ -91,7 +90,3 @@ async def test_a_truncated_copy_fails_the_clone_and_leaves_nothing(
 
 def _left_in(folder: Path) -> list[Path]:
     return list(folder.iterdir())
-
-
-def _key_of(url: str) -> str:
-    return unquote(url.split("?")[0].split(STORAGE_URL_PREFIX)[-1])
