@@ -67,12 +67,15 @@ class GrowingPack:
         offset = 0
         try:
             while True:
+                # Seen before the read: once the build is over, a read that finds nothing
+                # more means the end, never bytes not yet written.
+                over = self._settled.done()
                 chunk = os.pread(fd, READ_CHUNK, offset)  # page-cache reads: microseconds
                 if chunk:
                     offset += len(chunk)
                     yield chunk
                     continue
-                if self._settled.done():
+                if over:
                     size = self._settled.result()  # raises the build's error
                     if offset != size:
                         raise OSError(f"read {offset} bytes of a {size}-byte pack")
