@@ -108,6 +108,8 @@ async def _answer(scope: Scope, receive: Receive) -> Callable[[Send], Awaitable[
         form=asked.form,
         zstd=asked.zstd,
     )
+    if answer.growing is not None:  # a build still running: streamed inline, whatever the form
+        return lambda send: _inline_form(parts, answer)(scope, receive, send)
     if asked.form == "chain":
         body = answer.zstd_chain_form if asked.zstd else answer.chain_form
         return lambda send: _send_msgpack(body, answer.cache, send)

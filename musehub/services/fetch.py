@@ -140,7 +140,7 @@ class FetchMPacks:
         wants = mpack_cache.normalise_want(want)
         if have:
             repo_id, answer = await self._with_have(owner, slug, wants, list(have), user, form)
-            if zstd:
+            if zstd and answer.growing is None:
                 answer = await self._zstd(answer, form, repo_id)
         else:
             repo_id, answer = await self._clone(owner, slug, wants, user, form, zstd)
@@ -188,7 +188,6 @@ class FetchMPacks:
             # An old commit, a subset of the branches: built on demand, never recorded, so a
             # stranger cannot fill the cache with want sets (its object goes with the GC).
             return found.repo_id, await self._answer_while_building(
-                form,
                 heads,
                 lambda growing: self._unrecorded(found.repo_id, want, [], heads, growing),
             )
@@ -199,23 +198,22 @@ class FetchMPacks:
             self._warm.put(owner, slug, want, found, answer.as_hit())
             return answer
 
-        answer = await self._answer_while_building(form, heads, build_and_remember)
-        if zstd:
+        answer = await self._answer_while_building(heads, build_and_remember)
+        if zstd and answer.growing is None:
             answer = await self._zstd(answer, form, found.repo_id)
         return found.repo_id, answer
 
     async def _answer_while_building(
         self,
-        form: AnswerForm,
         heads: dict[str, str],
         build: Callable[[GrowingPack | None], Coroutine[Any, Any, FetchAnswer]],
     ) -> FetchAnswer:
-        """The answer of a build for this request. A legacy client (inline) whose build is still
-        running after `stream_builds_after_seconds` gets the pack as it is written instead of
+        """The answer of a build for this request. A build still running after
+        `stream_builds_after_seconds` answers with the pack as it is written, inline, instead of
         silence until it is done: a big repo's build outlasts a proxy's or the client's read
-        timeout. Errors before that answer as usual (404, 503); after it, cut the stream."""
-        if form != "inline":
-            return await build(None)
+        timeout. Clients that asked for URLs get that inline answer too (every client reads one:
+        a hub without URLs sends nothing else); a URL would need the finished pack's hash.
+        Errors before that answer as usual (404, 503); after it, cut the stream."""
         growing = GrowingPack()
         task = asyncio.create_task(build(growing))
         self._streamed_builds.add(task)
@@ -311,7 +309,7 @@ class FetchMPacks:
                     return repo.repo_id, answer
             await session.commit()  # ends a lost part's drop
         return repo.repo_id, await self._answer_while_building(
-            form, heads, lambda growing: self._unrecorded(repo.repo_id, want, have, heads, growing)
+            heads, lambda growing: self._unrecorded(repo.repo_id, want, have, heads, growing)
         )
 
     async def _warm_rest(

@@ -152,9 +152,16 @@ async def repo_has_no_row(hub: Hub, repo: PushedRepo) -> bool:
     return rows == 0
 
 
+@pytest.mark.parametrize(
+    "capabilities",
+    [[], ["mpack-chain", "mpack-url", "mpack-zstd"]],
+    ids=["legacy", "musehub-clone"],
+)
 async def test_the_route_streams_a_slow_build_chunked_and_it_decodes_as_the_stored_pack(
-    hub: Hub,
+    hub: Hub, capabilities: list[str]
 ) -> None:
+    """Whatever the client asked for: a URL would need the finished pack's hash, and every
+    client reads an inline answer."""
     repo = await push_vector(hub, branches=("main", "chorus"))
     fetcher: FetchMPacks = hub.app.state.parts.fetch
     real_build = fetcher.build
@@ -173,10 +180,11 @@ async def test_the_route_streams_a_slow_build_chunked_and_it_decodes_as_the_stor
         )
 
     fetcher.build = slow_build
+    asked = {"want": [MAIN, CHORUS], "have": [], "capabilities": capabilities}
     body = msgpack.packb({"want": [MAIN, CHORUS], "have": []})
     try:
         streamed = await hub.client.post(
-            f"/{repo.owner}/{repo.slug}/fetch", content=body, headers=HEADERS
+            f"/{repo.owner}/{repo.slug}/fetch", content=msgpack.packb(asked), headers=HEADERS
         )
     finally:
         fetcher.build = real_build
@@ -190,3 +198,8 @@ async def test_the_route_streams_a_slow_build_chunked_and_it_decodes_as_the_stor
     heads = decode(stored)["branch_heads"]
     assert streamed.content[:1] == INLINE_HEADER
     assert streamed.content.endswith(branch_heads_trailer(heads))
+    if capabilities:  # and once built, the same client gets what it asked for
+        again = await hub.client.post(
+            f"/{repo.owner}/{repo.slug}/fetch", content=msgpack.packb(asked), headers=HEADERS
+        )
+        assert again.headers["x-musehub-cache"] == "HIT" and "mpack_parts" in decode(again)
