@@ -187,8 +187,8 @@ async def clone_until_cancelled(
             )
             assert response.status_code == 200, (host.name, response.text)
             pack = response.content
-            if capabilities:
-                answer = msgpack.unpackb(pack)
+            answer = msgpack.unpackb(pack) if capabilities else {}
+            if "mpack_url" in answer:  # else a build still running, streamed inline to all
                 pack = (await http.get(answer["mpack_url"])).content
                 assert hashlib.sha256(pack).hexdigest() == answer["mpack_sha256"]
             assert tip in {c["commit_id"] for c in read_mpack(io.BytesIO(pack)).commits}

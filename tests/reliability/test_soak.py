@@ -137,6 +137,9 @@ class SoakClient:
         )
         assert answer.status_code == 200, answer.text
         url_form = msgpack.unpackb(answer.content)
+        if "mpack_url" not in url_form:  # a build still running: streamed inline to every client
+            assert {"commits", "snapshots", "objects", "branch_heads"} <= set(url_form)
+            return
         pack = await self.http.get(url_form["mpack_url"])
         assert pack.status_code == 200
         assert hashlib.sha256(pack.content).hexdigest() == url_form["mpack_sha256"]
