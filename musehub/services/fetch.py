@@ -188,6 +188,7 @@ class FetchMPacks:
             # An old commit, a subset of the branches: built on demand, never recorded, so a
             # stranger cannot fill the cache with want sets (its object goes with the GC).
             return found.repo_id, await self._answer_while_building(
+                "UNCACHED",
                 heads,
                 lambda growing: self._unrecorded(found.repo_id, want, [], heads, growing),
             )
@@ -198,13 +199,14 @@ class FetchMPacks:
             self._warm.put(owner, slug, want, found, answer.as_hit())
             return answer
 
-        answer = await self._answer_while_building(heads, build_and_remember)
+        answer = await self._answer_while_building("MISS", heads, build_and_remember)
         if zstd and answer.growing is None:
             answer = await self._zstd(answer, form, found.repo_id)
         return found.repo_id, answer
 
     async def _answer_while_building(
         self,
+        cache: CacheOutcome,
         heads: dict[str, str],
         build: Callable[[GrowingPack | None], Coroutine[Any, Any, FetchAnswer]],
     ) -> FetchAnswer:
@@ -226,7 +228,7 @@ class FetchMPacks:
         if task.done():
             growing.close()
             return task.result()
-        return FetchAnswer.while_building(growing, heads)
+        return FetchAnswer.while_building(growing, heads, cache)
 
     async def _zstd(self, answer: FetchAnswer, form: AnswerForm, repo_id: str) -> FetchAnswer:
         return await with_zstd(
@@ -309,7 +311,9 @@ class FetchMPacks:
                     return repo.repo_id, answer
             await session.commit()  # ends a lost part's drop
         return repo.repo_id, await self._answer_while_building(
-            heads, lambda growing: self._unrecorded(repo.repo_id, want, have, heads, growing)
+            "UNCACHED",
+            heads,
+            lambda growing: self._unrecorded(repo.repo_id, want, have, heads, growing),
         )
 
     async def _warm_rest(

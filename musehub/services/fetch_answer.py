@@ -74,9 +74,12 @@ class FetchAnswer:
         return cls(pack.cache, heads, pack.size, pack.expires_at, pack, None, (part,))
 
     @classmethod
-    def while_building(cls, growing: GrowingPack, heads: dict[str, str]) -> FetchAnswer:
-        """The answer of a build that is still writing its pack (size not known yet)."""
-        return cls("MISS", heads, 0, datetime.now(UTC), growing=growing)
+    def while_building(
+        cls, growing: GrowingPack, heads: dict[str, str], cache: CacheOutcome
+    ) -> FetchAnswer:
+        """The answer of a build that is still writing its pack (size not known yet); `cache`:
+        MISS when the pack will be recorded, UNCACHED when it is for this request alone."""
+        return cls(cache, heads, 0, datetime.now(UTC), growing=growing)
 
     def as_hit(self) -> FetchAnswer:
         """The same answer, for the requests after the one that built it."""

@@ -203,3 +203,13 @@ async def test_the_route_streams_a_slow_build_chunked_and_it_decodes_as_the_stor
             f"/{repo.owner}/{repo.slug}/fetch", content=msgpack.packb(asked), headers=HEADERS
         )
         assert again.headers["x-musehub-cache"] == "HIT" and "mpack_parts" in decode(again)
+
+
+async def test_a_slow_pull_streams_as_uncached_and_records_nothing(hub: Hub) -> None:
+    repo = await push_vector(hub, branches=("main",))
+    parent = next(c for c in load_vector()["commits"] if c["commit_id"] == MAIN)
+    have = [parent["parent_commit_id"]]
+    answer = await slow_fetcher(hub).answer(repo.owner, repo.slug, [MAIN], have, None, form="url")
+    assert answer.growing is not None and answer.cache == "UNCACHED"
+    assert b"".join([chunk async for chunk in answer.growing.chunks()])
+    assert await repo_has_no_row(hub, repo)
