@@ -200,6 +200,9 @@ class FetchMPacks:
             return answer
 
         answer = await self._answer_while_building("MISS", heads, build_and_remember)
+        if answer.growing is None and form == "url" and answer.pack is None:
+            # Another builder recorded the want set as a chain while this request waited.
+            answer = await self._joined_for_clone(found.repo_id, want, answer)
         if zstd and answer.growing is None:
             answer = await self._zstd(answer, form, found.repo_id)
         return found.repo_id, answer
