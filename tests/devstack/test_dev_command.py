@@ -17,6 +17,7 @@ import msgpack
 import pytest
 
 from musehub.devstack.ports import free_port
+from tests.devstack.test_supervision import assert_groups_gone, kill_children_and_see_them_back
 
 MUSEHUB = [sys.executable, "-m", "musehub.cli.main"]
 
@@ -54,9 +55,10 @@ def wait_for(log: Path, text: str, process: subprocess.Popen[bytes], timeout: fl
     raise AssertionError(f"no {text!r} within {timeout} s:\n{log.read_text()}")
 
 
-def stop(process: subprocess.Popen[bytes]) -> int:
+def stop(process: subprocess.Popen[bytes], log: Path) -> None:
+    """Ctrl-C, and the stack must exit 0 (its output is the message when it does not)."""
     process.send_signal(signal.SIGINT)
-    return process.wait(60)
+    assert process.wait(60) == 0, log.read_text()
 
 
 def port_is_free(port: int) -> bool:
@@ -64,7 +66,7 @@ def port_is_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_dev_starts_everything_restarts_with_its_state_and_stops_cleanly(
+def test_dev_starts_everything_heals_restarts_with_its_state_and_stops_cleanly(
     dev_env: dict[str, str], tmp_path: Path
 ) -> None:
     api = f"http://127.0.0.1:{dev_env['MUSEHUB_API_PORT']}"
@@ -96,8 +98,13 @@ def test_dev_starts_everything_restarts_with_its_state_and_stops_cleanly(
             check=True,
         )
         assert "created public code repository alice/song" in created.stdout
+        survivors = kill_children_and_see_them_back(
+            process, log, Path(dev_env["MUSEHUB_STATE_DIR"]), api
+        )
     finally:
-        assert stop(process) == 0
+        stop(process, log)
+    assert "stopping" in log.read_text()
+    assert_groups_gone(survivors)
     ports = [
         int(dev_env[k])
         for k in (
@@ -116,7 +123,7 @@ def test_dev_starts_everything_restarts_with_its_state_and_stops_cleanly(
         assert refs.status_code == 200
         assert msgpack.unpackb(refs.content)["default_branch"] == "main"  # the repo survived
     finally:
-        assert stop(again) == 0
+        stop(again, tmp_path / "dev2.log")
 
 
 def test_busy_api_port_is_one_clear_line(dev_env: dict[str, str]) -> None:

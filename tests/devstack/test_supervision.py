@@ -1,5 +1,7 @@
 """`musehub dev` supervises its children (issue 12, item 8): a worker or API process that dies
-is restarted with backoff and one log line, the rest keeps running, and only Ctrl-C stops it."""
+is restarted with backoff and one log line, the rest keeps running, and only Ctrl-C stops it.
+The end-to-end check runs inside test_dev_command's test, which starts the stack anyway (each
+start of `musehub dev` initialises a PostgreSQL and a Temporal: about 20 s)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,6 @@ import httpx
 import pytest
 
 from musehub.devstack.supervisor import Backoff, describe_exit
-from tests.devstack.test_dev_command import dev_env, port_is_free, start, stop, wait_for
-
-__all__ = ["dev_env"]  # the fixture, shared with test_dev_command
 
 
 def _pid(output: str, name: str, after: int = 0) -> int:
@@ -67,63 +66,54 @@ def _health(api: str) -> int:
         return 0
 
 
-def test_killed_worker_and_api_come_back_and_ctrl_c_still_stops_everything(
-    dev_env: dict[str, str], tmp_path: Path
-) -> None:
-    api = f"http://127.0.0.1:{dev_env['MUSEHUB_API_PORT']}"
-    log = tmp_path / "dev.log"
-    worker_log = Path(dev_env["MUSEHUB_STATE_DIR"]) / "worker.log"
-    process = start(dev_env, log)
-    try:
-        output = wait_for(log, "Ready.", process)
-        first_worker = _pid(output, "worker")
-        first_api = _pid(output, "api")
+def kill_children_and_see_them_back(
+    process: subprocess.Popen[bytes], log: Path, state_dir: Path, api: str
+) -> list[int]:
+    """Kill the worker twice and the API once under a running `musehub dev` (started by
+    test_dev_command, which shares its start-up with this check): each comes back with a longer
+    wait after a quick death, the API keeps answering while the worker is gone, and a killed
+    API takes its own workers with it. Returns the process groups Ctrl-C must then stop."""
+    worker_log = state_dir / "worker.log"
+    output = log.read_text()
+    first_worker = _pid(output, "worker")
+    first_api = _pid(output, "api")
 
-        os.kill(first_worker, signal.SIGKILL)
-        answers = []
-        deadline = time.monotonic() + 60
-        while log.read_text().count("started the worker (pid") < 2:
-            assert time.monotonic() < deadline, log.read_text()
-            assert process.poll() is None, log.read_text()
-            answers.append(_health(api))
-            time.sleep(0.1)
-        assert answers and set(answers) == {200}, answers  # the API kept answering
-        output = log.read_text()
-        assert "the worker was killed by SIGKILL; restarting it in 1 s" in output
-        second_worker = _pid(output, "worker", after=1)
-        assert second_worker != first_worker and _alive(second_worker)
-        deadline = time.monotonic() + 60
-        while worker_log.read_text().count("worker polling") < 2:  # it connected again
-            assert time.monotonic() < deadline, worker_log.read_text()
-            time.sleep(0.2)
+    os.kill(first_worker, signal.SIGKILL)
+    answers = []
+    deadline = time.monotonic() + 60
+    while log.read_text().count("started the worker (pid") < 2:
+        assert time.monotonic() < deadline, log.read_text()
+        assert process.poll() is None, log.read_text()
+        answers.append(_health(api))
+        time.sleep(0.1)
+    assert answers and set(answers) == {200}, answers  # the API kept answering
+    output = log.read_text()
+    assert "the worker was killed by SIGKILL; restarting it in 1 s" in output
+    second_worker = _pid(output, "worker", after=1)
+    assert second_worker != first_worker and _alive(second_worker)
+    deadline = time.monotonic() + 60
+    while worker_log.read_text().count("worker polling") < 2:  # it connected again
+        assert time.monotonic() < deadline, worker_log.read_text()
+        time.sleep(0.2)
 
-        os.kill(second_worker, signal.SIGKILL)  # dies again at once: the wait doubles
-        wait_for(log, "the worker was killed by SIGKILL; restarting it in 2 s", process, 30)
-        third_worker = _pid(_wait_count(log, "started the worker (pid", 3, process), "worker", 2)
+    os.kill(second_worker, signal.SIGKILL)  # dies again at once: the wait doubles
+    _wait_count(log, "the worker was killed by SIGKILL; restarting it in 2 s", 1, process, 30)
+    third_worker = _pid(_wait_count(log, "started the worker (pid", 3, process), "worker", 2)
 
-        os.kill(first_api, signal.SIGKILL)  # uvicorn's own workers are left orphaned
-        wait_for(log, "the api was killed by SIGKILL; restarting it in 1 s", process, 30)
-        second_api = _pid(_wait_count(log, "started the api (pid", 2, process), "api", 1)
-        deadline = time.monotonic() + 60
-        while _health(api) != 200:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        assert _group_gone(first_api), "the killed API's own workers were left running"
-    finally:
-        assert stop(process) == 0
-    assert "stopping" in log.read_text()
-    for pid in (third_worker, second_api):
-        assert _group_gone(pid), f"process group {pid} outlived Ctrl-C"
-    ports = [
-        int(dev_env[k])
-        for k in (
-            "MUSEHUB_API_PORT",
-            "MUSEHUB_DEV_POSTGRES_PORT",
-            "MUSEHUB_DEV_TEMPORAL_PORT",
-            "MUSEHUB_DEV_TEMPORAL_UI_PORT",
-        )
-    ]
-    assert all(port_is_free(p) for p in ports), "a part kept running after Ctrl-C"
+    os.kill(first_api, signal.SIGKILL)  # uvicorn's own workers are left orphaned
+    _wait_count(log, "the api was killed by SIGKILL; restarting it in 1 s", 1, process, 30)
+    second_api = _pid(_wait_count(log, "started the api (pid", 2, process), "api", 1)
+    deadline = time.monotonic() + 60
+    while _health(api) != 200:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    assert _group_gone(first_api), "the killed API's own workers were left running"
+    return [third_worker, second_api]
+
+
+def assert_groups_gone(pgids: list[int]) -> None:
+    for pgid in pgids:
+        assert _group_gone(pgid), f"process group {pgid} outlived Ctrl-C"
 
 
 def test_backoff_doubles_up_to_its_cap_and_resets_after_a_healthy_stretch() -> None:
