@@ -12,6 +12,7 @@ Reuse it from any test package by importing the fixture into that package's conf
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,11 @@ class MotoS3:
 
     def client(self) -> Any:
         """A plain (blocking) boto3 client, for setting up and inspecting buckets."""
+        return self._client
+
+    @functools.cached_property
+    def _client(self) -> Any:
+        # One per server: making a boto3 client costs about 0.1 s of CPU (thread-safe to share).
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
