@@ -82,8 +82,9 @@ async def _hold_rows(hub: Hub, owner: str, slug: str, objects: list[dict[str, An
         for o in objects
     ]
     async with AsyncSession(hub.engine) as session:
-        for start in range(0, len(rows), 5000):
-            await session.execute(insert(StoredObject).values(rows[start : start + 5000]))
+        # executemany form: SQLAlchemy batches it itself; `.values(rows)` compiled one bind
+        # parameter per value, about 20 s of CPU for these rows.
+        await session.execute(insert(StoredObject), rows)
         await session.commit()
 
 
