@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from musehub.cli.parser import build_parser
 
-Handler = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+
+    Handler = Callable[[argparse.Namespace], int]
+
+# Commands that only talk to a hub over HTTP: they run without httpx's own command line, which
+# its package imports when it can (click and pygments, a fifth of what `import httpx` costs).
+_CLIENT_COMMANDS = frozenset({"clone", "pull"})
 
 
 def load_handler(name: str) -> Handler:
@@ -20,6 +27,8 @@ def load_handler(name: str) -> Handler:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in _CLIENT_COMMANDS:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # httpx falls back
     try:
         return load_handler(args.handler)(args)
     except KeyboardInterrupt:
