@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -41,11 +42,21 @@ ROOT = Path(__file__).resolve().parents[2]
 @dataclass
 class Runs:
     seconds: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # user + system, the command's children too
     wire_bytes: list[int] = field(default_factory=list)
 
     @property
     def median(self) -> float:
         return statistics.median(self.seconds)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu)
+
+    def time(self, command: list[str], env: dict[str, str] | None = None) -> None:
+        seconds, cpu = _timed_cpu(command, env)
+        self.seconds.append(seconds)
+        self.cpu.append(cpu)
 
 
 async def run(bench: Bench) -> ScenarioResult:
@@ -106,15 +117,13 @@ def _git_runs(daemon: GitDaemon, repo: PushedRepo, link: str, folder: Path, reps
     for i in range(reps):
         dest = folder / f"git-{repo.slug}-{_tag(link)}-{i}"
         if link == "loopback":
-            runs.seconds.append(
-                _timed(["git", "clone", "-q", daemon.url(f"{repo.slug}.git"), str(dest)])
-            )
+            runs.time(["git", "clone", "-q", daemon.url(f"{repo.slug}.git"), str(dest)])
             continue
         with running_proxy(
             "127.0.0.1", daemon.port, mbit=LINK_MBIT, latency_ms=LINK_LATENCY_MS
         ) as proxy:
             url = f"git://127.0.0.1:{proxy.port}/{repo.slug}.git"
-            runs.seconds.append(_timed(["git", "clone", "-q", url, str(dest)]))
+            runs.time(["git", "clone", "-q", url, str(dest)])
             runs.wire_bytes.append(proxy.stats.down)
     return runs
 
@@ -127,7 +136,7 @@ def _hub_runs(repo: PushedRepo, link: str, folder: Path, reps: int, *, zstd: boo
         command = [sys.executable, "-m", "musehub.cli.main", "clone", "-q", repo.url, str(dest)]
         command += [] if zstd else ["--no-zstd"]
         if link == "loopback":
-            runs.seconds.append(_timed(command))
+            runs.time(command)
             continue
         api = urlsplit(repo.url)
         with running_proxy(
@@ -141,7 +150,7 @@ def _hub_runs(repo: PushedRepo, link: str, folder: Path, reps: int, *, zstd: boo
                 "NO_PROXY": "",
                 "no_proxy": "",
             }
-            runs.seconds.append(_timed(command, env))
+            runs.time(command, env)
             runs.wire_bytes.append(proxy.stats.down)
     return runs
 
@@ -150,18 +159,16 @@ async def _cold_runs(bench: Bench, repo: PushedRepo, folder: Path, reps: int) ->
     runs = Runs()
     for i in range(reps):
         await bench.hub.drop_cache(repo.repo_id)
-        runs.seconds.append(
-            _timed(
-                [
-                    sys.executable,
-                    "-m",
-                    "musehub.cli.main",
-                    "clone",
-                    "-q",
-                    repo.url,
-                    str(folder / f"cold-{i}"),
-                ]
-            )
+        runs.time(
+            [
+                sys.executable,
+                "-m",
+                "musehub.cli.main",
+                "clone",
+                "-q",
+                repo.url,
+                str(folder / f"cold-{i}"),
+            ]
         )
     return runs
 
@@ -200,6 +207,7 @@ def _report(
                     ratio(hub.median, git.median),
                     f"{secs(raw.median)} ({ratio(raw.median, git.median)})",
                     wire,
+                    f"{hub.cpu_median:.2f} / {git.cpu_median:.2f}",
                     _runs(hub.seconds),
                 ]
             )
@@ -216,10 +224,13 @@ def _report(
             "hub vs git",
             "`--no-zstd` (s, vs git)",
             "bytes on the wire, zstd / raw / git (MB)",
+            "client CPU, hub / git (s)",
             "hub runs (s)",
         ],
         rows,
-        caption=f"Medians of {reps}. `{repo.slug}`: muse pack {mb(pack_bytes)} MB, git pack "
+        caption=f"Medians of {reps}; client CPU is the user + system seconds of the clone "
+        "process and its children, which the machine's load changes far less than wall time. "
+        f"`{repo.slug}`: muse pack {mb(pack_bytes)} MB, git pack "
         f"{mb(git_packs[repo.slug])} MB (`repack -adb`); both check out {files} files, "
         f"working trees identical: {'yes' if same else 'NO'}. `{small.slug}`: "
         f"{len(small.synth.commits)} commits. Cold (cache rows dropped, loopback): "
@@ -280,7 +291,7 @@ def _report(
         ],
         raw={
             "runs": {
-                "/".join(k): {"seconds": v.seconds, "wire_bytes": v.wire_bytes}
+                "/".join(k): {"seconds": v.seconds, "cpu": v.cpu, "wire_bytes": v.wire_bytes}
                 for k, v in results.items()
             },
             "cold_s": cold.seconds,
@@ -294,9 +305,19 @@ def _report(
 
 
 def _timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    return _timed_cpu(command, env)[0]
+
+
+def _timed_cpu(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall seconds, and the CPU seconds (user + system) the command and its children used:
+    what a loaded machine changes least, so the number to compare across runs."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # only children waited for count
     began = time.perf_counter()
     subprocess.run(command, check=True, timeout=CLONE_TIMEOUT_S, stdout=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - began
+    seconds = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
 
 
 def _tag(link: str) -> str:

@@ -5,14 +5,49 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from musehub.domains import DOMAINS
 
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, told the terminal's width: its own way imports ``shutil`` (and with
+    it zlib, bz2 and lzma) for ``get_terminal_size``, a few ms of every ``--help``."""
+
+    def __init__(self, prog: str, **options: Any) -> None:
+        options.setdefault("width", _columns() - 2)  # what argparse subtracts
+        super().__init__(prog, **options)
+
+
+def _columns() -> int:
+    """``shutil.get_terminal_size().columns``: $COLUMNS, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns or 80
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every parser and subparser (``add_parser`` builds ``type(self)``) uses ``_HelpFormatter``."""
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        options.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **options)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="musehub", description="MuseHub: a muse hosting service with prebuilt clone packs."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

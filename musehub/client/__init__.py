@@ -1,11 +1,12 @@
 """The muse client side: the wire protocol client, push, clone, pull and the ``.muse`` layout.
 
-``wire`` talks HTTP, ``push``, ``clone`` and ``pull`` run the protocol's sequences, ``parts``
-downloads an answer's packs (a chain's base and top-ups, a few at once) and ``download`` each one
-by URL (resumable, ranged), ``pipe`` hands them to ``unpack`` as they arrive, ``unpack`` checks
-every id and hands files to ``writer``'s threads, ``layout`` is the on-disk ``.muse`` and
-``worktree`` moves a working tree between two commits' trees. The ``musehub clone`` and
-``musehub pull`` commands that drive it are in ``musehub/cli/``. This package imports
+``wire`` talks HTTP (through ``http11``, a lean HTTP/1.1 transport, unless given another),
+``push``, ``clone`` and ``pull`` run the protocol's sequences, ``parts`` downloads an answer's
+packs (a chain's base and top-ups, a few at once) and ``download`` each one by URL (resumable,
+ranged), ``pipe`` hands them to ``unpack`` as they arrive, ``unpack`` checks every id and hands
+files to ``writer``'s threads, ``layout`` is the on-disk ``.muse`` and ``worktree`` moves a
+working tree between two commits' trees. The ``musehub clone`` and ``musehub pull`` commands
+that drive it are in ``musehub/cli/``. This package imports
 nothing else of the hub but the mpack reader and ids.
 """
 

@@ -238,8 +238,10 @@ class _Source:
                         pos = cursor.pos = pos + len(chunk)
                         if self._progress is not None:
                             self._progress.advance(len(chunk))
-                    if pos >= end:
-                        return
+                    if pos >= end and resp.status_code == 200 and not whole:
+                        return  # the rest is bytes we have (Range ignored): drop the connection
+                # Read to the body's end even once every byte is in: a response left unfinished
+                # closes its connection, and the next part would pay a new TCP connect.
         except httpx.UnsupportedProtocol as exc:
             raise DownloadError(f"cannot download the pack from {url}: {exc}") from exc
         except httpx.TransportError as exc:

@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from musehub.client.layout import CheckoutReport, LayoutError, MuseDir, safe_work_path
+from musehub.client.layout import (
+    CheckoutReport,
+    LayoutError,
+    MuseDir,
+    safe_work_path,
+    write_file,
+)
 from musehub.client.writer import FileWriter
 from musehub.mpack.errors import MPackFormatError
 from musehub.mpack.ids import NUL, commit_id
@@ -147,17 +153,21 @@ class _Unpacker:
         verify_object(object_id, content)
         self.repo.write_new_object(object_id, content)
         for path in paths:
-            _write_work_file(path, content)
+            write_file(path, content)  # its folder was made when the checkout was planned
 
     def _plan_checkout(self, manifest: dict[str, str]) -> None:
         self._manifest = manifest
+        folders: set[Path] = set()
         for rel, object_id in sorted(manifest.items()):
             dest = safe_work_path(self.repo.root, rel)
             if dest is None:
                 self.report.skipped_paths.append(rel)
                 continue
             self._paths_of.setdefault(object_id, []).append(dest)
+            folders.add(dest.parent)
             self.report.files += 1
+        for folder in sorted(folders):  # once each, not once per file on the writer threads
+            folder.mkdir(parents=True, exist_ok=True)
 
     def finish_checkout(self) -> None:
         """Write the head's paths no object brought along (their object came first), once
@@ -185,11 +195,6 @@ class _Unpacker:
             copies.close()
         finally:
             copies.abort()
-
-
-def _write_work_file(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
 
 
 def _copy_work_files(src: Path, paths: list[Path]) -> None:

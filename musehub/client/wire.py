@@ -265,35 +265,19 @@ class MuseRemote:
 
 
 def _default_transport() -> httpx.AsyncBaseTransport | None:
-    """``_PlainOrTLS``, or httpx's own choice (``None``) when the environment names a proxy:
-    httpx reads ``HTTP_PROXY`` and the like only for a client built without a transport."""
+    """``http11.AsyncioHTTPTransport`` (no TLS context unless a URL is https://, no anyio), with
+    the environment's http:// proxy when it names only that; httpx's own choice (``None``) for
+    any other proxy setting (httpx reads them only for a client built without a transport)."""
     import urllib.request  # already loaded by httpx
 
-    return None if urllib.request.getproxies() else _PlainOrTLS()
+    from musehub.client.http11 import AsyncioHTTPTransport
 
-
-class _PlainOrTLS(httpx.AsyncBaseTransport):
-    """httpx's own transport, with the TLS one built on the first https:// request only.
-
-    A default transport builds a verifying TLS context up front (it loads the CA bundle, tens
-    of milliseconds): a clone from an http:// hub whose packs are http:// too never needs it.
-    """
-
-    def __init__(self) -> None:
-        self._plain = httpx.AsyncHTTPTransport(verify=False)  # never used for https://
-        self._tls: httpx.AsyncHTTPTransport | None = None
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.scheme != "https":
-            return await self._plain.handle_async_request(request)
-        if self._tls is None:
-            self._tls = httpx.AsyncHTTPTransport()
-        return await self._tls.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._plain.aclose()
-        if self._tls is not None:
-            await self._tls.aclose()
+    proxies = {k: v for k, v in urllib.request.getproxies().items() if k != "no"}
+    if not proxies:
+        return AsyncioHTTPTransport()
+    if set(proxies) == {"http"} and proxies["http"].startswith("http://"):
+        return AsyncioHTTPTransport(proxy=proxies["http"])
+    return None
 
 
 def _refuse_token_over_plain_http(base_url: str) -> None:
