@@ -5,6 +5,7 @@ staging folder (`musehub.services.staging`)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -58,6 +59,7 @@ KEPT_PLANS = 8
 # A top-up with at most this many bytes of blobs is built by the cache check itself, on the
 # shared queue (a one-commit push's is a few KB): staging it would cost four more activities.
 SMALL_TOP_UP_BYTES = 8 * 1024 * 1024
+log = logging.getLogger("musehub.prebuild")
 
 
 class PrebuildActivities:
@@ -92,14 +94,25 @@ class PrebuildActivities:
         so a push is servable in about one activity's round trip. Anything else (a base, a big
         top-up, a forced rebuild) gets "build", for the staged steps on this worker; so does a
         quick build that failed (they report a missing blob, and retry the rest)."""
+        began = time.perf_counter()
+        steps: dict[str, float] = {}
         async with self._sessions() as session:
             checked = await self._checked(session, target)
+            steps["check"] = time.perf_counter() - began
             if checked is None and not target.force:
                 try:
-                    checked = await self._append_small_top_up(session, target)
+                    checked = await self._append_small_top_up(session, target, steps)
                 except Exception as exc:
                     await session.rollback()
                     activity.logger.warning("quick top-up of %s failed: %r", target.want, exc)
+        log.info(
+            "check_or_append repo=%s heads=%d verdict=%s t=%.1fms %s",
+            target.repo_id,
+            len(target.want),
+            checked.verdict if checked else "build",
+            (time.perf_counter() - began) * 1000,
+            " ".join(f"{k}={v * 1000:.1f}ms" for k, v in steps.items()),
+        )
         return checked or CheckCacheResult("build", task_queue=self._worker_task_queue)
 
     @activity.defn(name="claim_build_worker")
@@ -192,7 +205,7 @@ class PrebuildActivities:
         return None
 
     async def _append_small_top_up(
-        self, session: AsyncSession, target: CheckCacheInput
+        self, session: AsyncSession, target: CheckCacheInput, steps: dict[str, float]
     ) -> CheckCacheResult | None:
         """Build and record the want set's top-up here when it is planned from what was pushed
         alone and holds at most SMALL_TOP_UP_BYTES of blobs; None: leave it to the staged
@@ -203,12 +216,14 @@ class PrebuildActivities:
             target.repo_id,
             target.want,
             compact_parts=self._settings.mpack.chain_compact_parts,
+            steps=steps,
         )
         if planned is None:
             return None
         plan, base_want = planned
         if sum(o.size for o in plan.objects) > SMALL_TOP_UP_BYTES:
             return None
+        mark = time.perf_counter()
         built = await build_planned(
             session,
             plan,
@@ -216,6 +231,8 @@ class PrebuildActivities:
             work_dir=self._settings.work_dir,
             read_concurrency=self._settings.storage.read_concurrency,
         )
+        steps["build"] = time.perf_counter() - mark
+        mark = time.perf_counter()
         try:
             cache_id, chain = await top_ups.record_top_up(
                 session,
@@ -230,7 +247,10 @@ class PrebuildActivities:
         except top_ups.PartGone:
             await session.rollback()
             return None  # the base went meanwhile: the staged steps plan again
+        steps["record"] = time.perf_counter() - mark
+        mark = time.perf_counter()
         await session.commit()
+        steps["commit"] = time.perf_counter() - mark
         BUILD_SECONDS.labels(path="prebuild").observe(time.perf_counter() - started)
         BUILD_BYTES.labels(path="prebuild").inc(built.digest.size)
         return CheckCacheResult(

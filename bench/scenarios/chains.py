@@ -13,10 +13,13 @@ like clones. Each target beside its baseline, measured in the same run:
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -317,7 +320,7 @@ async def _herd(bench: Bench, line: Line, previous: str, out: Report) -> None:
     await hub.quiesce()
     url = f"{repo.url}/fetch"
     body = fetch_body([line.tip_id], [previous])
-    herd = await _at_once(hub, url, body, HERD)
+    herd = await _at_once(hub, url, body, HERD, bench.work)
     await hub.quiesce()
     alone = await asyncio.to_thread(load.sequential, url, body, HERD)
     await hub.quiesce()
@@ -353,7 +356,9 @@ async def _herd(bench: Bench, line: Line, previous: str, out: Report) -> None:
         caption=f"`POST /fetch` with `capabilities: [\"mpack-url\"]` on `{repo.slug}` right "
                 f"after its last one-commit push above: {HERD} clients (one connection each, "
                 "opened beforehand with a `GET /health`) send the pull at the same moment, as CI "
-                "runners do after a push; then the same pull from one client, one request "
+                "runners do after a push (from a process of their own, `bench/herd_client.py`, "
+                "raw sockets: in this process, 50 httpx clients on one event loop measured "
+                "mostly themselves); then the same pull from one client, one request "
                 f"after another, and from `wrk` holding {HERD} connections busy. Builds logged: "
                 "`cache=MISS` or `UNCACHED` lines of the API log. **Baseline**: the same pull "
                 "with a `have` that holds no position of the chain, so the hub plans, "
@@ -372,27 +377,23 @@ async def _herd(bench: Bench, line: Line, previous: str, out: Report) -> None:
     ]
 
 
-async def _at_once(hub: Hub, url: str, body: bytes, clients: int) -> Answers:
-    """`clients` pulls sent together, each on its own already open connection."""
+async def _at_once(hub: Hub, url: str, body: bytes, clients: int, work: Path) -> Answers:
+    """`clients` pulls sent together, each on its own already open connection, by a process of
+    their own (`bench/herd_client.py`: raw sockets, microseconds of client CPU per answer), so
+    the times are the hub's and not this process's event loop's."""
     out = Answers()
-    pool = [httpx.AsyncClient(timeout=TIMEOUT_S, headers=HEADERS) for _ in range(clients)]
-    try:
-        await asyncio.gather(*(c.get(f"{hub.stack.base_url}/health") for c in pool))
-        logged = hub.fetch_outcomes_logged()
-
-        async def one(client: httpx.AsyncClient) -> tuple[str, float]:
-            began = time.perf_counter()
-            try:
-                response = await client.post(url, content=body)
-            except httpx.HTTPError as exc:
-                return f"error {type(exc).__name__}", time.perf_counter() - began
-            return (f"{response.status_code} {response.headers.get(load.CACHE_HEADER, '-')}",
-                    time.perf_counter() - began)
-
-        for status, seconds in await asyncio.gather(*(one(c) for c in pool)):
-            out.add(status, seconds)
-    finally:
-        await asyncio.gather(*(c.aclose() for c in pool))
+    body_file = work / "herd-body.msgpack"
+    body_file.write_bytes(body)
+    logged = hub.fetch_outcomes_logged()
+    headers = [f"{name}: {value}" for name, value in HEADERS.items()]
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.herd_client", url, str(body_file), str(clients), *headers,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(child.communicate(), TIMEOUT_S)
+    if child.returncode != 0:
+        raise RuntimeError(f"herd_client failed: {stderr.decode(errors='replace')[-500:]}")
+    for status, cache, seconds in json.loads(stdout)["answers"]:
+        out.add(f"{status} {cache}", float(seconds))
     out.builds_logged = await _builds_since(hub, logged)
     return out
 

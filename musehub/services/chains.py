@@ -85,26 +85,55 @@ class Chain:
         return None
 
 
-def parts_to_merge(chain: Chain, *, compact_parts: int, ratio: float, keep: int) -> tuple[int, int]:
+def parts_to_merge(
+    chain: Chain,
+    *,
+    compact_parts: int,
+    ratio: float,
+    keep: int,
+    keep_part_bytes: int | None = None,
+) -> tuple[int, int]:
     """The parts `[start, end)` a compaction joins into one; `(0, 0)`: leave the chain as it is.
 
-    The last `keep` top-ups are never joined (pulls from recent pushes stay hits) and do not
-    count. A compaction is due when the chain has more than `compact_parts` parts, or when the
-    older top-ups hold more than `ratio` times the base's bytes. The older top-ups are then
-    joined among themselves while the base outweighs them, and with the base only once they
-    outweigh it: what a compaction copies stays proportional to what the pushes added, and the
-    base is rewritten geometrically rarely (an import in several pushes, whose later pushes
-    dwarf the first, rewrites it once)."""
-    count, end = len(chain.parts), len(chain.parts) - keep
-    if end < 2:
-        return 0, 0
-    older = sum(part.size for part in chain.parts[1:end])
-    outweighed = older > ratio * chain.parts[0].size
-    if count <= compact_parts and not outweighed:
-        return 0, 0
-    if outweighed or end - 1 < 2:
-        return 0, end
-    return 1, end
+    A levelled (size-tiered) rule, so that what a compaction copies is paid for by the bytes
+    pushed since the parts it rewrites were written, and no one push rewrites the history:
+
+    - *Kept*: the newest parts, up to `keep` of them, as long as each holds at most
+      `keep_part_bytes` (None: any size), are never joined, so a pull from any of the last
+      `keep` ordinary pushes stays a hit. A bigger part (an import's chunk, a push of big
+      files) ends the kept parts: it and the parts before it are levelled at once, while it is
+      the newest history, so its rewrite is paid for by the push that brought it, never by
+      the small pushes after it.
+    - *Levels*: among the parts before the kept ones, part `i` is joined with every part
+      after it once those hold more than `ratio` times its bytes; the oldest such `i` is
+      taken. Once nothing is due, every part outweighs all those after it put together: n
+      bytes are at most log2(n / the smallest part) + 1 parts, a part's bytes are rewritten
+      once per doubling of what came after it (the base once the history has doubled since
+      it was written), and a join copies at most (1 + 1 / ratio) times the bytes pushed since
+      its oldest part was written.
+    - *Count*: when no level is due but the chain has more than `compact_parts` parts, the
+      two newest parts before the kept ones are joined (the cheapest join that shortens it).
+
+    A compaction applies this until it says `(0, 0)` (`compaction.compact_chain`), so an
+    import of many chunks is levelled by its own compactions and the small pushes after it
+    find nothing due."""
+    parts = chain.parts
+    end = len(parts)
+    while (
+        len(parts) - end < keep
+        and end > 0
+        and (keep_part_bytes is None or parts[end - 1].size <= keep_part_bytes)
+    ):
+        end -= 1
+    sizes = [part.size for part in parts[:end]]
+    after = sum(sizes)
+    for index, size in enumerate(sizes[:-1]):
+        after -= size
+        if after > ratio * size:
+            return index, end
+    if len(parts) > compact_parts and end >= 2:
+        return end - 2, end
+    return 0, 0
 
 
 def part_from_json(row: Sequence[Any]) -> ChainPart:

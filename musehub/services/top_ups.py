@@ -6,6 +6,7 @@ the tests check is what the prebuild does (`musehub/services/chains.py` has the 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -54,15 +55,23 @@ async def plan_top_up(
 
 
 async def plan_quick_top_up(
-    session: AsyncSession, repo_id: str, want: Sequence[str], *, compact_parts: int
+    session: AsyncSession,
+    repo_id: str,
+    want: Sequence[str],
+    *,
+    compact_parts: int,
+    steps: dict[str, float] | None = None,
 ) -> tuple[FetchPlan, list[str]] | None:
     """`plan_top_up`'s plan when it reads only what was pushed since the base chain (see
     `_added_since`), walking at most QUICK_MAX_COMMITS commits; None when `want` needs a base,
-    a walk of the base's history, or a longer walk."""
+    a walk of the base's history, or a longer walk. `steps`: seconds per step, for the log."""
+    steps = {} if steps is None else steps
+    mark = time.perf_counter()
     base = await _base_for(session, repo_id, want, compact_parts, QUICK_MAX_COMMITS)
+    steps["base"] = time.perf_counter() - mark
     if base is None:
         return None
-    quick = await _quick_plan(session, repo_id, want, base, QUICK_MAX_COMMITS)
+    quick = await _quick_plan(session, repo_id, want, base, QUICK_MAX_COMMITS, steps)
     return None if quick is None else (quick, base.want)
 
 
@@ -85,11 +94,18 @@ async def _quick_plan(
     want: Sequence[str],
     base: BaseChain,
     max_walk: int | None,
+    steps: dict[str, float] | None = None,
 ) -> FetchPlan | None:
+    steps = {} if steps is None else steps
+    mark = time.perf_counter()
     added = await _added_since(session, repo_id, want, base, max_walk)
+    steps["added"] = time.perf_counter() - mark
     if added is None or not await _all_known(session, repo_id, want):
         return None
-    return await plan_of_commits(session, repo_id, added)
+    mark = time.perf_counter()
+    plan = await plan_of_commits(session, repo_id, added)
+    steps["plan"] = time.perf_counter() - mark
+    return plan
 
 
 async def _all_known(session: AsyncSession, repo_id: str, want: Sequence[str]) -> bool:
