@@ -5,6 +5,7 @@ staging folder (`musehub.services.staging`)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -234,6 +235,7 @@ class PrebuildActivities:
         steps["build"] = time.perf_counter() - mark
         mark = time.perf_counter()
         try:
+            await top_ups.record_held(session, target.repo_id, built.key, plan)
             cache_id, chain = await top_ups.record_top_up(
                 session,
                 self._storage,
@@ -293,8 +295,11 @@ class PrebuildActivities:
         keys = [(p.mpack_id, p.size) for p in entry.chain.parts] if entry.chain else []
         if entry.mpack_id is not None:
             keys.append((entry.mpack_id, entry.size_bytes))
-        for key, size in keys:
-            if not await still_stored(
+        # Every part at once (one storage round trip, whatever the chain's length); only a part
+        # that looks gone is looked at again under its lock.
+        sizes = await asyncio.gather(*(self._storage.size(key) for key, _ in keys))
+        for (key, size), stored in zip(keys, sizes, strict=True):
+            if stored != size and not await still_stored(
                 session, self._storage, repo_id=target.repo_id, mpack_id=key, size_bytes=size
             ):
                 return False
@@ -325,6 +330,11 @@ class PrebuildActivities:
                     concurrency=self._settings.storage.read_concurrency,
                     on_progress=heartbeat,
                 )
+            # What the part holds, under the key its upload gets (its content's), for the
+            # top-ups after it to leave out.
+            key = mpack_key(step.repo_id, digest.sha256)
+            await top_ups.record_held(session, step.repo_id, key, plan)
+            await session.commit()
         BUILD_SECONDS.labels(path="prebuild").observe(time.perf_counter() - started)
         BUILD_BYTES.labels(path="prebuild").inc(digest.size)
         return AssembleResult(

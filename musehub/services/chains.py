@@ -4,10 +4,12 @@ Layout. A cache row (one per want set, `mpack_cache`) is answered by a chain of 
 its links in `musehub_mpack_chain_links`, base first. Each link names the want set whose whole
 history the chain holds up to and including that part: its *position*. The base holds all its
 position reaches; each top-up holds what its position adds to the one before (the commits not
-reachable from the previous position, their snapshots and objects, less those of the boundary
-snapshots). Parts are immutable and content-addressed (`musehub_mpack_parts`), so chains that
-share a prefix, and lines of history whose pushes add the same records (a branch and the head
-set after a push to that branch), share parts and their bytes.
+reachable from the previous position, their snapshots and objects, less those the parts before
+it hold: `musehub_mpack_part_records` names what each part holds, so no record is in two parts
+of a chain and the chain joined is the size of one fresh base). Parts are immutable and
+content-addressed (`musehub_mpack_parts`), so chains that share a prefix, and lines of history
+whose pushes add the same records (a branch and the head set after a push to that branch),
+share parts and their bytes.
 
 Appending. After a push the prebuild finds, among the repo's live chains, the one whose
 position is the furthest ancestor of the new want set (`closest_base`): every one of its
@@ -195,6 +197,81 @@ async def record_part(session: AsyncSession, repo_id: str, key: str, digest: Pac
         )
         .on_conflict_do_nothing(index_elements=[MPackPart.mpack_id])
     )
+
+
+# What a part holds besides its commits (musehub_mpack_part_records.kind).
+SNAPSHOT, OBJECT = 1, 2
+
+_RECORD_HELD = text(
+    """
+INSERT INTO musehub_mpack_part_records (mpack_id, kind, record_id, repo_id)
+SELECT :mpack_id, :kind, id, :repo_id FROM unnest(CAST(:ids AS text[])) AS ids(id)
+ON CONFLICT DO NOTHING
+"""
+)
+
+_COPY_HELD = text(
+    """
+INSERT INTO musehub_mpack_part_records (mpack_id, kind, record_id, repo_id)
+SELECT DISTINCT :mpack_id, kind, record_id, :repo_id
+FROM musehub_mpack_part_records WHERE mpack_id = ANY(CAST(:parts AS text[]))
+ON CONFLICT DO NOTHING
+"""
+)
+
+_HELD = text(
+    """
+SELECT DISTINCT r.kind, r.record_id
+FROM (SELECT 1 AS kind, unnest(CAST(:snapshots AS text[])) AS id
+      UNION ALL SELECT 2, unnest(CAST(:objects AS text[]))) AS c
+JOIN musehub_mpack_part_records r
+  ON r.kind = c.kind AND r.record_id = c.id AND r.mpack_id = ANY(CAST(:parts AS text[]))
+"""
+)
+
+
+async def record_held(
+    session: AsyncSession,
+    repo_id: str,
+    mpack_id: str,
+    snapshot_ids: Sequence[str],
+    object_ids: Sequence[str],
+) -> None:
+    """Record the snapshots and objects the stored part `mpack_id` holds (what later top-ups
+    on a chain through it leave out). Only ever what the part holds: fewer rows than that
+    only make a top-up repeat a record, never lose one."""
+    for kind, ids in ((SNAPSHOT, snapshot_ids), (OBJECT, object_ids)):
+        if ids:
+            params = {"mpack_id": mpack_id, "kind": kind, "ids": list(ids), "repo_id": repo_id}
+            await session.execute(_RECORD_HELD, params)
+
+
+async def copy_held(
+    session: AsyncSession, repo_id: str, mpack_id: str, parts: Sequence[str]
+) -> None:
+    """A part joined from `parts` holds what they hold."""
+    params = {"mpack_id": mpack_id, "repo_id": repo_id, "parts": list(parts)}
+    await session.execute(_COPY_HELD, params)
+
+
+async def held_by(
+    session: AsyncSession,
+    chain: Chain,
+    snapshot_ids: Sequence[str],
+    object_ids: Sequence[str],
+) -> tuple[set[str], set[str]]:
+    """Which of these snapshots and objects the chain's parts hold (as far as recorded)."""
+    if not chain.parts or not (snapshot_ids or object_ids):
+        return set(), set()
+    params = {
+        "parts": [p.mpack_id for p in chain.parts],
+        "snapshots": list(snapshot_ids),
+        "objects": list(object_ids),
+    }
+    held: tuple[set[str], set[str]] = (set(), set())
+    for kind, record_id in (await session.execute(_HELD, params)).all():
+        held[0 if kind == SNAPSHOT else 1].add(record_id)
+    return held
 
 
 # Live chains of the repo whose position is reachable from :want, furthest first. The walk from

@@ -94,6 +94,7 @@ async def _compact_once(
             return CompactChainResult(len(chain.parts), len(chain.parts))  # changed: next time
         compacted = Chain((*joined[:start], merged, *current.chain.parts[end:]))
         await chains.record_part(session, repo_id, key, digest)
+        await chains.copy_held(session, repo_id, key, [p.mpack_id for p in joined[start:]])
         await mpack_cache.replace_links(session, current.cache_id, compacted)
         await session.commit()
     log.info(
