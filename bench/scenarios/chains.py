@@ -46,6 +46,7 @@ CLONE_WITHIN = 1.10
 WARM_TIMEOUT_S = 900.0
 SERVABLE_TIMEOUT_S = 300.0
 POLL_S = 0.02
+ANSWERS_EXPIRE_S = 2.5  # > 2 x MUSEHUB_API_WARM_ANSWER_TTL_SECONDS: kept answers are gone
 TIMEOUT_S = 600.0
 CHAIN_CAPS = ["mpack-chain"]
 
@@ -320,6 +321,13 @@ async def _herd(bench: Bench, line: Line, previous: str, out: Report) -> None:
     await hub.quiesce()
     url = f"{repo.url}/fetch"
     body = fetch_body([line.tip_id], [previous])
+    # The first herd is the API processes' first fetches of the run: each process's first
+    # answer pays its start-up (connections, statements, code paths never run), and the other
+    # requests wait on it (one lookup per want set). The herd measured comes once the kept
+    # answer and chain have expired (2 x the 1 s TTL), so it needs a lookup again, as the herd
+    # after each push does on a hub that has been answering for a while.
+    first = await _at_once(hub, url, body, HERD, bench.work)
+    await asyncio.sleep(ANSWERS_EXPIRE_S)
     herd = await _at_once(hub, url, body, HERD, bench.work)
     await hub.quiesce()
     alone = await asyncio.to_thread(load.sequential, url, body, HERD)
@@ -335,8 +343,12 @@ async def _herd(bench: Bench, line: Line, previous: str, out: Report) -> None:
     else:
         out.notes.append("No ancestor of the previous tip outside every chain position was "
                          "found: the uncached baseline was not measured.")
-    rows = [[f"{HERD} at once, have = the previous tip", herd.summary(), str(herd.builds_logged),
+    rows = [[f"{HERD} at once, have = the previous tip (the answer not kept: a lookup)",
+             herd.summary(), str(herd.builds_logged),
              ms(herd.p(50)), ms(herd.p(90)), ms(max(herd.latencies))],
+            [f"the same {HERD} at once before it: the API processes' first fetches of the run",
+             first.summary(), str(first.builds_logged),
+             ms(first.p(50)), ms(first.p(90)), ms(max(first.latencies))],
             [f"1 client, {HERD} one after another on one connection, the same pull",
              ", ".join(f"{n} x {k}" for k, n in sorted(alone.statuses.items())), "-",
              ms(alone.p(50)), ms(alone.p(90)), ms(max(alone.latencies))],
@@ -368,10 +380,11 @@ async def _herd(bench: Bench, line: Line, previous: str, out: Report) -> None:
     p50 = herd.p(50) * 1000
     out.checks += [
         Check(f"{HERD} clients pulling the newest push at once: all HIT, 0 builds",
-              f"{herd.summary()}; {herd.builds_logged} builds logged",
-              herd.all_hits and herd.builds_logged == 0),
+              f"{herd.summary()}; {herd.builds_logged + first.builds_logged} builds logged",
+              herd.all_hits and first.all_hits and herd.builds_logged + first.builds_logged == 0),
         Check(f"{HERD} clients pulling the newest push at once: p50 < 50 ms (URL form)",
-              f"{p50:.1f} ms (one client alone: {ms(alone.p(50))} ms; {HERD} connections under "
+              f"{p50:.1f} ms (the API processes' first fetches: {ms(first.p(50))} ms; "
+              f"one client alone: {ms(alone.p(50))} ms; {HERD} connections under "
               f"wrk: {steady.latency_ms.get('50%', 0):.1f} ms; uncached pull: "
               f"{ms(uncached.p(50)) if uncached.latencies else '-'} ms)", p50 < HERD_P50_MS),
     ]
