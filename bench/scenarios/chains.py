@@ -43,6 +43,7 @@ HERD = 50
 HERD_P50_MS = 50.0
 FLAT = 1.5
 CLONE_WITHIN = 1.10
+JOINED_WITHIN = 1.02
 WARM_TIMEOUT_S = 900.0
 SERVABLE_TIMEOUT_S = 300.0
 POLL_S = 0.02
@@ -538,6 +539,12 @@ async def _clone_chain_vs_base(bench: Bench, line: Line, out: Report) -> None:
                 f"{'yes' if run.same_trees else 'NO'}. The client's own CPU (median): "
                 f"{secs(run.cpu_s('chain'))} s vs {secs(run.cpu_s('base'))} s. Load average "
                 f"{run.load[0]:.1f} → {run.load[1]:.1f}."))
+    out.checks.append(Check(
+        f"the {run.parts}-part chain joined (raw) vs one fresh base of the same history: "
+        "≤ 1.02 x its bytes",
+        f"{mb(run.chain_raw_bytes)} MB vs {mb(run.base_bytes)} MB "
+        f"({run.chain_raw_bytes / run.base_bytes:.3f} x)",
+        run.chain_raw_bytes <= JOINED_WITHIN * run.base_bytes))
     out.checks.append(Check(
         f"clone from a {run.parts}-part chain vs from one base: within 10 % end to end",
         f"{secs(run.chain_s)} s vs {secs(run.base_s)} s ({run.chain_s / run.base_s - 1:+.0%})",
