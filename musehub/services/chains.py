@@ -296,7 +296,8 @@ WITH RECURSIVE candidates AS MATERIALIZED (
     JOIN musehub_commits c ON c.repo_id = :repo_id AND c.commit_id = r.commit_id
     CROSS JOIN LATERAL (VALUES (c.parent_commit_id), (c.parent2_commit_id)) AS parent(commit_id)
     WHERE parent.commit_id IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM ends e WHERE e.commit_id = r.commit_id)
+      AND (r.commit_id = ANY(CAST(:expand AS text[]))
+           OR NOT EXISTS (SELECT 1 FROM ends e WHERE e.commit_id = r.commit_id))
 ), walked AS MATERIALIZED (
     SELECT commit_id FROM reach LIMIT :max_walk  -- NULL: all; the walk stops at the limit
 )
@@ -305,7 +306,8 @@ FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (
     SELECT c.cache_id, c.want_commit_ids, c.recorded_at
     FROM candidates c
-    WHERE NOT EXISTS (
+    WHERE NOT (CAST(c.want_commit_ids AS text[]) <@ CAST(:expand AS text[]))
+      AND NOT EXISTS (
         SELECT 1 FROM unnest(c.want_commit_ids) AS w(commit_id)
         WHERE w.commit_id NOT IN (SELECT commit_id FROM walked)
     )
@@ -328,7 +330,12 @@ class BaseChain:
 
 
 async def closest_base(
-    session: AsyncSession, repo_id: str, want: Sequence[str], *, max_walk: int | None = None
+    session: AsyncSession,
+    repo_id: str,
+    want: Sequence[str],
+    *,
+    max_walk: int | None = None,
+    expand: Sequence[str] = (),
 ) -> BaseChain | None:
     """The live chain to append `want`'s top-up to: the one whose position holds the most
     commits among those all of whose want set `want` reaches, or None.
@@ -343,8 +350,12 @@ async def closest_base(
     line of history.
 
     `max_walk`: give up (None) past that many commits walked, for callers that must stay
-    quick (the first push of a long history, with no chain to stop at, walks all of it)."""
-    params = {"repo_id": repo_id, "want": list(want), "max_walk": max_walk}
+    quick (the first push of a long history, with no chain to stop at, walks all of it).
+
+    `expand`: commits the walk goes past even where a live row's tip stops it, and whose own
+    rows are not bases (a head set's own tips, whose rows a tip's check running beside it may
+    have just recorded: the head set's older row is the base it wants)."""
+    params = {"repo_id": repo_id, "want": list(want), "max_walk": max_walk, "expand": list(expand)}
     walked, cache_id, base_want, recorded_at = (await session.execute(_CLOSEST_BASE, params)).one()
     if cache_id is None or (max_walk is not None and walked >= max_walk):
         return None

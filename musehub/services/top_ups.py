@@ -84,6 +84,14 @@ async def _base_for(
     max_walk: int | None,
 ) -> BaseChain | None:
     base = await chains.closest_base(session, repo_id, want, max_walk=max_walk)
+    if base is not None and len(want) > 1 and len(base.want) == 1 and base.want[0] in want:
+        # The head set's check runs beside its tips' (workflow PARALLEL_CHECKS_PATCH): a tip's
+        # row just recorded stops the walk at that tip and hides the head set's own older row,
+        # and a one-tip base leaves the other tips' histories to the long way. Look past the
+        # want set's own tips for a row that holds more of it.
+        past = await chains.closest_base(session, repo_id, want, max_walk=max_walk, expand=want)
+        if past is not None and past.chain.commit_count >= base.chain.commit_count:
+            base = past
     if base is not None and len(base.chain.parts) >= MAX_UNCOMPACTED_PARTS * compact_parts:
         return None  # compaction is failing: a new base rather than a longer chain
     return base
