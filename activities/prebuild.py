@@ -5,6 +5,8 @@ staging folder (`musehub.services.staging`)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -58,6 +60,7 @@ KEPT_PLANS = 8
 # A top-up with at most this many bytes of blobs is built by the cache check itself, on the
 # shared queue (a one-commit push's is a few KB): staging it would cost four more activities.
 SMALL_TOP_UP_BYTES = 8 * 1024 * 1024
+log = logging.getLogger("musehub.prebuild")
 
 
 class PrebuildActivities:
@@ -92,14 +95,25 @@ class PrebuildActivities:
         so a push is servable in about one activity's round trip. Anything else (a base, a big
         top-up, a forced rebuild) gets "build", for the staged steps on this worker; so does a
         quick build that failed (they report a missing blob, and retry the rest)."""
+        began = time.perf_counter()
+        steps: dict[str, float] = {}
         async with self._sessions() as session:
             checked = await self._checked(session, target)
+            steps["check"] = time.perf_counter() - began
             if checked is None and not target.force:
                 try:
-                    checked = await self._append_small_top_up(session, target)
+                    checked = await self._append_small_top_up(session, target, steps)
                 except Exception as exc:
                     await session.rollback()
                     activity.logger.warning("quick top-up of %s failed: %r", target.want, exc)
+        log.info(
+            "check_or_append repo=%s heads=%d verdict=%s t=%.1fms %s",
+            target.repo_id,
+            len(target.want),
+            checked.verdict if checked else "build",
+            (time.perf_counter() - began) * 1000,
+            " ".join(f"{k}={v * 1000:.1f}ms" for k, v in steps.items()),
+        )
         return checked or CheckCacheResult("build", task_queue=self._worker_task_queue)
 
     @activity.defn(name="claim_build_worker")
@@ -192,7 +206,7 @@ class PrebuildActivities:
         return None
 
     async def _append_small_top_up(
-        self, session: AsyncSession, target: CheckCacheInput
+        self, session: AsyncSession, target: CheckCacheInput, steps: dict[str, float]
     ) -> CheckCacheResult | None:
         """Build and record the want set's top-up here when it is planned from what was pushed
         alone and holds at most SMALL_TOP_UP_BYTES of blobs; None: leave it to the staged
@@ -203,12 +217,14 @@ class PrebuildActivities:
             target.repo_id,
             target.want,
             compact_parts=self._settings.mpack.chain_compact_parts,
+            steps=steps,
         )
         if planned is None:
             return None
         plan, base_want = planned
         if sum(o.size for o in plan.objects) > SMALL_TOP_UP_BYTES:
             return None
+        mark = time.perf_counter()
         built = await build_planned(
             session,
             plan,
@@ -216,7 +232,10 @@ class PrebuildActivities:
             work_dir=self._settings.work_dir,
             read_concurrency=self._settings.storage.read_concurrency,
         )
+        steps["build"] = time.perf_counter() - mark
+        mark = time.perf_counter()
         try:
+            await top_ups.record_held(session, target.repo_id, built.key, plan)
             cache_id, chain = await top_ups.record_top_up(
                 session,
                 self._storage,
@@ -230,7 +249,10 @@ class PrebuildActivities:
         except top_ups.PartGone:
             await session.rollback()
             return None  # the base went meanwhile: the staged steps plan again
+        steps["record"] = time.perf_counter() - mark
+        mark = time.perf_counter()
         await session.commit()
+        steps["commit"] = time.perf_counter() - mark
         BUILD_SECONDS.labels(path="prebuild").observe(time.perf_counter() - started)
         BUILD_BYTES.labels(path="prebuild").inc(built.digest.size)
         return CheckCacheResult(
@@ -273,8 +295,11 @@ class PrebuildActivities:
         keys = [(p.mpack_id, p.size) for p in entry.chain.parts] if entry.chain else []
         if entry.mpack_id is not None:
             keys.append((entry.mpack_id, entry.size_bytes))
-        for key, size in keys:
-            if not await still_stored(
+        # Every part at once (one storage round trip, whatever the chain's length); only a part
+        # that looks gone is looked at again under its lock.
+        sizes = await asyncio.gather(*(self._storage.size(key) for key, _ in keys))
+        for (key, size), stored in zip(keys, sizes, strict=True):
+            if stored != size and not await still_stored(
                 session, self._storage, repo_id=target.repo_id, mpack_id=key, size_bytes=size
             ):
                 return False
@@ -305,6 +330,11 @@ class PrebuildActivities:
                     concurrency=self._settings.storage.read_concurrency,
                     on_progress=heartbeat,
                 )
+            # What the part holds, under the key its upload gets (its content's), for the
+            # top-ups after it to leave out.
+            key = mpack_key(step.repo_id, digest.sha256)
+            await top_ups.record_held(session, step.repo_id, key, plan)
+            await session.commit()
         BUILD_SECONDS.labels(path="prebuild").observe(time.perf_counter() - started)
         BUILD_BYTES.labels(path="prebuild").inc(digest.size)
         return AssembleResult(

@@ -51,6 +51,7 @@ class ChainCloneRun:
     cache: str  # the chain answer's X-Musehub-Cache
     chain_bytes: int
     base_bytes: int
+    chain_raw_bytes: int  # the parts' decoded bytes: the chain joined raw, against base_bytes
     timings: dict[str, list[float]]
     cpu: dict[str, list[float]]  # the client's CPU seconds (every thread of this process)
     same_trees: bool
@@ -129,8 +130,9 @@ async def measure(hub: Hub, repo: PushedRepo, work: Path, reps: int) -> ChainClo
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     same = len(digests["chain"] | digests["base"]) == 1
+    raw = sum(int(p.get("decoded_size") or p["size"]) for p in answer["mpack_parts"])
     return ChainCloneRun(len(chain), response.headers.get("x-musehub-cache", ""),
-                         sum(p.size for p in chain), built.digest.size, timings, cpu, same,
+                         sum(p.size for p in chain), built.digest.size, raw, timings, cpu, same,
                          (load_before, os.getloadavg()[0]))
 
 
@@ -171,8 +173,8 @@ async def _focused(args: argparse.Namespace, root: Path) -> int:
             await hub.aclose()
     finally:
         stack.stop()
-    print(f"chain: {run.parts} parts ({run.cache}), {run.chain_bytes / 1e6:.1f} MB; "
-          f"base: {run.base_bytes / 1e6:.1f} MB")
+    print(f"chain: {run.parts} parts ({run.cache}), {run.chain_bytes / 1e6:.1f} MB "
+          f"({run.chain_raw_bytes / 1e6:.1f} MB raw); base: {run.base_bytes / 1e6:.1f} MB")
     for name in ("chain", "base"):
         runs = ", ".join(f"{s:.3f}" for s in run.timings[name])
         print(f"{name}: median {statistics.median(run.timings[name]):.3f} s ({runs}); "

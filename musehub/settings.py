@@ -153,12 +153,18 @@ class MPackSettings(BaseModel):
     # process and host; a fetch beyond them gets 503 with Retry-After.
     sync_builds: int = Field(default=8, ge=1, le=1000)
     sync_builds_per_repo: int = Field(default=2, ge=1, le=1000)
-    # A chain is compacted (its oldest parts joined into a new base, no blob read) when it has
-    # more parts than this, or when its top-ups hold more bytes than its base times the ratio.
+    # Compaction of a chain (its parts joined by byte ranges, no blob read), levelled
+    # (`chains.parts_to_merge`): a part is joined with the parts after it once they hold more
+    # than `ratio` times its bytes; a chain longer than `compact_parts` joins its older top-ups.
     chain_compact_parts: int = Field(default=32, ge=2, le=1000)
     chain_compact_ratio: float = Field(default=1.0, gt=0)
-    # Top-ups a compaction keeps: a pull from any of that many recent pushes is still a hit.
+    # Top-ups a compaction keeps: a pull from any of that many recent pushes is still a hit,
+    # for parts of at most `keep_part_bytes` (bigger ones, an import's chunks, are levelled
+    # at once so that no later small push pays for rewriting them).
     chain_keep_parts: int = Field(default=24, ge=0, le=1000)
+    chain_keep_part_bytes: int = Field(default=1 << 20, ge=0)
+    # Joins one compaction run makes at most before it leaves the rest to the next one.
+    chain_compact_steps: int = Field(default=16, ge=1, le=1000)
 
 
 class GcSettings(BaseModel):

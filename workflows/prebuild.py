@@ -54,6 +54,10 @@ CHAIN_COMPACTION_PATCH = "chain-compaction"
 # workflow.patched marker: runs that check with `check_or_append` (a small top-up is built by
 # the check itself), in QUICK_PARALLEL_BUILDS slots, and whose forced rebuilds make new bases.
 QUICK_TOP_UP_PATCH = "quick-top-up"
+# workflow.patched marker: runs whose tips start while the head set's cache check (a quick
+# top-up, one short step) is still running, so a push is servable in one activity's round
+# trip instead of two; only a staged build of the head set still runs alone.
+PARALLEL_CHECKS_PATCH = "tips-beside-head-set-check"
 QUICK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
@@ -90,6 +94,9 @@ class PrebuildFetchMPacks:
         self._started = 0
         self._finished = 0
         self._quick = False
+        self._parallel_checks = False
+        # Targets whose cache check (check_or_append) is running.
+        self._checking: list[list[str]] = []
 
     @workflow.signal(name=TIPS_PUSHED_SIGNAL)
     def tips_pushed(self, request: PrebuildRequest) -> None:
@@ -113,6 +120,7 @@ class PrebuildFetchMPacks:
         started = workflow.now()
         # Runs started before quick top-ups replay as they ran (no marker in their history).
         self._quick = workflow.patched(QUICK_TOP_UP_PATCH)
+        self._parallel_checks = self._quick and workflow.patched(PARALLEL_CHECKS_PATCH)
         slots = QUICK_PARALLEL_BUILDS if self._quick else PARALLEL_BUILDS
         while await self._wait_for_work(params.idle_seconds):
             await asyncio.gather(*(self._build_slot(params) for _ in range(slots)))
@@ -189,7 +197,12 @@ class PrebuildFetchMPacks:
         )
 
     def _building_head_set(self) -> bool:
-        return any(len(want) > 1 for want in self._in_flight)
+        """The head set is being built, so the tips wait (not while its cache check runs, in
+        runs with PARALLEL_CHECKS_PATCH: that check is at most a quick top-up)."""
+        return any(
+            len(want) > 1 and not (self._parallel_checks and want in self._checking)
+            for want in self._in_flight
+        )
 
     def _take(self, request: PrebuildRequest) -> None:
         """The head set first (what a clone asks for), then each tip; a target already being
@@ -205,12 +218,18 @@ class PrebuildFetchMPacks:
     async def _prebuild(self, params: PrebuildInput, want: list[str], force: bool) -> None:
         repo_id = params.repo_id
         self._status.current_target = want
-        check = await workflow.execute_activity_method(
-            PrebuildActivities.check_or_append if self._quick else PrebuildActivities.check_cache,
-            CheckCacheInput(repo_id, want, force),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=QUICK_RETRY,
-        )
+        self._checking.append(want)
+        try:
+            check = await workflow.execute_activity_method(
+                PrebuildActivities.check_or_append
+                if self._quick
+                else PrebuildActivities.check_cache,
+                CheckCacheInput(repo_id, want, force),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=QUICK_RETRY,
+            )
+        finally:
+            self._checking.remove(want)
         if check.verdict == "fresh":
             self._status.hits += 1
         elif check.verdict == "built":
@@ -223,6 +242,9 @@ class PrebuildFetchMPacks:
             )
             self._status.skipped += 1
         else:
+            if self._parallel_checks and len(want) == 1:
+                # A tip whose check ran beside the head set's builds after it, as before.
+                await workflow.wait_condition(lambda: not self._building_head_set())
             loss = timedelta(seconds=params.worker_loss_seconds)
             # A forced rebuild makes a new base: a top-up would keep whatever the chain holds.
             await self._build(repo_id, want, loss, check.task_queue, force and self._quick)

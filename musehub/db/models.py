@@ -204,6 +204,24 @@ class MPackPart(Base):
     created_at: Mapped[datetime] = _now_column()
 
 
+class MPackPartRecord(Base):
+    """A snapshot (`kind` 1) or object (`kind` 2) that a stored part holds, so that a top-up
+    planned on a chain leaves out what the chain's parts hold already (a reverted file, an old
+    blob used again, a tree seen before): a chain joined or applied part by part then carries
+    each record once, like one freshly built base. Keyed by the part's key like its zstd copy;
+    GC deletes them with the part's description (a build that never uploaded leaves rows for
+    a key the same bytes would have again). Parts from before this table have none: a top-up
+    on them leaves out only the boundary snapshots' records, as before."""
+
+    __tablename__ = "musehub_mpack_part_records"
+    __table_args__ = (Index(None, "repo_id"),)
+
+    mpack_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    record_id: Mapped[str] = mapped_column(CONTENT_ID, primary_key=True)
+    repo_id: Mapped[str] = mapped_column(ForeignKey("musehub_repos.repo_id", ondelete="CASCADE"))
+
+
 class MPackChainLink(Base):
     """Part `position` (0: the base) of the chain answering a cache row, and the want set whose
     whole history the chain holds up to and including it: a fetch whose `have` holds that want

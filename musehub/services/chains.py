@@ -4,10 +4,12 @@ Layout. A cache row (one per want set, `mpack_cache`) is answered by a chain of 
 its links in `musehub_mpack_chain_links`, base first. Each link names the want set whose whole
 history the chain holds up to and including that part: its *position*. The base holds all its
 position reaches; each top-up holds what its position adds to the one before (the commits not
-reachable from the previous position, their snapshots and objects, less those of the boundary
-snapshots). Parts are immutable and content-addressed (`musehub_mpack_parts`), so chains that
-share a prefix, and lines of history whose pushes add the same records (a branch and the head
-set after a push to that branch), share parts and their bytes.
+reachable from the previous position, their snapshots and objects, less those the parts before
+it hold: `musehub_mpack_part_records` names what each part holds, so no record is in two parts
+of a chain and the chain joined is the size of one fresh base). Parts are immutable and
+content-addressed (`musehub_mpack_parts`), so chains that share a prefix, and lines of history
+whose pushes add the same records (a branch and the head set after a push to that branch),
+share parts and their bytes.
 
 Appending. After a push the prebuild finds, among the repo's live chains, the one whose
 position is the furthest ancestor of the new want set (`closest_base`): every one of its
@@ -85,26 +87,55 @@ class Chain:
         return None
 
 
-def parts_to_merge(chain: Chain, *, compact_parts: int, ratio: float, keep: int) -> tuple[int, int]:
+def parts_to_merge(
+    chain: Chain,
+    *,
+    compact_parts: int,
+    ratio: float,
+    keep: int,
+    keep_part_bytes: int | None = None,
+) -> tuple[int, int]:
     """The parts `[start, end)` a compaction joins into one; `(0, 0)`: leave the chain as it is.
 
-    The last `keep` top-ups are never joined (pulls from recent pushes stay hits) and do not
-    count. A compaction is due when the chain has more than `compact_parts` parts, or when the
-    older top-ups hold more than `ratio` times the base's bytes. The older top-ups are then
-    joined among themselves while the base outweighs them, and with the base only once they
-    outweigh it: what a compaction copies stays proportional to what the pushes added, and the
-    base is rewritten geometrically rarely (an import in several pushes, whose later pushes
-    dwarf the first, rewrites it once)."""
-    count, end = len(chain.parts), len(chain.parts) - keep
-    if end < 2:
-        return 0, 0
-    older = sum(part.size for part in chain.parts[1:end])
-    outweighed = older > ratio * chain.parts[0].size
-    if count <= compact_parts and not outweighed:
-        return 0, 0
-    if outweighed or end - 1 < 2:
-        return 0, end
-    return 1, end
+    A levelled (size-tiered) rule, so that what a compaction copies is paid for by the bytes
+    pushed since the parts it rewrites were written, and no one push rewrites the history:
+
+    - *Kept*: the newest parts, up to `keep` of them, as long as each holds at most
+      `keep_part_bytes` (None: any size), are never joined, so a pull from any of the last
+      `keep` ordinary pushes stays a hit. A bigger part (an import's chunk, a push of big
+      files) ends the kept parts: it and the parts before it are levelled at once, while it is
+      the newest history, so its rewrite is paid for by the push that brought it, never by
+      the small pushes after it.
+    - *Levels*: among the parts before the kept ones, part `i` is joined with every part
+      after it once those hold more than `ratio` times its bytes; the oldest such `i` is
+      taken. Once nothing is due, every part outweighs all those after it put together: n
+      bytes are at most log2(n / the smallest part) + 1 parts, a part's bytes are rewritten
+      once per doubling of what came after it (the base once the history has doubled since
+      it was written), and a join copies at most (1 + 1 / ratio) times the bytes pushed since
+      its oldest part was written.
+    - *Count*: when no level is due but the chain has more than `compact_parts` parts, the
+      two newest parts before the kept ones are joined (the cheapest join that shortens it).
+
+    A compaction applies this until it says `(0, 0)` (`compaction.compact_chain`), so an
+    import of many chunks is levelled by its own compactions and the small pushes after it
+    find nothing due."""
+    parts = chain.parts
+    end = len(parts)
+    while (
+        len(parts) - end < keep
+        and end > 0
+        and (keep_part_bytes is None or parts[end - 1].size <= keep_part_bytes)
+    ):
+        end -= 1
+    sizes = [part.size for part in parts[:end]]
+    after = sum(sizes)
+    for index, size in enumerate(sizes[:-1]):
+        after -= size
+        if after > ratio * size:
+            return index, end
+    if len(parts) > compact_parts and end >= 2:
+        return end - 2, end
+    return 0, 0
 
 
 def part_from_json(row: Sequence[Any]) -> ChainPart:
@@ -168,6 +199,81 @@ async def record_part(session: AsyncSession, repo_id: str, key: str, digest: Pac
     )
 
 
+# What a part holds besides its commits (musehub_mpack_part_records.kind).
+SNAPSHOT, OBJECT = 1, 2
+
+_RECORD_HELD = text(
+    """
+INSERT INTO musehub_mpack_part_records (mpack_id, kind, record_id, repo_id)
+SELECT :mpack_id, :kind, id, :repo_id FROM unnest(CAST(:ids AS text[])) AS ids(id)
+ON CONFLICT DO NOTHING
+"""
+)
+
+_COPY_HELD = text(
+    """
+INSERT INTO musehub_mpack_part_records (mpack_id, kind, record_id, repo_id)
+SELECT DISTINCT :mpack_id, kind, record_id, :repo_id
+FROM musehub_mpack_part_records WHERE mpack_id = ANY(CAST(:parts AS text[]))
+ON CONFLICT DO NOTHING
+"""
+)
+
+_HELD = text(
+    """
+SELECT DISTINCT r.kind, r.record_id
+FROM (SELECT 1 AS kind, unnest(CAST(:snapshots AS text[])) AS id
+      UNION ALL SELECT 2, unnest(CAST(:objects AS text[]))) AS c
+JOIN musehub_mpack_part_records r
+  ON r.kind = c.kind AND r.record_id = c.id AND r.mpack_id = ANY(CAST(:parts AS text[]))
+"""
+)
+
+
+async def record_held(
+    session: AsyncSession,
+    repo_id: str,
+    mpack_id: str,
+    snapshot_ids: Sequence[str],
+    object_ids: Sequence[str],
+) -> None:
+    """Record the snapshots and objects the stored part `mpack_id` holds (what later top-ups
+    on a chain through it leave out). Only ever what the part holds: fewer rows than that
+    only make a top-up repeat a record, never lose one."""
+    for kind, ids in ((SNAPSHOT, snapshot_ids), (OBJECT, object_ids)):
+        if ids:
+            params = {"mpack_id": mpack_id, "kind": kind, "ids": list(ids), "repo_id": repo_id}
+            await session.execute(_RECORD_HELD, params)
+
+
+async def copy_held(
+    session: AsyncSession, repo_id: str, mpack_id: str, parts: Sequence[str]
+) -> None:
+    """A part joined from `parts` holds what they hold."""
+    params = {"mpack_id": mpack_id, "repo_id": repo_id, "parts": list(parts)}
+    await session.execute(_COPY_HELD, params)
+
+
+async def held_by(
+    session: AsyncSession,
+    chain: Chain,
+    snapshot_ids: Sequence[str],
+    object_ids: Sequence[str],
+) -> tuple[set[str], set[str]]:
+    """Which of these snapshots and objects the chain's parts hold (as far as recorded)."""
+    if not chain.parts or not (snapshot_ids or object_ids):
+        return set(), set()
+    params = {
+        "parts": [p.mpack_id for p in chain.parts],
+        "snapshots": list(snapshot_ids),
+        "objects": list(object_ids),
+    }
+    held: tuple[set[str], set[str]] = (set(), set())
+    for kind, record_id in (await session.execute(_HELD, params)).all():
+        held[0 if kind == SNAPSHOT else 1].add(record_id)
+    return held
+
+
 # Live chains of the repo whose position is reachable from :want, furthest first. The walk from
 # :want stops at the tip of every live one-tip row (what is behind it is that chain's), so it
 # reads what was pushed since the nearest chains, not the whole history: one statement whose
@@ -190,7 +296,8 @@ WITH RECURSIVE candidates AS MATERIALIZED (
     JOIN musehub_commits c ON c.repo_id = :repo_id AND c.commit_id = r.commit_id
     CROSS JOIN LATERAL (VALUES (c.parent_commit_id), (c.parent2_commit_id)) AS parent(commit_id)
     WHERE parent.commit_id IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM ends e WHERE e.commit_id = r.commit_id)
+      AND (r.commit_id = ANY(CAST(:expand AS text[]))
+           OR NOT EXISTS (SELECT 1 FROM ends e WHERE e.commit_id = r.commit_id))
 ), walked AS MATERIALIZED (
     SELECT commit_id FROM reach LIMIT :max_walk  -- NULL: all; the walk stops at the limit
 )
@@ -199,7 +306,8 @@ FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (
     SELECT c.cache_id, c.want_commit_ids, c.recorded_at
     FROM candidates c
-    WHERE NOT EXISTS (
+    WHERE NOT (CAST(c.want_commit_ids AS text[]) <@ CAST(:expand AS text[]))
+      AND NOT EXISTS (
         SELECT 1 FROM unnest(c.want_commit_ids) AS w(commit_id)
         WHERE w.commit_id NOT IN (SELECT commit_id FROM walked)
     )
@@ -222,7 +330,12 @@ class BaseChain:
 
 
 async def closest_base(
-    session: AsyncSession, repo_id: str, want: Sequence[str], *, max_walk: int | None = None
+    session: AsyncSession,
+    repo_id: str,
+    want: Sequence[str],
+    *,
+    max_walk: int | None = None,
+    expand: Sequence[str] = (),
 ) -> BaseChain | None:
     """The live chain to append `want`'s top-up to: the one whose position holds the most
     commits among those all of whose want set `want` reaches, or None.
@@ -237,8 +350,12 @@ async def closest_base(
     line of history.
 
     `max_walk`: give up (None) past that many commits walked, for callers that must stay
-    quick (the first push of a long history, with no chain to stop at, walks all of it)."""
-    params = {"repo_id": repo_id, "want": list(want), "max_walk": max_walk}
+    quick (the first push of a long history, with no chain to stop at, walks all of it).
+
+    `expand`: commits the walk goes past even where a live row's tip stops it, and whose own
+    rows are not bases (a head set's own tips, whose rows a tip's check running beside it may
+    have just recorded: the head set's older row is the base it wants)."""
+    params = {"repo_id": repo_id, "want": list(want), "max_walk": max_walk, "expand": list(expand)}
     walked, cache_id, base_want, recorded_at = (await session.execute(_CLOSEST_BASE, params)).one()
     if cache_id is None or (max_walk is not None and walked >= max_walk):
         return None

@@ -1,11 +1,10 @@
 """Compaction of a chain: its oldest parts joined into a new base, by byte ranges.
 
-A chain grows by one top-up per push. Past a bound (`MUSEHUB_MPACK_CHAIN_COMPACT_PARTS`, or
-older top-ups heavier than the base times `…_COMPACT_RATIO`) the prebuild starts
-CompactMPackChain, which joins the older top-ups into one stored pack (no blob is read: the
-parts' records are copied by range), and the base with them once they outweigh it
-(`chains.parts_to_merge`), keeping the last `…_CHAIN_KEEP_PARTS` top-ups so pulls from recent
-pushes still hit.
+A chain grows by one top-up per push. When the levelled rule (`chains.parts_to_merge`) finds a
+part outweighed by the parts after it, or the chain past `MUSEHUB_MPACK_CHAIN_COMPACT_PARTS`,
+the prebuild starts CompactMPackChain, which joins those parts into one stored pack (no blob is
+read: the parts' records are copied by range), again and again until nothing is due, keeping
+the last `…_CHAIN_KEEP_PARTS` small top-ups so pulls from recent pushes still hit.
 
 Crash safety. The new base is uploaded first, then, in one transaction under its object lock,
 described as a part and linked in place of the parts it joins, provided the row still begins
@@ -42,10 +41,38 @@ async def compact_chain(
     repo_id: str,
     want: list[str],
 ) -> CompactChainResult:
+    """Join parts of `want`'s chain until the levelled rule finds nothing due (at most
+    `chain_compact_steps` joins), each join uploaded and relinked on its own: a run that dies
+    keeps the joins it committed."""
+    first: int | None = None
+    result = CompactChainResult()
+    for _ in range(settings.mpack.chain_compact_steps):
+        step = await _compact_once(sessions, storage, settings, repo_id, want)
+        if step is None:
+            break
+        if first is None:
+            first = step.parts_before
+        result = CompactChainResult(
+            first, step.parts_after, result.joined_bytes + step.joined_bytes
+        )
+        if not step.joined_bytes:
+            break
+    return result
+
+
+async def _compact_once(
+    sessions: async_sessionmaker[AsyncSession],
+    storage: ObjectStorage,
+    settings: Settings,
+    repo_id: str,
+    want: list[str],
+) -> CompactChainResult | None:
+    """One join; None when the row is gone. `joined_bytes` 0: nothing due, or the row
+    changed under the join (the next compaction looks again)."""
     async with sessions() as session:
         entry = await mpack_cache.lookup(session, repo_id, want)
     if entry is None or entry.chain is None:
-        return CompactChainResult()  # expired or rebuilt meanwhile: nothing to compact
+        return None  # expired or rebuilt meanwhile: nothing to compact
     chain = entry.chain
     start, end = _parts_to_merge(chain, settings)
     if end <= start:
@@ -67,14 +94,17 @@ async def compact_chain(
             return CompactChainResult(len(chain.parts), len(chain.parts))  # changed: next time
         compacted = Chain((*joined[:start], merged, *current.chain.parts[end:]))
         await chains.record_part(session, repo_id, key, digest)
+        await chains.copy_held(session, repo_id, key, [p.mpack_id for p in joined[start:]])
         await mpack_cache.replace_links(session, current.cache_id, compacted)
         await session.commit()
     log.info(
-        "compacted chain repo=%s want=%s parts=%d->%d joined_bytes=%d",
+        "compacted chain repo=%s want=%s parts=%d->%d joined=[%d,%d) joined_bytes=%d",
         repo_id,
         ",".join(w[:12] for w in want),
         len(current.chain.parts),
         len(compacted.parts),
+        start,
+        end,
         digest.size,
     )
     return CompactChainResult(len(current.chain.parts), len(compacted.parts), digest.size)
@@ -87,4 +117,5 @@ def _parts_to_merge(chain: Chain, settings: Settings) -> tuple[int, int]:
         compact_parts=limits.chain_compact_parts,
         ratio=limits.chain_compact_ratio,
         keep=limits.chain_keep_parts,
+        keep_part_bytes=limits.chain_keep_part_bytes,
     )

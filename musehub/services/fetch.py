@@ -347,13 +347,22 @@ class FetchMPacks:
         key = (owner, slug, tuple(want), tuple(p.mpack_id for p in rest.parts))
         pull = self._rests.get(key)
         if pull is None or (form == "url" and pull.pack is None):
-            async with self._sessions() as session:
-                stored = await self._parts_stored(session, found.repo_id, rest)
-                await session.commit()  # ends a lost part's drop
-            if not stored:
-                self.forget_repo(owner, slug)
+            repo_id, heads = found.repo_id, found.branch_heads
+
+            async def fresh() -> FetchAnswer | None:
+                async with self._sessions() as session:
+                    stored = await self._parts_stored(session, repo_id, rest)
+                    await session.commit()  # ends a lost part's drop
+                if not stored:
+                    self.forget_repo(owner, slug)
+                    return None
+                return await self._answer_of_rest(repo_id, rest, heads, form)
+
+            # One check and presign for a herd asking at once (recent_rests.RecentRests.once).
+            made = await self._rests.once((key, form), fresh)
+            if made is None:
                 return None
-            pull = await self._answer_of_rest(found.repo_id, rest, found.branch_heads, form)
+            pull = made
         elif form == "inline" and not await self._still_stored(found.repo_id, pull):
             self.forget_repo(owner, slug)
             return None

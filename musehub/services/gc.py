@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import TextClause, delete, exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from musehub.db.models import FetchMPackCache, MPackChainLink, MPackPart
+from musehub.db.models import FetchMPackCache, MPackChainLink, MPackPart, MPackPartRecord
 from musehub.mpack.encoding import raw_key_of
 from musehub.services import mpack_cache
 from musehub.services.encoded_packs import forget_copies
@@ -137,6 +137,7 @@ async def delete_if_unnamed(
         # rolls it back, and a crash in between leaves a description of bytes that a later
         # build uploads again (its key is its content), never a row naming a missing object.
         await session.execute(delete(MPackPart).where(MPackPart.mpack_id == key))
+        await session.execute(delete(MPackPartRecord).where(MPackPartRecord.mpack_id == key))
         await forget_copies(session, storage, raw_key)
         await storage.delete(key)
         await session.commit()

@@ -11,8 +11,10 @@ one the chain no longer gives."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
 
 from musehub.services.fetch_answer import FetchAnswer
 
@@ -25,6 +27,21 @@ class RecentRests:
         self._ttl = ttl_seconds
         self._max = max_entries
         self._answers: OrderedDict[RestKey, tuple[FetchAnswer, float]] = OrderedDict()
+        self._making: dict[Hashable, asyncio.Future[FetchAnswer | None]] = {}
+
+    async def once(
+        self, key: Hashable, make: Callable[[], Awaitable[FetchAnswer | None]]
+    ) -> FetchAnswer | None:
+        """`make()`, run once for all the callers that ask for `key` while it runs: a herd of
+        pulls of the newest push (50 CI runners at once) checks the rest's parts in storage and
+        presigns them once, not once per request (each with its own database session, queued
+        behind the pool: 170-200 ms each under load where one takes a few)."""
+        making = self._making.get(key)
+        if making is None:
+            making = asyncio.ensure_future(make())
+            self._making[key] = making
+            making.add_done_callback(lambda _: self._making.pop(key, None))
+        return await asyncio.shield(making)
 
     def get(self, key: RestKey) -> FetchAnswer | None:
         kept = self._answers.get(key)

@@ -6,6 +6,8 @@ the tests check is what the prebuild does (`musehub/services/chains.py` has the 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -47,22 +49,30 @@ async def plan_top_up(
     base = None if fresh_base else await _base_for(session, repo_id, want, compact_parts, None)
     if base is None:
         return await plan_fetch(session, repo_id, want, []), []
-    quick = await _quick_plan(session, repo_id, want, base, None)
-    if quick is not None:
-        return quick, base.want
-    return await plan_fetch(session, repo_id, want, base.want), base.want
+    plan = await _quick_plan(session, repo_id, want, base, None)
+    if plan is None:
+        plan = await less_held(session, await plan_fetch(session, repo_id, want, base.want), base)
+    return plan, base.want
 
 
 async def plan_quick_top_up(
-    session: AsyncSession, repo_id: str, want: Sequence[str], *, compact_parts: int
+    session: AsyncSession,
+    repo_id: str,
+    want: Sequence[str],
+    *,
+    compact_parts: int,
+    steps: dict[str, float] | None = None,
 ) -> tuple[FetchPlan, list[str]] | None:
     """`plan_top_up`'s plan when it reads only what was pushed since the base chain (see
     `_added_since`), walking at most QUICK_MAX_COMMITS commits; None when `want` needs a base,
-    a walk of the base's history, or a longer walk."""
+    a walk of the base's history, or a longer walk. `steps`: seconds per step, for the log."""
+    steps = {} if steps is None else steps
+    mark = time.perf_counter()
     base = await _base_for(session, repo_id, want, compact_parts, QUICK_MAX_COMMITS)
+    steps["base"] = time.perf_counter() - mark
     if base is None:
         return None
-    quick = await _quick_plan(session, repo_id, want, base, QUICK_MAX_COMMITS)
+    quick = await _quick_plan(session, repo_id, want, base, QUICK_MAX_COMMITS, steps)
     return None if quick is None else (quick, base.want)
 
 
@@ -74,6 +84,14 @@ async def _base_for(
     max_walk: int | None,
 ) -> BaseChain | None:
     base = await chains.closest_base(session, repo_id, want, max_walk=max_walk)
+    if base is not None and len(want) > 1 and len(base.want) == 1 and base.want[0] in want:
+        # The head set's check runs beside its tips' (workflow PARALLEL_CHECKS_PATCH): a tip's
+        # row just recorded stops the walk at that tip and hides the head set's own older row,
+        # and a one-tip base leaves the other tips' histories to the long way. Look past the
+        # want set's own tips for a row that holds more of it.
+        past = await chains.closest_base(session, repo_id, want, max_walk=max_walk, expand=want)
+        if past is not None and past.chain.commit_count >= base.chain.commit_count:
+            base = past
     if base is not None and len(base.chain.parts) >= MAX_UNCOMPACTED_PARTS * compact_parts:
         return None  # compaction is failing: a new base rather than a longer chain
     return base
@@ -85,11 +103,48 @@ async def _quick_plan(
     want: Sequence[str],
     base: BaseChain,
     max_walk: int | None,
+    steps: dict[str, float] | None = None,
 ) -> FetchPlan | None:
+    steps = {} if steps is None else steps
+    mark = time.perf_counter()
     added = await _added_since(session, repo_id, want, base, max_walk)
+    steps["added"] = time.perf_counter() - mark
     if added is None or not await _all_known(session, repo_id, want):
         return None
-    return await plan_of_commits(session, repo_id, added)
+    mark = time.perf_counter()
+    plan = await plan_of_commits(session, repo_id, added)
+    steps["plan"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    plan = await less_held(session, plan, base)
+    steps["held"] = time.perf_counter() - mark
+    return plan
+
+
+async def less_held(session: AsyncSession, plan: FetchPlan, base: BaseChain) -> FetchPlan:
+    """The plan less the snapshots and objects the base chain's parts hold already. The plan
+    itself leaves out only those of its boundary snapshots; a record of the history older than
+    the boundary (a file reverted to an old blob, a tree seen before, a blob another branch
+    brought in earlier) would otherwise be sent again, and a chain joined into one pack or
+    applied part by part would carry it twice. A client at any position of the chain holds
+    every part up to it, so leaving them out loses nothing."""
+    snapshots, objects = await chains.held_by(
+        session, base.chain, plan.snapshot_ids, [o.object_id for o in plan.objects]
+    )
+    if not snapshots and not objects:
+        return plan
+    return FetchPlan(
+        plan.repo_id,
+        plan.commit_ids,
+        [s for s in plan.snapshot_ids if s not in snapshots],
+        [o for o in plan.objects if o.object_id not in objects],
+    )
+
+
+async def record_held(session: AsyncSession, repo_id: str, mpack_id: str, plan: FetchPlan) -> None:
+    """Record what the part built from `plan` holds, for the top-ups after it to leave out."""
+    await chains.record_held(
+        session, repo_id, mpack_id, plan.snapshot_ids, [o.object_id for o in plan.objects]
+    )
 
 
 async def _all_known(session: AsyncSession, repo_id: str, want: Sequence[str]) -> bool:
@@ -163,6 +218,30 @@ async def hold_stored(session: AsyncSession, storage: ObjectStorage, key: str, s
         raise PartGone(f"pack {key} was collected before it was recorded")
 
 
+# The advisory lock of `mpack_cache.hold_mpack_object`, taken for many objects in one statement
+# (in key order, so two callers never wait on each other crosswise).
+_HOLD_ALL = text(
+    """
+SELECT count(pg_advisory_xact_lock(hashtextextended('mpack-object/' || k, 0)))
+FROM (SELECT k FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k) AS keys
+"""
+)
+
+
+async def hold_all_stored(
+    session: AsyncSession, storage: ObjectStorage, parts: Sequence[ChainPart]
+) -> None:
+    """`hold_stored` for every part, in one statement and with the storage checks at once: a
+    chain's length costs one round trip to the database and one to storage, not one each."""
+    if not parts:
+        return
+    await session.execute(_HOLD_ALL, {"keys": sorted({p.mpack_id for p in parts})})
+    sizes = await asyncio.gather(*(storage.size(p.mpack_id) for p in parts))
+    for part, size in zip(parts, sizes, strict=True):
+        if size != part.size:
+            raise PartGone(f"pack {part.mpack_id} was collected before it was recorded")
+
+
 async def record_top_up(
     session: AsyncSession,
     storage: ObjectStorage,
@@ -185,8 +264,7 @@ async def record_top_up(
         if entry is None or entry.chain is None:
             raise PartGone(f"the chain of {list(base_want)} this top-up builds on is gone")
         base = entry.chain
-        for part in base.parts:
-            await hold_stored(session, storage, part.mpack_id, part.size)
+        await hold_all_stored(session, storage, base.parts)
     chain = base
     if not base.parts or digest.sections[0].count:  # an empty top-up adds nothing
         await chains.record_part(session, repo_id, mpack_id, digest)

@@ -9,11 +9,12 @@ set, then each tip), with the prebuild's own functions (`musehub.services.top_up
 Temporal, against the real PostgreSQL and local storage. Then, for every current target's chain:
 
 - its parts, decoded and applied in order, hold exactly the commits, snapshots and objects of
-  the full synchronous plan (`plan_fetch(want, [])`), and each commit is in one part only;
+  the full synchronous plan (`plan_fetch(want, [])`), and each commit, snapshot and object is
+  in one part only (a joined chain is one fresh base's size);
 - for every position P of the chain, the suffix `chain.after(P)` sends the commits the
-  synchronous path sends for `have = P`, and for snapshots and objects at least what it sends,
-  and nothing more than what the client at P already holds (see `check_suffix` for why they
-  are not always equal);
+  synchronous path sends for `have = P`, and snapshots and objects of the want set's history
+  that, with what the client at P holds, are all of it (see `check_suffix` for why they are not
+  always the synchronous path's);
 - the inline answer streamed from the parts (`joined_stream` with the INLINE header and the
   branch heads trailer) decodes to the full plan's bundle and the heads;
 - a pull through the API whose `have` is a position gets exactly the suffix's parts, as a HIT;
@@ -46,7 +47,7 @@ from musehub.mpack.chain import joined_size, joined_stream
 from musehub.mpack.inline import INLINE_HEADER, branch_heads_trailer
 from musehub.mpack.reader import read_mpack
 from musehub.services import mpack_cache, top_ups
-from musehub.services.chains import Chain
+from musehub.services.chains import BaseChain, Chain
 from musehub.services.compaction import compact_chain
 from musehub.services.mpack_build import (
     FetchPlan,
@@ -58,7 +59,6 @@ from musehub.services.mpack_build import (
 from tests.chains.history import History
 from tests.chains.rows import expire
 from tests.conftest import Hub
-from tests.mpack.helpers import make_object
 from tests.wire.helpers import call, decode
 
 # The chain's arithmetic over many random histories: 2.3x slower on S3 for nothing more, as the
@@ -247,6 +247,7 @@ async def prebuild(repo: Repo) -> None:
         key = await upload_mpack(hub.storage, repo.repo_id, Path(name), digest, move=True)
         await asyncio.to_thread(Path(name).unlink, missing_ok=True)  # gone if moved
         async with AsyncSession(hub.engine) as session:
+            await top_ups.record_held(session, repo.repo_id, key, plan)  # as the assemble step
             await top_ups.hold_stored(session, hub.storage, key, digest.size)
             await top_ups.record_top_up(
                 session,
@@ -274,7 +275,13 @@ async def check_quick_plan(
         return
     note("a top-up planned from what was pushed alone")
     assert quick == (plan, base_want)
-    assert plan == await plan_fetch(session, repo.repo_id, want, base_want)
+    # The long way's plan, less what the base chain's parts hold (as both paths leave out).
+    entry = await mpack_cache.lookup(session, repo.repo_id, base_want)
+    assert entry is not None and entry.chain is not None
+    full = await plan_fetch(session, repo.repo_id, want, base_want)
+    assert plan == await top_ups.less_held(session, full, BaseChain(base_want, entry.chain, None))
+    if plan != full:
+        note("a top-up that leaves out records an older part holds")
 
 
 # -- what the synchronous path and the chain hold -----------------------------------------------
@@ -332,9 +339,12 @@ async def check_chain(repo: Repo, want: list[str]) -> None:
     if sorted(chain.parts[-1].want) != sorted(want):
         note("a row whose chain ends at another want set's position")
 
-    # Applying the parts in order: exactly the full plan; no commit sent twice.
+    # Applying the parts in order: exactly the full plan; no record sent twice (a top-up
+    # leaves out what the parts before it hold), so the joined chain is one fresh base's size.
     assert union(parts) == full
     assert sum(len(p["commits"]) for p in parts) == len(full["commits"]) == chain.commit_count
+    for kind in ("snapshots", "objects"):
+        assert sum(len(p[kind]) for p in parts) == len(full[kind]), f"{kind} sent twice"
 
     # Every position's suffix against what the synchronous path sends for that `have`.
     for index, part in enumerate(chain.parts):
@@ -365,26 +375,24 @@ async def check_chain(repo: Repo, want: list[str]) -> None:
 async def check_suffix(repo: Repo, want: list[str], position: list[str], suffix: Ids) -> None:
     """The suffix after `position` against the synchronous answer to `have = position`.
 
-    Commits are equal. Snapshots and objects are not always: each answer leaves out only what
-    its own boundary commits' snapshots hold. The synchronous answer's boundary is the
-    position's edge; a top-up's is the previous position's edge. A snapshot or object that
-    reappears in a later top-up after the position's edge held it (a file, or the whole tree,
-    reverted to content the client already has at P, two pushes after P) is left out by the
-    synchronous path (the P edge holds it) but sent again by that top-up (its own edge, the
-    push before it, does not). So the suffix sends everything the synchronous path sends, and
-    anything more it sends is something the client at P already holds: redundant, never
-    missing."""
+    Commits are equal. Snapshots and objects are not always: the synchronous answer leaves
+    out what the position's edge (its boundary snapshots) holds; a top-up leaves out what the
+    parts before it hold, which is the whole history of the previous position. So a record the
+    client at P holds from deeper in its history (a file, or the whole tree, reverted to older
+    content after P) is sent by the synchronous path and left out by the suffix, and one the
+    position's edge held but a later top-up's does not is left out by both. What matters
+    holds: the suffix sends nothing outside the want set's history, and with what the client
+    at P holds it is the whole of it, never missing a record."""
     sync = await planned(repo, want, position)
     held = await planned(repo, position, [])  # what a client at P holds
     full = await planned(repo, want, [])
     assert suffix["commits"] == sync["commits"]
     if suffix["snapshots"] != sync["snapshots"]:
-        note("a snapshot sent again by a suffix")
+        note("a suffix leaves out a snapshot the synchronous answer sends")
     if suffix["objects"] != sync["objects"]:
-        note("an object sent again by a suffix")
+        note("a suffix leaves out an object the synchronous answer sends")
     for kind in ("snapshots", "objects"):
-        assert sync[kind] <= suffix[kind] <= full[kind], kind
-        assert suffix[kind] - sync[kind] <= held[kind], kind
+        assert suffix[kind] <= full[kind], kind
         assert suffix[kind] | held[kind] == full[kind], kind
 
 
@@ -483,11 +491,11 @@ async def download(hub: Hub, answer: dict[str, Any]) -> bytes:
     return response.content
 
 
-async def test_a_tree_reverted_after_a_position_is_sent_again_by_its_suffix(hub: Hub) -> None:
-    """Why a suffix's snapshots and objects are a superset of the synchronous answer's
-    (`check_suffix`): the whole tree goes back, two pushes after P, to P's tree. The synchronous
-    answer to `have = P` leaves that snapshot and its objects out (P's own commit, its boundary,
-    holds them); the last top-up sends them again (its boundary is the push before it)."""
+async def test_a_tree_reverted_after_a_position_is_not_sent_again(hub: Hub) -> None:
+    """The whole tree goes back, two pushes after P, to P's tree. The last top-up's boundary
+    (the push before it) does not hold that snapshot or the reverted object, but the base part
+    does: the top-up leaves them out (`top_ups.less_held`), so the suffix after P sends exactly
+    what the synchronous answer to `have = P` sends, and the chain holds each record once."""
     owner, slug, token = await hub.create_repo()
     repo = Repo(hub, owner, slug, token)
     tree = {"a": CONTENTS[0], "b": CONTENTS[1]}
@@ -507,10 +515,9 @@ async def test_a_tree_reverted_after_a_position_is_sent_again_by_its_suffix(hub:
     assert entry is not None and entry.chain is not None
     suffix = entry.chain.after([first])
     assert suffix is not None and len(suffix.parts) == 2
-    sent = union(await part_ids(hub, suffix))
+    parts = await part_ids(hub, suffix)
     sync = await planned(repo, [third], [first])
-    held = await planned(repo, [first], [])
-    assert sent["commits"] == sync["commits"] == {second, third}
-    again = {kind: sent[kind] - sync[kind] for kind in ("snapshots", "objects")}
-    reverted = make_object(CONTENTS[0])["object_id"]  # "b" never changed: every edge holds it
-    assert again == {"snapshots": held["snapshots"], "objects": {reverted}}
+    assert union(parts) == sync
+    assert sync["commits"] == {second, third}
+    last = parts[-1]
+    assert last["commits"] == {third} and not last["snapshots"] and not last["objects"]

@@ -141,3 +141,57 @@ def test_compaction_copies_what_pushes_added_and_rewrites_the_base_rarely() -> N
     assert merge(sized(10, 30, 1, 1)) == (0, 2)  # an old top-up outweighs the base: rewritten
     assert merge(sized(10, 1, 30, 30)) == (0, 0)  # recent top-ups never count
     assert merge(sized(10, 30)) == (0, 0)  # nothing older than the kept ones
+
+
+def settle(chain: Chain, **limits: int | float | None) -> tuple[Chain, int]:
+    """The chain once compaction finds nothing due, as `compact_chain` leaves it, and the
+    bytes its joins wrote."""
+    written = 0
+    while True:
+        start, end = parts_to_merge(chain, **limits)  # type: ignore[arg-type]
+        if end <= start:
+            return chain, written
+        size = sum(p.size for p in chain.parts[start:end])
+        written += size
+        merged = ChainPart(f"j{written}", size, "s", chain.parts[end - 1].want, ())
+        chain = Chain((*chain.parts[:start], merged, *chain.parts[end:]))
+
+
+def pushed(chain: Chain, size: int) -> Chain:
+    span = SectionSpan(1, 0, 1)
+    return Chain((*chain.parts, ChainPart(f"p{len(chain.parts)}", size, "s", ("w",), (span,) * 3)))
+
+
+LIMITS = {"compact_parts": 32, "ratio": 1.0, "keep": 24, "keep_part_bytes": 1 << 20}
+
+
+def test_an_import_is_levelled_by_its_own_pushes_not_by_the_small_ones_after_it() -> None:
+    """Issue 13's measured case: an import in 32 chunks of a 10x repo (the first chunk small,
+    then ~18 MB each), then one-commit pushes of 83 KB. Each chunk's compaction copies what
+    the chunks added (not the whole history each time), and no one-commit push afterwards
+    joins anything but parts of its own size."""
+    chain, import_written = Chain(()), 0
+    chunks = [300_000] + [18_000_000 + 97_000 * n for n in range(31)]
+    for size in chunks:
+        chain, written = settle(pushed(chain, size), **LIMITS)
+        import_written += written
+        assert len(chain.parts) <= 8  # a levelled run: each part outweighs all after it
+    history = sum(chunks)
+    assert import_written <= 4 * history  # each byte rewritten about once per doubling
+    for n in range(200):
+        chain, written = settle(pushed(chain, 83_000), **LIMITS)
+        if n < 24:  # the recent pushes stay, and nothing big is rewritten for them
+            assert written == 0
+        assert written < history / 4  # never the whole history for one small push
+        assert len(chain.parts) <= 32 + 1
+    assert sum(p.size for p in chain.parts) == history + 200 * 83_000
+
+
+def test_the_last_small_top_ups_stay_for_pulls_whatever_came_before() -> None:
+    chain = sized(5_000_000, 4_000_000, 3_000_000, *([10_000] * 30))
+    settled, _ = settle(chain, **LIMITS)
+    assert [p.mpack_id for p in settled.parts[-24:]] == [f"k{n}" for n in range(9, 33)]
+    assert len(settled.parts) < len(chain.parts)
+    # A big push ends the kept run: it is levelled with what came before it at once.
+    settled, written = settle(pushed(settled, 2_000_000), **LIMITS)
+    assert written > 2_000_000 and len(settled.parts) < 5

@@ -281,6 +281,49 @@ async def test_record_prebuild_of_quick_top_ups_and_a_forced_base(
     await save(handle, path)
 
 
+async def test_record_prebuild_of_tips_beside_the_head_set_check(
+    hub: Hub, temporal_env: WorkflowEnvironment
+) -> None:
+    """Real activities, with the tips' checks started beside the head set's (workflow.patched
+    "tips-beside-head-set-check"): a base for two branches, then a one-commit push to each, the
+    head set's and the tip's top-ups built by their cache checks at once."""
+    path = new_history("prebuild_tips_beside_head_set_check")
+    settings = settings_with_fresh_queue(hub.settings)
+    owner, slug, token = await hub.create_repo()
+    history = History()
+    root = history.commit([], {"a": b"0" * 10_000})
+    tips = {"main": root, "side": history.commit([root], {"a": b"s" * 10_000})}
+    for branch, tip in tips.items():
+        await history.push(hub, owner, slug, token, branch, tip)
+    repo_id = await repo_id_of(hub, owner, slug)
+    async with running_workers(
+        temporal_env.client,
+        settings,
+        storage=hub.storage,
+        database_url=hub.engine.url.render_as_string(False),
+    ):
+        handle = await start_prebuild(
+            temporal_env.client,
+            settings.temporal.prebuild_task_queue,
+            repo_id,
+            list(tips.values()),
+            3,
+        )
+        for n, branch in enumerate(("main", "side")):
+            tip = tips[branch]
+            await until(lambda: chained(hub, repo_id, tip))  # noqa: B023 (awaited here)
+            tips[branch] = history.commit([tips[branch]], {"a": bytes([n]) * 10_000})
+            await history.push(hub, owner, slug, token, branch, tips[branch])
+            await handle.signal(TIPS_PUSHED_SIGNAL, PrebuildRequest(sorted(tips.values())))
+        await until(lambda: chained(hub, repo_id, tips["side"]))
+        result = await handle.result()
+    assert result.built >= 3 + 2
+    async with AsyncSession(hub.engine) as session:
+        entry = await mpack_cache.lookup(session, repo_id, sorted(tips.values()))
+    assert entry is not None and entry.chain is not None and len(entry.chain.parts) >= 2
+    await save(handle, path)
+
+
 async def repo_id_of(hub: Hub, owner: str, slug: str) -> str:
     async with AsyncSession(hub.engine) as session:
         return await repo_id_in(session, owner, slug)
