@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import statistics
 import tempfile
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,6 +67,16 @@ class BlobMissing(Exception):
 
 BlobReader = Callable[[PackObject], Coroutine[Any, Any, bytes]]
 Progress = Callable[[int, int], None]
+
+
+class PackWatch(Protocol):
+    """Who reads a synchronous build's pack while it is written (`growing_pack.GrowingPack`)."""
+
+    def attach(self, path: Path) -> None:
+        """The pack's temp file exists (nothing written yet)."""
+
+    def written(self, size: int) -> None:
+        """The pack is whole in that file: `size` bytes (before its upload and record)."""
 
 
 async def plan_fetch(
@@ -154,9 +166,18 @@ async def assemble_mpack(
     *,
     concurrency: int,
     on_progress: Progress | None = None,
+    arrival_order: bool = False,
 ) -> PackDigest:
     """Stream the pack into `out`: commit and snapshot records as stored (no re-encoding), then
-    every blob, read `concurrency` at a time and written in plan order as each arrives."""
+    every blob, read `concurrency` at a time and written in plan order as each arrives; with
+    `arrival_order`, in the order the reads end (the format lets objects come in any order),
+    so one slow read never holds the pack while the others go on, and a read slow past a few
+    times the usual is hedged (`hedged_reader`). Arrival order gives another pack, and
+    another content address, each time: for a pack streamed while it is written, not for the
+    prebuild's, which a retry should find again."""
+    if arrival_order:
+        read_blob = hedged_reader(read_blob, concurrency=concurrency)
+    reads = read_as_completed if arrival_order else read_in_order
     writer = MPackWriter(out, sink=ThreadedPackSink(out))
     try:
         writer.begin_section("commits", len(plan.commit_ids))
@@ -167,7 +188,7 @@ async def assemble_mpack(
             writer.write_packed(record)
         writer.begin_section("objects", len(plan.objects))
         done = 0
-        async for obj, content in read_in_order(plan.objects, read_blob, concurrency=concurrency):
+        async for obj, content in reads(plan.objects, read_blob, concurrency=concurrency):
             if hashlib.sha256(content).hexdigest() != obj.object_id:
                 raise BlobMissing(f"stored bytes of object {obj.object_id} do not hash to its id")
             writer.write_object(obj.object_id, content)
@@ -228,6 +249,102 @@ async def read_in_order(
             task.cancel()
 
 
+async def read_as_completed(
+    objects: Iterable[PackObject],
+    read_blob: BlobReader,
+    *,
+    concurrency: int,
+    max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES,
+) -> AsyncIterator[tuple[PackObject, bytes]]:
+    """`read_in_order`, yielding each (object, bytes) as its read ends: a slow read holds its
+    own slot, not the reads behind it."""
+    queue = iter(objects)
+    reading: dict[asyncio.Task[bytes], PackObject] = {}
+    in_flight = 0
+    upcoming: PackObject | None = next(queue, None)
+    try:
+        while upcoming is not None or reading:
+            while (
+                upcoming is not None
+                and len(reading) < concurrency
+                and (not reading or in_flight + upcoming.size <= max_in_flight_bytes)
+            ):
+                reading[asyncio.create_task(read_blob(upcoming))] = upcoming
+                in_flight += upcoming.size
+                upcoming = next(queue, None)
+            done, _ = await asyncio.wait(reading, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                obj = reading.pop(task)
+                in_flight -= obj.size
+                yield obj, task.result()
+    finally:
+        for task in reading:
+            task.cancel()
+
+
+# A read is hedged (a second GET of the same object, the first answer wins) once it has run
+# HEDGE_FACTOR times the median of the reads so far, and at least HEDGE_AFTER_SECONDS: one GET
+# stuck on a slow connection or server should not hold a build's end. At most one hedge per
+# read, and at most a HEDGE_SHARE of the build's reads hedged at once, so a store that is slow
+# for everyone is not asked twice for everything.
+HEDGE_FACTOR = 4.0
+HEDGE_AFTER_SECONDS = 1.0
+HEDGE_SHARE = 8
+# Reads whose durations set the median (the most recent ones).
+HEDGE_SAMPLE = 256
+
+
+def hedged_reader(
+    read_blob: BlobReader,
+    *,
+    concurrency: int,
+    factor: float = HEDGE_FACTOR,
+    after_seconds: float = HEDGE_AFTER_SECONDS,
+) -> BlobReader:
+    """`read_blob`, with a second read of an object whose first is slow (see HEDGE_FACTOR)."""
+    durations: deque[float] = deque(maxlen=HEDGE_SAMPLE)
+    hedges = asyncio.Semaphore(max(1, concurrency // HEDGE_SHARE))
+
+    def patience() -> float:
+        usual = statistics.median(durations) if durations else 0.0
+        return max(after_seconds, factor * usual)
+
+    async def read(obj: PackObject) -> bytes:
+        started = time.perf_counter()
+        first = asyncio.ensure_future(read_blob(obj))
+        try:
+            done, _ = await asyncio.wait({first}, timeout=patience())
+            if done or hedges.locked():
+                content = await first
+            else:
+                async with hedges:
+                    content = await _first_of(first, asyncio.ensure_future(read_blob(obj)))
+        finally:
+            first.cancel()  # a no-op once it ended; stops it when the build is cancelled
+        durations.append(time.perf_counter() - started)
+        return content
+
+    return read
+
+
+async def _first_of(*reads: asyncio.Future[bytes]) -> bytes:
+    """The first of `reads` to succeed (the others are cancelled); the first error if all fail."""
+    pending = set(reads)
+    error: BaseException | None = None
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for read in done:
+                if read.exception() is None:
+                    return read.result()
+                error = error or read.exception()
+        assert error is not None
+        raise error
+    finally:
+        for read in pending:
+            read.cancel()
+
+
 def storage_blob_reader(storage: ObjectStorage) -> BlobReader:
     async def read(obj: PackObject) -> bytes:
         from musehub.storage import ObjectNotFound
@@ -271,11 +388,11 @@ async def build_and_upload(
     storage: ObjectStorage,
     work_dir: Path,
     read_concurrency: int,
-    on_file: Callable[[Path], None] | None = None,
+    watch: PackWatch | None = None,
 ) -> BuiltMPack:
-    """The synchronous build: plan, assemble with blobs read straight from storage, upload.
-    `on_file(path)` is told the pack's temp file as soon as it exists (a `GrowingPack` reads it
-    while it is written).
+    """The synchronous build: plan, assemble with blobs read straight from storage (in the
+    order they arrive), upload. `watch` is told the pack's temp file as soon as it exists (a
+    `GrowingPack` reads it while it is written) and when the pack is whole.
 
     Before the upload it holds the pack's object lock (`mpack_cache.hold_mpack_object`) until
     the caller's transaction ends, so GC cannot delete the pack between upload and the row that
@@ -289,7 +406,8 @@ async def build_and_upload(
         work_dir=work_dir,
         read_concurrency=read_concurrency,
         replace=bool(have),
-        on_file=on_file,
+        watch=watch,
+        arrival_order=True,
     )
 
 
@@ -301,19 +419,27 @@ async def build_planned(
     work_dir: Path,
     read_concurrency: int,
     replace: bool = False,
-    on_file: Callable[[Path], None] | None = None,
+    watch: PackWatch | None = None,
+    arrival_order: bool = False,
 ) -> BuiltMPack:
     """`build_and_upload` of a plan made already: assemble, hold the object, upload."""
     repo_id = plan.repo_id
     handle, name = tempfile.mkstemp(dir=work_dir, prefix="fetch-", suffix=".mpack")
     path = Path(name)
     try:
-        if on_file is not None:
-            on_file(path)
+        if watch is not None:
+            watch.attach(path)
         with os.fdopen(handle, "wb") as out:
             digest = await assemble_mpack(
-                session, plan, out, storage_blob_reader(storage), concurrency=read_concurrency
+                session,
+                plan,
+                out,
+                storage_blob_reader(storage),
+                concurrency=read_concurrency,
+                arrival_order=arrival_order,
             )
+        if watch is not None:
+            watch.written(digest.size)  # its readers need not wait for the upload
         await hold_mpack_object(session, mpack_key(repo_id, digest.sha256))
         key = await upload_mpack(storage, repo_id, path, digest, replace=replace, move=True)
     finally:
