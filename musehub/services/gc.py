@@ -12,7 +12,9 @@ Deletion order, and why a crash at any point is safe:
    committed, so no row can appear between the check and the delete. A failed delete raises
    and is retried; deleting an object that is already gone is a no-op.
 3. `sweep_orphan_mpacks`: every object under `mpacks/` that no row names and that is older than
-   the grace period is deleted the same way (its age re-checked under the lock).
+   the grace period is deleted the same way (its age re-checked under the lock). Presigned-PUT
+   staging objects and multipart uploads (S3) left unfinished past the grace period go too
+   (`sweep_stale_uploads`): neither is an object a row can name.
 4. `verify_live_packs` (run between 2 and 3): a bounded window of the objects live rows name is
    looked up in storage, and the rows naming one storage lost (or holds cut short) are deleted
    (`lost_packs.still_stored`), so a lost pack's hits never keep its row alive and the run's
@@ -180,7 +182,8 @@ async def sweep_stale_uploads(
     on_progress: Progress | None = None,
 ) -> SweepOutcome:
     """Delete presigned-PUT staging objects older than `grace`: uploads whose push never came
-    (a push ingests and deletes its uploads at once)."""
+    (a push ingests and deletes its uploads at once). Then abort the multipart uploads begun
+    more than `grace` ago (`abort_stale_multipart_uploads`), counted with them."""
     cutoff = datetime.now(UTC) - grace
     outcome = SweepOutcome()
     async for info in _listed(storage, UPLOAD_PREFIX, outcome, on_progress):
@@ -188,6 +191,37 @@ async def sweep_stale_uploads(
             if not dry_run:
                 await storage.delete(info.key)
             outcome.add(info.key, info.size)
+    await abort_stale_multipart_uploads(
+        storage, grace=grace, dry_run=dry_run, outcome=outcome, on_progress=on_progress
+    )
+    return outcome
+
+
+async def abort_stale_multipart_uploads(
+    storage: ObjectStorage,
+    *,
+    grace: timedelta,
+    dry_run: bool = False,
+    outcome: SweepOutcome | None = None,
+    on_progress: Progress | None = None,
+) -> SweepOutcome:
+    """Abort the multipart uploads (S3) begun more than `grace` ago and never completed: a
+    process killed mid-upload leaves its parts stored and billed, and no listing of objects
+    shows them. Safe at any time: an unfinished upload is no object, so no row can name it
+    (rows are written after their upload completes), and a writer still sending one after
+    `grace` (far longer than any upload takes) fails to complete it and sees an error, before
+    any row. Their size is not known without listing their parts: counted as 0 bytes. Examples
+    are listed as `multipart:<key>`."""
+    cutoff = datetime.now(UTC) - grace
+    outcome = outcome if outcome is not None else SweepOutcome()
+    async for upload in storage.list_unfinished_uploads():
+        outcome.scanned += 1
+        if on_progress is not None:
+            on_progress(outcome.scanned)
+        if upload.initiated < cutoff:
+            if not dry_run:
+                await storage.abort_unfinished_upload(upload)
+            outcome.add(f"multipart:{upload.key}", 0)
     return outcome
 
 
