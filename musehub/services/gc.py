@@ -19,7 +19,9 @@ Deletion order, and why a crash at any point is safe:
    looked up in storage, and the rows naming one storage lost (or holds cut short) are deleted
    (`lost_packs.still_stored`), so a lost pack's hits never keep its row alive and the run's
    reconcile builds it again. It deletes rows only, and only rows that already name a missing
-   object, decided under the object's lock (a pack uploaded again meanwhile keeps its row).
+   object, decided under the object's lock (a pack uploaded again meanwhile keeps its row). A
+   pack kept has its zstd copy checked the same way: the row of a copy storage lost goes
+   (`encoded_packs.drop_lost_copy`), so the copy is made again instead of promised.
 
 A crash after 1 (or a delete that fails for good in 2) leaves an object no row names: an
 orphan, which step 3 of a later run deletes, because the storage listing itself is the durable
@@ -34,6 +36,7 @@ is kept for the grace period, which exceeds the presign TTL."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -45,9 +48,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from musehub.db.models import FetchMPackCache, MPackChainLink, MPackPart
 from musehub.mpack.encoding import raw_key_of
 from musehub.services import mpack_cache
-from musehub.services.encoded_packs import forget_copies
+from musehub.services.encoded_packs import drop_lost_copy, forget_copies
 from musehub.services.lost_packs import still_stored
 from musehub.storage import ObjectStorage, StoredObjectInfo
+
+log = logging.getLogger("musehub.gc")
 
 MPACK_PREFIX = "mpacks/"
 UPLOAD_PREFIX = "uploads/"
@@ -230,6 +235,8 @@ class VerifyOutcome:
     checked: int = 0
     # Packs storage lost (or holds cut short): the rows naming them were deleted.
     lost: int = 0
+    # Zstd copies storage lost (of packs kept): their rows were deleted.
+    copies_lost: int = 0
 
 
 async def verify_live_packs(
@@ -242,7 +249,8 @@ async def verify_live_packs(
 ) -> VerifyOutcome:
     """Step 4: look up in storage at most `max_packs` pack objects that live rows name, in key
     order from `start` (default: a random point), wrapping around, so runs cover every pack
-    over time at a bounded cost each; drop the rows of each one storage lost."""
+    over time at a bounded cost each; drop the rows of each one storage lost, and the row of
+    each kept one's zstd copy storage lost."""
     start = start if start is not None else f"{MPACK_PREFIX}{uuid.uuid4()}/"
     packs = await _live_packs(session, _FROM_START, start, max_packs)
     packs += await _live_packs(session, _BEFORE_START, start, max_packs - len(packs))
@@ -252,7 +260,10 @@ async def verify_live_packs(
         kept = await still_stored(
             session, storage, repo_id=repo_id, mpack_id=mpack_id, size_bytes=size
         )
-        await session.commit()  # the drop, and the end of the object's lock
+        if kept and await drop_lost_copy(session, storage, mpack_id):
+            outcome.copies_lost += 1
+            log.warning("the zstd copy of %s is gone from storage: its row dropped", mpack_id)
+        await session.commit()  # the drops, and the end of the object's lock
         outcome.checked += 1
         outcome.lost += not kept
         if on_progress is not None:
