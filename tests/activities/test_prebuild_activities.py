@@ -96,8 +96,8 @@ async def test_a_build_step_by_step_heartbeats_and_its_retries_resume(
     # After the record step: the pack's zstd copy, made once (issue 15).
     copies = await env.run(activities.make_zstd_copies, ZstdCopiesInput(repo_id, [MAIN]))
     assert copies.made == 1 and await hub.storage.exists(encoded_key(uploaded.mpack_id))
-    again = await env.run(activities.make_zstd_copies, ZstdCopiesInput(repo_id, [MAIN]))
-    assert again.made == 0
+    none_left = await env.run(activities.make_zstd_copies, ZstdCopiesInput(repo_id, [MAIN]))
+    assert none_left.made == 0
     assert len(beats) >= 4  # every long step heartbeats as it starts
 
 
