@@ -84,11 +84,22 @@ async def plan_fetch(
 ) -> FetchPlan:
     """What a fetch of `want` minus `have` must send. Snapshots and objects already held at the
     boundary (the `have` commits the new ones build on) are left out."""
+    await check_wanted(session, repo_id, want)
+    return await _plan_of_known(session, repo_id, want, have)
+
+
+async def check_wanted(session: AsyncSession, repo_id: str, want: Sequence[str]) -> None:
+    """NotFound unless every wanted commit is in the repository (one quick query)."""
     unknown = set(want) - await history.existing_commit_ids(session, repo_id, want)
     if unknown:
         raise NotFound(
             f"commit {sorted(unknown)[0]} is not in this repository (refresh with /refs)"
         )
+
+
+async def _plan_of_known(
+    session: AsyncSession, repo_id: str, want: Sequence[str], have: Sequence[str]
+) -> FetchPlan:
     commit_ids = await history.missing_commit_ids(session, repo_id, want, have)
     return await plan_of_commits(session, repo_id, commit_ids)
 
@@ -167,6 +178,7 @@ async def assemble_mpack(
     concurrency: int,
     on_progress: Progress | None = None,
     arrival_order: bool = False,
+    writer: MPackWriter | None = None,
 ) -> PackDigest:
     """Stream the pack into `out`: commit and snapshot records as stored (no re-encoding), then
     every blob, read `concurrency` at a time and written in plan order as each arrives; with
@@ -178,7 +190,7 @@ async def assemble_mpack(
     if arrival_order:
         read_blob = hedged_reader(read_blob, concurrency=concurrency)
     reads = read_as_completed if arrival_order else read_in_order
-    writer = MPackWriter(out, sink=ThreadedPackSink(out))
+    writer = writer or MPackWriter(out, sink=ThreadedPackSink(out))
     try:
         writer.begin_section("commits", len(plan.commit_ids))
         async for record in _stored_records(session, "musehub_commits", "commit_id", plan):
@@ -392,16 +404,19 @@ async def build_and_upload(
 ) -> BuiltMPack:
     """The synchronous build: plan, assemble with blobs read straight from storage (in the
     order they arrive), upload. `watch` is told the pack's temp file as soon as it exists (a
-    `GrowingPack` reads it while it is written) and when the pack is whole.
+    `GrowingPack` reads it while it is written) and when the pack is whole. The file exists,
+    and the pack's first bytes are in it, before the plan is made (once the wanted commits are
+    known to exist): a big repository's plan takes seconds, which a reader need not wait for.
 
     Before the upload it holds the pack's object lock (`mpack_cache.hold_mpack_object`) until
     the caller's transaction ends, so GC cannot delete the pack between upload and the row that
     names it. A pack no row will name (`have` given) is written again even if present: only its
     fresh age keeps GC off it while it is served."""
-    plan = await plan_fetch(session, repo_id, want, have)
-    return await build_planned(
+    await check_wanted(session, repo_id, want)
+    return await _build(
         session,
-        plan,
+        repo_id,
+        lambda: _plan_of_known(session, repo_id, want, have),
         storage=storage,
         work_dir=work_dir,
         read_concurrency=read_concurrency,
@@ -423,13 +438,48 @@ async def build_planned(
     arrival_order: bool = False,
 ) -> BuiltMPack:
     """`build_and_upload` of a plan made already: assemble, hold the object, upload."""
-    repo_id = plan.repo_id
+
+    async def planned() -> FetchPlan:
+        return plan
+
+    return await _build(
+        session,
+        plan.repo_id,
+        planned,
+        storage=storage,
+        work_dir=work_dir,
+        read_concurrency=read_concurrency,
+        replace=replace,
+        watch=watch,
+        arrival_order=arrival_order,
+    )
+
+
+async def _build(
+    session: AsyncSession,
+    repo_id: str,
+    make_plan: Callable[[], Coroutine[Any, Any, FetchPlan]],
+    *,
+    storage: ObjectStorage,
+    work_dir: Path,
+    read_concurrency: int,
+    replace: bool,
+    watch: PackWatch | None,
+    arrival_order: bool,
+) -> BuiltMPack:
     handle, name = tempfile.mkstemp(dir=work_dir, prefix="fetch-", suffix=".mpack")
     path = Path(name)
     try:
         if watch is not None:
             watch.attach(path)
         with os.fdopen(handle, "wb") as out:
+            writer = MPackWriter(out, sink=ThreadedPackSink(out))
+            try:
+                writer.lead("commits")  # a reader sees the pack begin while it is planned
+                plan = await make_plan()
+            except BaseException:
+                writer.abort()
+                raise
             digest = await assemble_mpack(
                 session,
                 plan,
@@ -437,6 +487,7 @@ async def build_planned(
                 storage_blob_reader(storage),
                 concurrency=read_concurrency,
                 arrival_order=arrival_order,
+                writer=writer,
             )
         if watch is not None:
             watch.written(digest.size)  # its readers need not wait for the upload
