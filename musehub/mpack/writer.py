@@ -69,6 +69,10 @@ class MPackWriter:
         self._led = name
         self._sink.flush()
 
+    def flush(self) -> None:
+        """Hand everything written so far to the file (a reader of the growing file waits)."""
+        self._sink.flush()
+
     def begin_section(self, name: str, count: int) -> None:
         """Start the next section (commits, snapshots, objects in turn) of `count` records."""
         self._check_section_done()

@@ -107,14 +107,70 @@ async def _plan_of_known(
 async def plan_of_commits(session: AsyncSession, repo_id: str, commit_ids: list[str]) -> FetchPlan:
     """The plan that sends `commit_ids` (sorted; a closure less what the client holds) with
     their snapshots and objects, less those of the boundary snapshots."""
+    snapshot_ids = await _snapshots_of(session, repo_id, commit_ids)
+    objects = await _objects_of(session, repo_id, commit_ids)
+    return FetchPlan(repo_id, commit_ids, snapshot_ids, objects)
+
+
+async def _snapshots_of(session: AsyncSession, repo_id: str, commit_ids: list[str]) -> list[str]:
     params = {"repo_id": repo_id, "ids": commit_ids}
-    snapshot_ids = list((await session.execute(_SNAPSHOTS_OF_CLOSURE, params)).scalars())
+    return list((await session.execute(_SNAPSHOTS_OF_CLOSURE, params)).scalars())
+
+
+async def _objects_of(
+    session: AsyncSession, repo_id: str, commit_ids: list[str]
+) -> list[PackObject]:
+    params = {"repo_id": repo_id, "ids": commit_ids}
     rows = (await session.execute(_OBJECTS_OF_CLOSURE, params)).all()
     objects = [PackObject(object_id=r[0], storage_key=r[1], size=r[2]) for r in rows]
     if any(o.storage_key is None for o in objects):
         lost = next(o.object_id for o in objects if o.storage_key is None)
         raise BlobMissing(f"object {lost} is named by a snapshot but was never stored")
-    return FetchPlan(repo_id, commit_ids, snapshot_ids, objects)
+    return objects
+
+
+class PlanInStages:
+    """A fetch's plan made one section at a time, each part just before its section is written
+    (`assemble_mpack` takes it like a FetchPlan): a reader of the growing pack gets the commits
+    while the snapshots are worked out, and those while the objects are, instead of silence
+    for the whole plan (seconds on a big repository under load). The wanted commits are known
+    to exist (`check_wanted`)."""
+
+    def __init__(
+        self, session: AsyncSession, repo_id: str, want: Sequence[str], have: Sequence[str]
+    ) -> None:
+        self.repo_id = repo_id
+        self._session, self._want, self._have = session, want, have
+        self._commit_ids: list[str] | None = None
+
+    async def commit_ids(self) -> list[str]:
+        if self._commit_ids is None:
+            self._commit_ids = await history.missing_commit_ids(
+                self._session, self.repo_id, self._want, self._have
+            )
+        return self._commit_ids
+
+    async def snapshot_ids(self) -> list[str]:
+        return await _snapshots_of(self._session, self.repo_id, await self.commit_ids())
+
+    async def objects(self) -> list[PackObject]:
+        return await _objects_of(self._session, self.repo_id, await self.commit_ids())
+
+
+class _Planned:
+    """A FetchPlan made already, given the way `PlanInStages` gives its parts."""
+
+    def __init__(self, plan: FetchPlan) -> None:
+        self.repo_id, self._plan = plan.repo_id, plan
+
+    async def commit_ids(self) -> list[str]:
+        return self._plan.commit_ids
+
+    async def snapshot_ids(self) -> list[str]:
+        return self._plan.snapshot_ids
+
+    async def objects(self) -> list[PackObject]:
+        return self._plan.objects
 
 
 # Commits on the boundary: parents of the closure that are not in it (the client has them).
@@ -171,7 +227,7 @@ ORDER BY w.object_id
 
 async def assemble_mpack(
     session: AsyncSession,
-    plan: FetchPlan,
+    plan: FetchPlan | PlanInStages,
     out: BinaryIO,
     read_blob: BlobReader,
     *,
@@ -191,22 +247,28 @@ async def assemble_mpack(
         read_blob = hedged_reader(read_blob, concurrency=concurrency)
     reads = read_as_completed if arrival_order else read_in_order
     writer = writer or MPackWriter(out, sink=ThreadedPackSink(out))
+    parts = plan if isinstance(plan, PlanInStages) else _Planned(plan)
     try:
-        writer.begin_section("commits", len(plan.commit_ids))
-        async for record in _stored_records(session, "musehub_commits", "commit_id", plan):
+        commit_ids = await parts.commit_ids()
+        writer.begin_section("commits", len(commit_ids))
+        async for record in _records(session, "musehub_commits", parts.repo_id, commit_ids):
             writer.write_packed(record)
-        writer.begin_section("snapshots", len(plan.snapshot_ids))
-        async for record in _stored_records(session, "musehub_snapshots", "snapshot_id", plan):
+        writer.flush()  # a reader has them while the next part of the plan is worked out
+        snapshot_ids = await parts.snapshot_ids()
+        writer.begin_section("snapshots", len(snapshot_ids))
+        async for record in _records(session, "musehub_snapshots", parts.repo_id, snapshot_ids):
             writer.write_packed(record)
-        writer.begin_section("objects", len(plan.objects))
+        writer.flush()
+        objects = await parts.objects()
+        writer.begin_section("objects", len(objects))
         done = 0
-        async for obj, content in reads(plan.objects, read_blob, concurrency=concurrency):
+        async for obj, content in reads(objects, read_blob, concurrency=concurrency):
             if hashlib.sha256(content).hexdigest() != obj.object_id:
                 raise BlobMissing(f"stored bytes of object {obj.object_id} do not hash to its id")
             writer.write_object(obj.object_id, content)
             done += 1
             if on_progress is not None:
-                on_progress(done, len(plan.objects))
+                on_progress(done, len(objects))
         return writer.finish()
     except BaseException:
         writer.abort()
@@ -217,6 +279,14 @@ async def _stored_records(
     session: AsyncSession, table: str, id_column: str, plan: FetchPlan
 ) -> AsyncIterator[bytes]:
     ids = plan.commit_ids if table == "musehub_commits" else plan.snapshot_ids
+    async for record in _records(session, table, plan.repo_id, ids):
+        yield record
+
+
+async def _records(
+    session: AsyncSession, table: str, repo_id: str, ids: list[str]
+) -> AsyncIterator[bytes]:
+    id_column = "commit_id" if table == "musehub_commits" else "snapshot_id"
     query = text(
         f"SELECT record FROM {table} WHERE repo_id = :repo_id"
         f" AND {id_column} = ANY(CAST(:ids AS text[])) ORDER BY {id_column}"
@@ -224,7 +294,7 @@ async def _stored_records(
     # ids are sorted, so consecutive sorted batches keep the whole section in id order.
     for start in range(0, len(ids), RECORD_BATCH):
         batch = ids[start : start + RECORD_BATCH]
-        result = await session.execute(query, {"repo_id": plan.repo_id, "ids": batch})
+        result = await session.execute(query, {"repo_id": repo_id, "ids": batch})
         for (record,) in result.all():
             yield bytes(record)
 
@@ -415,8 +485,7 @@ async def build_and_upload(
     await check_wanted(session, repo_id, want)
     return await _build(
         session,
-        repo_id,
-        lambda: _plan_of_known(session, repo_id, want, have),
+        PlanInStages(session, repo_id, want, have),
         storage=storage,
         work_dir=work_dir,
         read_concurrency=read_concurrency,
@@ -438,14 +507,9 @@ async def build_planned(
     arrival_order: bool = False,
 ) -> BuiltMPack:
     """`build_and_upload` of a plan made already: assemble, hold the object, upload."""
-
-    async def planned() -> FetchPlan:
-        return plan
-
     return await _build(
         session,
-        plan.repo_id,
-        planned,
+        plan,
         storage=storage,
         work_dir=work_dir,
         read_concurrency=read_concurrency,
@@ -457,8 +521,7 @@ async def build_planned(
 
 async def _build(
     session: AsyncSession,
-    repo_id: str,
-    make_plan: Callable[[], Coroutine[Any, Any, FetchPlan]],
+    plan: FetchPlan | PlanInStages,
     *,
     storage: ObjectStorage,
     work_dir: Path,
@@ -467,6 +530,7 @@ async def _build(
     watch: PackWatch | None,
     arrival_order: bool,
 ) -> BuiltMPack:
+    repo_id = plan.repo_id
     handle, name = tempfile.mkstemp(dir=work_dir, prefix="fetch-", suffix=".mpack")
     path = Path(name)
     try:
@@ -474,12 +538,7 @@ async def _build(
             watch.attach(path)
         with os.fdopen(handle, "wb") as out:
             writer = MPackWriter(out, sink=ThreadedPackSink(out))
-            try:
-                writer.lead("commits")  # a reader sees the pack begin while it is planned
-                plan = await make_plan()
-            except BaseException:
-                writer.abort()
-                raise
+            writer.lead("commits")  # a reader sees the pack begin while it is planned
             digest = await assemble_mpack(
                 session,
                 plan,
@@ -495,7 +554,8 @@ async def _build(
         key = await upload_mpack(storage, repo_id, path, digest, replace=replace, move=True)
     finally:
         await asyncio.to_thread(path.unlink, missing_ok=True)  # gone if the upload moved it
-    return BuiltMPack(key, digest, len(plan.commit_ids), len(plan.objects))
+    commits, _, objects = digest.sections
+    return BuiltMPack(key, digest, commits.count, objects.count)
 
 
 async def join_and_upload(

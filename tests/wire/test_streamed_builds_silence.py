@@ -191,7 +191,7 @@ async def test_a_fetch_waiting_for_another_process_build_streams_a_build_of_its_
     second = await other.answer(repo.owner, repo.slug, want, [], None, form="inline")
     assert second.growing is not None, "it waited for the other build instead of streaming"
     streamed = await read_all(second.growing)
-    assert time.perf_counter() - began < 5.0  # its own build, not the other one's 7 s
+    assert time.perf_counter() - began < 6.0  # its own build, not the other one's 7 s
     first_bytes = await read_all(first.growing)
     mine, theirs = msgpack.unpackb(streamed), msgpack.unpackb(first_bytes)
     assert mine["commits"] == theirs["commits"]
