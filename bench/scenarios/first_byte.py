@@ -41,7 +41,6 @@ FIRST_BYTE_LIMIT_S = 1.0
 SILENCE_LIMIT_S = 5.0  # "a few seconds": far below every proxy's and client's read timeout
 FLAT_LIMIT = 1.5
 TIMEOUT_S = 900.0
-CHUNK = 1 << 20
 WARM_ANSWER_TTL_S = ApiSettings().warm_answer_ttl_seconds
 SECOND_CLIENT_AFTER_S = 1.0
 
@@ -132,7 +131,9 @@ async def _timed_stream(
     async with client.stream(method, url, content=body) as response:
         headers_at = last = time.perf_counter()
         longest, first, size = headers_at - began, None, 0
-        async for chunk in response.aiter_raw(CHUNK):
+        # As the bytes arrive: aiter_raw(n) would gather n bytes first and time those, not the
+        # silence a proxy or a client's read timeout sees.
+        async for chunk in response.aiter_raw():
             now = time.perf_counter()
             if chunk:
                 longest = max(longest, now - last)
