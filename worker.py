@@ -83,6 +83,7 @@ async def running_workers(
             activities.check_or_append,
             activities.claim_worker,
             activities.record_cache,
+            activities.make_zstd_copies,
             compaction.compact,
         ],
         max_concurrent_activities=settings.temporal.worker_max_concurrent_activities,

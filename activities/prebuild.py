@@ -33,12 +33,15 @@ from musehub.contract import (
     RecordCacheResult,
     UploadInput,
     UploadResult,
+    ZstdCopiesInput,
+    ZstdCopiesResult,
 )
 from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, PREBUILD_QUEUE_DELAY
 from musehub.mpack.writer import PackDigest, SectionSpan
 from musehub.services import history, mpack_cache, top_ups
 from musehub.services.chains import Chain
 from musehub.services.compaction import needs_compaction
+from musehub.services.encoded_packs import make_copies_for
 from musehub.services.errors import NotFound
 from musehub.services.keys import mpack_key
 from musehub.services.lost_packs import still_stored
@@ -143,6 +146,16 @@ class PrebuildActivities:
             )
             await session.commit()
         return RecordCacheResult(entry.cache_id)
+
+    @activity.defn(name="make_fetch_mpack_zstd_copies")
+    async def make_zstd_copies(self, target: ZstdCopiesInput) -> ZstdCopiesResult:
+        """After the record step: the zstd copies of the want set's packs, so the first
+        `mpack-zstd` clone finds them (the pack is servable raw before this runs)."""
+        async with Heartbeat():
+            made = await make_copies_for(
+                self._sessions, self._storage, target.repo_id, target.want, self._settings.work_dir
+            )
+        return ZstdCopiesResult(made)
 
     # -- on this worker's own queue: the steps that hand local files to each other -----------
 

@@ -215,6 +215,19 @@ class RecordCacheResult:
 
 
 @dataclass
+class ZstdCopiesInput:
+    """The want set whose recorded packs get their zstd copies (after the record step)."""
+
+    repo_id: str
+    want: list[str]
+
+
+@dataclass
+class ZstdCopiesResult:
+    made: int = 0
+
+
+@dataclass
 class CompactChainInput:
     repo_id: str
     want: list[str]

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         PrebuildStatus,
         RecordCacheInput,
         UploadInput,
+        ZstdCopiesInput,
         build_targets,
         compaction_workflow_id,
     )
@@ -58,6 +59,9 @@ QUICK_TOP_UP_PATCH = "quick-top-up"
 # top-up, one short step) is still running, so a push is servable in one activity's round
 # trip instead of two; only a staged build of the head set still runs alone.
 PARALLEL_CHECKS_PATCH = "tips-beside-head-set-check"
+# workflow.patched marker: runs that make the zstd copies of a target's packs once it is
+# recorded, beside the builds (awaited only before the run ends), not on first demand.
+ZSTD_COPIES_PATCH = "zstd-copies-at-prebuild"
 QUICK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
@@ -97,6 +101,7 @@ class PrebuildFetchMPacks:
         self._parallel_checks = False
         # Targets whose cache check (check_or_append) is running.
         self._checking: list[list[str]] = []
+        self._copies: list[asyncio.Future[Any]] = []
 
     @workflow.signal(name=TIPS_PUSHED_SIGNAL)
     def tips_pushed(self, request: PrebuildRequest) -> None:
@@ -125,6 +130,7 @@ class PrebuildFetchMPacks:
         while await self._wait_for_work(params.idle_seconds):
             await asyncio.gather(*(self._build_slot(params) for _ in range(slots)))
             if workflow.info().is_continue_as_new_suggested():
+                await self._copies_made()
                 workflow.continue_as_new(
                     PrebuildInput(
                         params.repo_id,
@@ -134,6 +140,7 @@ class PrebuildFetchMPacks:
                         params.worker_loss_seconds,
                     )
                 )
+        await self._copies_made()
         elapsed = (workflow.now() - started).total_seconds()
         workflow.logger.info(
             "prebuild done repo=%s tips=%d hits=%d built=%d skipped=%d elapsed=%.1fs",
@@ -248,8 +255,27 @@ class PrebuildFetchMPacks:
             loss = timedelta(seconds=params.worker_loss_seconds)
             # A forced rebuild makes a new base: a top-up would keep whatever the chain holds.
             await self._build(repo_id, want, loss, check.task_queue, force and self._quick)
+        if check.verdict not in ("fresh", "gone") and workflow.patched(ZSTD_COPIES_PATCH):
+            self._copies.append(
+                workflow.start_activity_method(
+                    PrebuildActivities.make_zstd_copies,
+                    ZstdCopiesInput(repo_id, want),
+                    start_to_close_timeout=timedelta(minutes=15),
+                    heartbeat_timeout=timedelta(minutes=1),
+                    retry_policy=QUICK_RETRY,
+                )
+            )
         self._status.done += 1
         self._status.current_target = None
+
+    async def _copies_made(self) -> None:
+        """The zstd copies started: a failed one is left to the on-demand path."""
+        for copy in self._copies:
+            try:
+                await copy
+            except ActivityError as err:
+                workflow.logger.warning("zstd copies not made: %s", _describe(err))
+        self._copies = []
 
     async def _build(
         self,

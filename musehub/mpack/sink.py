@@ -17,6 +17,8 @@ CHUNK_BYTES = 1 << 20
 # Chunks waiting for the thread at most: bounds the memory a slow disk can make us hold (two
 # are enough to overlap; with eight a 2 GB build grew +63 MiB, +40 without the sink).
 QUEUE_DEPTH = 2
+# Handed to the thread to ask it to flush the file (an empty chunk writes nothing otherwise).
+FLUSH = b""
 
 
 class PackSink:
@@ -29,6 +31,10 @@ class PackSink:
         self._out.write(data)
         self._hash.update(data)
         self.size += len(data)
+
+    def flush(self) -> None:
+        """Everything written so far goes to the file now (a reader may be waiting for it)."""
+        self._out.flush()
 
     def close(self) -> str:
         """Everything written: the sha256 of all of it."""
@@ -58,6 +64,12 @@ class ThreadedPackSink(PackSink):
         if len(self._buffer) >= CHUNK_BYTES:
             self._hand_over()
 
+    def flush(self) -> None:
+        self._raise_failure()
+        if self._buffer:
+            self._hand_over()
+        self._chunks.put(FLUSH)
+
     def close(self) -> str:
         if self._buffer:
             self._hand_over()
@@ -84,6 +96,9 @@ class ThreadedPackSink(PackSink):
             if self._failure is not None:
                 continue  # keep taking chunks, so the producer never blocks on a dead sink
             try:
+                if not chunk:  # FLUSH
+                    self._out.flush()
+                    continue
                 self._out.write(chunk)
                 self._hash.update(chunk)
             except BaseException as exc:  # handed to the producer's thread on its next call

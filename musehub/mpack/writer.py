@@ -54,7 +54,24 @@ class MPackWriter:
         self._content_left = 0
         self._finished = False
         self._spans: list[SectionSpan] = []
+        self._led: str | None = None  # the next section's name, written ahead of its count
         self._emit(self._packer.pack_map_header(len(SECTIONS)))
+
+    def lead(self, name: str) -> None:
+        """Write the next section's name before its count is known, and hand everything written
+        so far to the file: a reader of the growing file sees the pack begin while the caller
+        works out what the section holds. `begin_section(name, count)` follows."""
+        self._check_section_done()
+        expected = SECTIONS[self._section + 1] if self._section + 1 < len(SECTIONS) else None
+        if name != expected or self._led is not None:
+            raise MPackWriteError(f"cannot lead with section {name!r} here")
+        self._emit(self._packer.pack(name))
+        self._led = name
+        self._sink.flush()
+
+    def flush(self) -> None:
+        """Hand everything written so far to the file (a reader of the growing file waits)."""
+        self._sink.flush()
 
     def begin_section(self, name: str, count: int) -> None:
         """Start the next section (commits, snapshots, objects in turn) of `count` records."""
@@ -67,7 +84,9 @@ class MPackWriter:
         self._end_span()
         self._section += 1
         self._declared, self._written = count, 0
-        self._emit(self._packer.pack(name) + self._packer.pack_array_header(count))
+        header = self._packer.pack_array_header(count)
+        self._emit(header if self._led == name else self._packer.pack(name) + header)
+        self._led = None
         self._spans.append(SectionSpan(count, self._sink.size, self._sink.size))
 
     def write_record(self, record: Mapping[str, Any]) -> None:

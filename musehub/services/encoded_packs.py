@@ -1,10 +1,12 @@
-"""Zstd copies of stored packs (`musehub_mpack_encodings`), made on first demand and recorded.
+"""Zstd copies of stored packs (`musehub_mpack_encodings`), made by the prebuild once it has
+recorded a pack (`make_copies_for`), or on first demand for a pack it did not make, and recorded.
 
 Why both a raw pack and a copy, not the copy alone: every answer form but one works on raw
 packs by byte range (the legacy inline answer joins a chain's parts by their section spans,
 compaction joins parts into a new base, `mpack-url` clients get a chain joined into one object),
 and all of that stays as it is. The copy costs storage (the gabriel pack: 41.7 MB raw, 22.5 MB
-zstd) and one compression per pack, paid by the first client that asks for it; see the README
+zstd) and one compression per pack, paid by the prebuild after the pack is servable raw (or by
+the first client that asks for a pack made elsewhere: a synchronous build's); see the README
 ("Compressed packs") for the numbers that decided it.
 
 A copy is made under the raw pack's object lock (`mpack_cache.hold_mpack_object`), the lock GC
@@ -12,7 +14,8 @@ deletes under, so a copy is never recorded for a raw pack GC just deleted. A req
 the lock taken (another request compressing the pack) does not wait for it, holding a database
 connection: it is answered with the raw pack, so a herd of zstd clones of a new pack compresses
 it once and nobody queues behind the compression. GC deletes a raw pack and its copy together
-and treats a copy as named while its raw pack is (`musehub.services.gc`)."""
+and treats a copy as named while its raw pack is (`musehub.services.gc`); its verify step drops
+the row of a copy storage lost (`drop_lost_copy`), so the copy is made again."""
 
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from musehub.db.models import MPackEncoding
 from musehub.mpack.encoding import ZSTD, ZstdPackWriter, encoded_key
-from musehub.services.mpack_cache import try_hold_mpack_object
+from musehub.services import mpack_cache
+from musehub.services.mpack_cache import hold_mpack_object, try_hold_mpack_object
 from musehub.storage import ObjectNotFound, ObjectStorage
 
 
@@ -70,6 +74,50 @@ async def make_copy(
         copy = await _encode(session, storage, repo_id, mpack_id, work_dir)
         await session.commit()  # the row, and the end of the raw pack's lock
     return copy
+
+
+async def make_copies_for(
+    sessions: async_sessionmaker[AsyncSession],
+    storage: ObjectStorage,
+    repo_id: str,
+    want: Sequence[str],
+    work_dir: Path,
+) -> int:
+    """Make the missing zstd copies of the packs the want set's live row names (its chain's
+    parts, and its one pack); how many were made. A copy another transaction is making, or of a
+    pack gone meanwhile, is left to it (or to the on-demand path)."""
+    async with sessions() as session:
+        entry = await mpack_cache.lookup(session, repo_id, want)
+        await session.commit()
+    if entry is None:
+        return 0
+    keys = [part.mpack_id for part in entry.chain.parts] if entry.chain is not None else []
+    if entry.mpack_id is not None and entry.mpack_id not in keys:
+        keys.append(entry.mpack_id)
+    present = await stored_copies(sessions, storage, keys)
+    made = 0
+    for key in keys:
+        if key not in present and await make_copy(sessions, storage, repo_id, key, work_dir):
+            made += 1
+    return made
+
+
+async def drop_lost_copy(session: AsyncSession, storage: ObjectStorage, mpack_id: str) -> bool:
+    """Drop the row of the raw pack's zstd copy if storage no longer holds the copy whole
+    (decided under the raw pack's lock, which copies are made under: a copy being made again
+    keeps its row). True when dropped; the caller commits."""
+    for locked in (False, True):
+        copy = (await _recorded(session, [mpack_id])).get(mpack_id)
+        if copy is None or await storage.size(copy.key) == copy.size:
+            return False
+        if not locked:
+            await hold_mpack_object(session, mpack_id)
+    await session.execute(
+        delete(MPackEncoding).where(
+            MPackEncoding.mpack_id == mpack_id, MPackEncoding.encoding == ZSTD
+        )
+    )
+    return True
 
 
 async def _recorded(session: AsyncSession, mpack_ids: Sequence[str]) -> dict[str, EncodedPack]:

@@ -39,8 +39,8 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -61,7 +61,7 @@ from musehub.services.fetch_answer import (
 )
 from musehub.services.growing_pack import GrowingPack
 from musehub.services.lost_packs import still_stored
-from musehub.services.mpack_build import BuiltMPack, build_and_upload, join_and_upload
+from musehub.services.mpack_build import BuiltMPack, PackWatch, build_and_upload, join_and_upload
 from musehub.services.mpack_cache import EXPIRY_SLACK, CacheEntry, CloneLookup
 from musehub.services.recent_rests import RecentRests
 from musehub.services.repos import (
@@ -80,11 +80,13 @@ log = logging.getLogger("musehub.fetch")
 
 # What a fetch refused for want of a build slot is told to wait.
 BUSY_RETRY_SECONDS = 5
+# How often a fetch waiting for another process's build of its want set looks at the lock.
+LOCK_POLL_SECONDS = 0.05
 
 
 class Build(Protocol):
     """(session, repo_id, want, have) -> the pack, uploaded; swappable so tests need no patching.
-    `on_file` is told the pack's temp file as soon as it exists."""
+    `watch` is told the pack's temp file as soon as it exists, and when the pack is whole."""
 
     def __call__(
         self,
@@ -93,8 +95,17 @@ class Build(Protocol):
         want: Sequence[str],
         have: Sequence[str],
         *,
-        on_file: Callable[[Path], None] | None = None,
+        watch: PackWatch | None = None,
     ) -> Awaitable[BuiltMPack]: ...
+
+
+@dataclass(frozen=True)
+class _Flight:
+    """A build whose pack answers every fetch of its want set in this process while it runs."""
+
+    task: asyncio.Task[FetchAnswer]
+    growing: GrowingPack
+    started: float  # time.monotonic()
 
 
 __all__ = ["AnswerForm", "CacheOutcome", "FetchAnswer", "FetchMPack", "FetchMPacks"]
@@ -120,6 +131,9 @@ class FetchMPacks:
         # Builds whose answer is streamed while they run: kept here so they are not collected,
         # and run to the end even when their client leaves (the next clone finds the row).
         self._streamed_builds: set[asyncio.Task[FetchAnswer]] = set()
+        # The recorded builds running in this process, by (repo, want set): a fetch of the same
+        # want set streams the same pack instead of waiting for the row in silence.
+        self._flights: dict[tuple[str, tuple[str, ...]], _Flight] = {}
 
     async def answer(
         self,
@@ -195,11 +209,13 @@ class FetchMPacks:
 
         async def build_and_remember(growing: GrowingPack | None) -> FetchAnswer:
             answer = await self._build_and_record(found.repo_id, want, heads, growing)
-            # Just built (or found by a racing build): a live pack now answers this want set.
-            self._warm.put(owner, slug, want, found, answer.as_hit())
+            if answer.cache != "UNCACHED":
+                # Just built (or found by a racing build): a live pack answers this want set.
+                self._warm.put(owner, slug, want, found, answer.as_hit())
             return answer
 
-        answer = await self._answer_while_building("MISS", heads, build_and_remember)
+        flight = (found.repo_id, tuple(want))
+        answer = await self._answer_while_building("MISS", heads, build_and_remember, flight)
         if answer.growing is None and form == "url" and answer.pack is None:
             # Another builder recorded the want set as a chain while this request waited.
             answer = await self._joined_for_clone(found.repo_id, want, answer)
@@ -212,26 +228,51 @@ class FetchMPacks:
         cache: CacheOutcome,
         heads: dict[str, str],
         build: Callable[[GrowingPack | None], Coroutine[Any, Any, FetchAnswer]],
+        flight_key: tuple[str, tuple[str, ...]] | None = None,
     ) -> FetchAnswer:
         """The answer of a build for this request. A build still running after
         `stream_builds_after_seconds` answers with the pack as it is written, inline, instead of
         silence until it is done: a big repo's build outlasts a proxy's or the client's read
         timeout. Clients that asked for URLs get that inline answer too (every client reads one:
         a hub without URLs sends nothing else); a URL would need the finished pack's hash.
-        Errors before that answer as usual (404, 503); after it, cut the stream."""
-        growing = GrowingPack()
-        task = asyncio.create_task(build(growing))
-        self._streamed_builds.add(task)
-        task.add_done_callback(self._streamed_builds.discard)
-        task.add_done_callback(functools.partial(_settle, growing))
+        Errors before that answer as usual (404, 503); after it, cut the stream. With
+        `flight_key`, a build of the same key already running in this process is joined, not
+        started again: its pack, as it is written, answers this request too."""
+        flight = self._flights.get(flight_key) if flight_key is not None else None
+        joined = flight is not None
+        if flight is None:
+            flight = self._take_off(build, flight_key)
+        patience = self._settings.api.stream_builds_after_seconds
+        waited = time.monotonic() - flight.started
         # Not cancelled with this request: a client that leaves does not waste the build.
-        done, _ = await asyncio.wait({task}, timeout=self._settings.api.stream_builds_after_seconds)
+        done, _ = await asyncio.wait({flight.task}, timeout=max(0.0, patience - waited))
         if not done:
-            await growing.wait_attached()  # its file exists (or the build is over)
-        if task.done():
-            growing.close()
-            return task.result()
-        return FetchAnswer.while_building(growing, heads, cache)
+            await flight.growing.wait_attached()  # its file exists (or the build is over)
+        if not flight.task.done():
+            return FetchAnswer.while_building(flight.growing.reader(), heads, cache)
+        answer = flight.task.result()
+        if not joined or answer.cache == "UNCACHED":
+            return answer
+        return answer.as_hit()  # built for another request, recorded for this one too
+
+    def _take_off(
+        self,
+        build: Callable[[GrowingPack | None], Coroutine[Any, Any, FetchAnswer]],
+        flight_key: tuple[str, tuple[str, ...]] | None,
+    ) -> _Flight:
+        growing = GrowingPack()
+        flight = _Flight(asyncio.create_task(build(growing)), growing, time.monotonic())
+        self._streamed_builds.add(flight.task)
+        flight.task.add_done_callback(self._streamed_builds.discard)
+        flight.task.add_done_callback(functools.partial(_settle, growing))
+        if flight_key is not None:
+            self._flights[flight_key] = flight
+            flight.task.add_done_callback(lambda _: self._land(flight_key, flight))
+        return flight
+
+    def _land(self, flight_key: tuple[str, tuple[str, ...]], flight: _Flight) -> None:
+        if self._flights.get(flight_key) is flight:
+            del self._flights[flight_key]
 
     async def _zstd(self, answer: FetchAnswer, form: AnswerForm, repo_id: str) -> FetchAnswer:
         return await with_zstd(
@@ -273,16 +314,49 @@ class FetchMPacks:
                 # A lost pack's drop holds its object lock: end it before taking the want set's
                 # lock, which builders take first (the other order could deadlock with them).
                 await session.commit()
-                await mpack_cache.lock_want_set(session, repo_id, want)
+                if not await self._lock_want_set_patiently(session, repo_id, want):
+                    # Another process builds it, for longer than a client should sit in
+                    # silence: stream a build of our own, if a build slot is free.
+                    if growing is not None and await self._build_slots_free(session, repo_id):
+                        return await self._build_alongside(session, repo_id, want, heads, growing)
+                    await session.rollback()
+                    await mpack_cache.lock_want_set(session, repo_id, want)
                 entry = await self._live_entry(session, repo_id, want)  # built while we waited?
             if entry is not None:
                 await session.commit()  # ends the lock's transaction
                 return await self._answer_of(entry, heads, "HIT")
             await self._take_build_slots(session, repo_id)
-            built = await self.build(session, repo_id, want, [], on_file=_attach(growing))
+            built = await self.build(session, repo_id, want, [], watch=growing)
             await record_built(session, repo_id, want, built, self._settings)
             await session.commit()
         pack = await self._presigned(built.key, built.digest.size, built.digest.sha256, "MISS")
+        return FetchAnswer.of_pack(pack, heads)
+
+    async def _lock_want_set_patiently(
+        self, session: AsyncSession, repo_id: str, want: list[str]
+    ) -> bool:
+        """The want set's lock, if it comes within `stream_builds_after_seconds`."""
+        deadline = time.monotonic() + self._settings.api.stream_builds_after_seconds
+        while not await mpack_cache.try_lock_want_set(session, repo_id, want):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(LOCK_POLL_SECONDS)
+        return True
+
+    async def _build_alongside(
+        self,
+        session: AsyncSession,
+        repo_id: str,
+        want: list[str],
+        heads: dict[str, str],
+        growing: GrowingPack,
+    ) -> FetchAnswer:
+        """A build of a want set another process is building (its slots taken): streamed to
+        this request and not recorded (the other build records its own), so its object goes
+        with the orphan sweep."""
+        built = await self.build(session, repo_id, want, [], watch=growing)
+        await session.commit()
+        pack = await self._presigned(built.key, built.digest.size, built.digest.sha256, "UNCACHED")
         return FetchAnswer.of_pack(pack, heads)
 
     async def _with_have(
@@ -439,7 +513,7 @@ class FetchMPacks:
         """A pack built for this request alone: no row names it."""
         async with self._sessions() as session:
             await self._take_build_slots(session, repo_id)
-            built = await self.build(session, repo_id, want, have, on_file=_attach(growing))
+            built = await self.build(session, repo_id, want, have, watch=growing)
             await session.commit()
         pack = await self._presigned(built.key, built.digest.size, built.digest.sha256, "UNCACHED")
         return FetchAnswer.of_pack(pack, heads)
@@ -447,22 +521,39 @@ class FetchMPacks:
     async def _take_build_slots(self, session: AsyncSession, repo_id: str) -> None:
         """A hub-wide and a per-repository build slot until the session's transaction ends;
         503 when either is full: a herd of cold fetches must not take the hub down."""
+        full = await self._try_build_slots(session, repo_id)
+        if full is None:
+            return
+        BUILDS_REFUSED.labels(scope=full).inc()
         limits = self._settings.mpack
-        if not await mpack_cache.take_build_slot(session, "sync-builds", limits.sync_builds):
-            BUILDS_REFUSED.labels(scope="hub").inc()
+        if full == "hub":
             raise Unavailable(
                 f"the hub is building {limits.sync_builds} packs already; "
                 f"try again in {BUSY_RETRY_SECONDS} seconds",
                 retry_after=BUSY_RETRY_SECONDS,
             )
+        raise Unavailable(
+            f"{limits.sync_builds_per_repo} packs of this repository are being built already; "
+            f"try again in {BUSY_RETRY_SECONDS} seconds",
+            retry_after=BUSY_RETRY_SECONDS,
+        )
+
+    async def _build_slots_free(self, session: AsyncSession, repo_id: str) -> bool:
+        """Both build slots taken (until the transaction ends), or neither: False."""
+        if await self._try_build_slots(session, repo_id) is None:
+            return True
+        await session.rollback()  # gives back the hub-wide slot if only it was taken
+        return False
+
+    async def _try_build_slots(self, session: AsyncSession, repo_id: str) -> str | None:
+        """Take both slots; None when taken, else the scope that is full ("hub" or "repo")."""
+        limits = self._settings.mpack
+        if not await mpack_cache.take_build_slot(session, "sync-builds", limits.sync_builds):
+            return "hub"
         per_repo = limits.sync_builds_per_repo
         if not await mpack_cache.take_build_slot(session, f"sync-builds/{repo_id}", per_repo):
-            BUILDS_REFUSED.labels(scope="repo").inc()
-            raise Unavailable(
-                f"{per_repo} packs of this repository are being built already; "
-                f"try again in {BUSY_RETRY_SECONDS} seconds",
-                retry_after=BUSY_RETRY_SECONDS,
-            )
+            return "repo"
+        return None
 
     async def _usable(
         self, session: AsyncSession, repo_id: str, entry: CacheEntry
@@ -522,7 +613,7 @@ class FetchMPacks:
         want: Sequence[str],
         have: Sequence[str],
         *,
-        on_file: Callable[[Path], None] | None = None,
+        watch: PackWatch | None = None,
     ) -> BuiltMPack:
         return await build_and_upload(
             session,
@@ -532,7 +623,7 @@ class FetchMPacks:
             storage=self._storage,
             work_dir=self._settings.work_dir,
             read_concurrency=self._settings.storage.read_concurrency,
-            on_file=on_file,
+            watch=watch,
         )
 
     async def _live_entry(
@@ -600,12 +691,8 @@ async def record_built(
     )
 
 
-def _attach(growing: GrowingPack | None) -> Callable[[Path], None] | None:
-    return growing.attach if growing is not None else None
-
-
 def _settle(growing: GrowingPack, task: asyncio.Task[FetchAnswer]) -> None:
-    """Hand a streamed build's outcome to its reader (and retrieve its error, so an answer
+    """Hand a streamed build's outcome to its readers (and retrieve its error, so an answer
     that was never streamed does not log it as never retrieved)."""
     if task.cancelled():
         growing.settle(None, asyncio.CancelledError())

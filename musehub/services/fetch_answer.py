@@ -18,7 +18,7 @@ from typing import Any, Literal
 import msgpack
 
 from musehub.services.chains import Chain
-from musehub.services.growing_pack import GrowingPack
+from musehub.services.growing_pack import GrowingPackReader
 
 CacheOutcome = Literal["HIT", "MISS", "UNCACHED"]
 # url: `mpack-url` (one URL); chain: `mpack-chain` (the parts, in order); inline: neither.
@@ -66,7 +66,7 @@ class FetchAnswer:
     zstd_pack: PresignedPart | None = None
     zstd_parts: tuple[PresignedPart, ...] = ()
     # A pack still being built, for an inline answer that streams it as it is written.
-    growing: GrowingPack | None = None
+    growing: GrowingPackReader | None = None
 
     @classmethod
     def of_pack(cls, pack: FetchMPack, heads: dict[str, str]) -> FetchAnswer:
@@ -75,7 +75,7 @@ class FetchAnswer:
 
     @classmethod
     def while_building(
-        cls, growing: GrowingPack, heads: dict[str, str], cache: CacheOutcome
+        cls, growing: GrowingPackReader, heads: dict[str, str], cache: CacheOutcome
     ) -> FetchAnswer:
         """The answer of a build that is still writing its pack (size not known yet); `cache`:
         MISS when the pack will be recorded, UNCACHED when it is for this request alone."""

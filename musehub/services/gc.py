@@ -12,12 +12,16 @@ Deletion order, and why a crash at any point is safe:
    committed, so no row can appear between the check and the delete. A failed delete raises
    and is retried; deleting an object that is already gone is a no-op.
 3. `sweep_orphan_mpacks`: every object under `mpacks/` that no row names and that is older than
-   the grace period is deleted the same way (its age re-checked under the lock).
+   the grace period is deleted the same way (its age re-checked under the lock). Presigned-PUT
+   staging objects and multipart uploads (S3) left unfinished past the grace period go too
+   (`sweep_stale_uploads`): neither is an object a row can name.
 4. `verify_live_packs` (run between 2 and 3): a bounded window of the objects live rows name is
    looked up in storage, and the rows naming one storage lost (or holds cut short) are deleted
    (`lost_packs.still_stored`), so a lost pack's hits never keep its row alive and the run's
    reconcile builds it again. It deletes rows only, and only rows that already name a missing
-   object, decided under the object's lock (a pack uploaded again meanwhile keeps its row).
+   object, decided under the object's lock (a pack uploaded again meanwhile keeps its row). A
+   pack kept has its zstd copy checked the same way: the row of a copy storage lost goes
+   (`encoded_packs.drop_lost_copy`), so the copy is made again instead of promised.
 
 A crash after 1 (or a delete that fails for good in 2) leaves an object no row names: an
 orphan, which step 3 of a later run deletes, because the storage listing itself is the durable
@@ -32,6 +36,7 @@ is kept for the grace period, which exceeds the presign TTL."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -43,9 +48,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from musehub.db.models import FetchMPackCache, MPackChainLink, MPackPart, MPackPartRecord
 from musehub.mpack.encoding import raw_key_of
 from musehub.services import mpack_cache
-from musehub.services.encoded_packs import forget_copies
+from musehub.services.encoded_packs import drop_lost_copy, forget_copies
 from musehub.services.lost_packs import still_stored
 from musehub.storage import ObjectStorage, StoredObjectInfo
+
+log = logging.getLogger("musehub.gc")
 
 MPACK_PREFIX = "mpacks/"
 UPLOAD_PREFIX = "uploads/"
@@ -181,7 +188,8 @@ async def sweep_stale_uploads(
     on_progress: Progress | None = None,
 ) -> SweepOutcome:
     """Delete presigned-PUT staging objects older than `grace`: uploads whose push never came
-    (a push ingests and deletes its uploads at once)."""
+    (a push ingests and deletes its uploads at once). Then abort the multipart uploads begun
+    more than `grace` ago (`abort_stale_multipart_uploads`), counted with them."""
     cutoff = datetime.now(UTC) - grace
     outcome = SweepOutcome()
     async for info in _listed(storage, UPLOAD_PREFIX, outcome, on_progress):
@@ -189,6 +197,37 @@ async def sweep_stale_uploads(
             if not dry_run:
                 await storage.delete(info.key)
             outcome.add(info.key, info.size)
+    await abort_stale_multipart_uploads(
+        storage, grace=grace, dry_run=dry_run, outcome=outcome, on_progress=on_progress
+    )
+    return outcome
+
+
+async def abort_stale_multipart_uploads(
+    storage: ObjectStorage,
+    *,
+    grace: timedelta,
+    dry_run: bool = False,
+    outcome: SweepOutcome | None = None,
+    on_progress: Progress | None = None,
+) -> SweepOutcome:
+    """Abort the multipart uploads (S3) begun more than `grace` ago and never completed: a
+    process killed mid-upload leaves its parts stored and billed, and no listing of objects
+    shows them. Safe at any time: an unfinished upload is no object, so no row can name it
+    (rows are written after their upload completes), and a writer still sending one after
+    `grace` (far longer than any upload takes) fails to complete it and sees an error, before
+    any row. Their size is not known without listing their parts: counted as 0 bytes. Examples
+    are listed as `multipart:<key>`."""
+    cutoff = datetime.now(UTC) - grace
+    outcome = outcome if outcome is not None else SweepOutcome()
+    async for upload in storage.list_unfinished_uploads():
+        outcome.scanned += 1
+        if on_progress is not None:
+            on_progress(outcome.scanned)
+        if upload.initiated < cutoff:
+            if not dry_run:
+                await storage.abort_unfinished_upload(upload)
+            outcome.add(f"multipart:{upload.key}", 0)
     return outcome
 
 
@@ -197,6 +236,8 @@ class VerifyOutcome:
     checked: int = 0
     # Packs storage lost (or holds cut short): the rows naming them were deleted.
     lost: int = 0
+    # Zstd copies storage lost (of packs kept): their rows were deleted.
+    copies_lost: int = 0
 
 
 async def verify_live_packs(
@@ -209,7 +250,8 @@ async def verify_live_packs(
 ) -> VerifyOutcome:
     """Step 4: look up in storage at most `max_packs` pack objects that live rows name, in key
     order from `start` (default: a random point), wrapping around, so runs cover every pack
-    over time at a bounded cost each; drop the rows of each one storage lost."""
+    over time at a bounded cost each; drop the rows of each one storage lost, and the row of
+    each kept one's zstd copy storage lost."""
     start = start if start is not None else f"{MPACK_PREFIX}{uuid.uuid4()}/"
     packs = await _live_packs(session, _FROM_START, start, max_packs)
     packs += await _live_packs(session, _BEFORE_START, start, max_packs - len(packs))
@@ -219,7 +261,10 @@ async def verify_live_packs(
         kept = await still_stored(
             session, storage, repo_id=repo_id, mpack_id=mpack_id, size_bytes=size
         )
-        await session.commit()  # the drop, and the end of the object's lock
+        if kept and await drop_lost_copy(session, storage, mpack_id):
+            outcome.copies_lost += 1
+            log.warning("the zstd copy of %s is gone from storage: its row dropped", mpack_id)
+        await session.commit()  # the drops, and the end of the object's lock
         outcome.checked += 1
         outcome.lost += not kept
         if on_progress is not None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import statistics
 import tempfile
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,16 +69,37 @@ BlobReader = Callable[[PackObject], Coroutine[Any, Any, bytes]]
 Progress = Callable[[int, int], None]
 
 
+class PackWatch(Protocol):
+    """Who reads a synchronous build's pack while it is written (`growing_pack.GrowingPack`)."""
+
+    def attach(self, path: Path) -> None:
+        """The pack's temp file exists (nothing written yet)."""
+
+    def written(self, size: int) -> None:
+        """The pack is whole in that file: `size` bytes (before its upload and record)."""
+
+
 async def plan_fetch(
     session: AsyncSession, repo_id: str, want: Sequence[str], have: Sequence[str]
 ) -> FetchPlan:
     """What a fetch of `want` minus `have` must send. Snapshots and objects already held at the
     boundary (the `have` commits the new ones build on) are left out."""
+    await check_wanted(session, repo_id, want)
+    return await _plan_of_known(session, repo_id, want, have)
+
+
+async def check_wanted(session: AsyncSession, repo_id: str, want: Sequence[str]) -> None:
+    """NotFound unless every wanted commit is in the repository (one quick query)."""
     unknown = set(want) - await history.existing_commit_ids(session, repo_id, want)
     if unknown:
         raise NotFound(
             f"commit {sorted(unknown)[0]} is not in this repository (refresh with /refs)"
         )
+
+
+async def _plan_of_known(
+    session: AsyncSession, repo_id: str, want: Sequence[str], have: Sequence[str]
+) -> FetchPlan:
     commit_ids = await history.missing_commit_ids(session, repo_id, want, have)
     return await plan_of_commits(session, repo_id, commit_ids)
 
@@ -84,14 +107,70 @@ async def plan_fetch(
 async def plan_of_commits(session: AsyncSession, repo_id: str, commit_ids: list[str]) -> FetchPlan:
     """The plan that sends `commit_ids` (sorted; a closure less what the client holds) with
     their snapshots and objects, less those of the boundary snapshots."""
+    snapshot_ids = await _snapshots_of(session, repo_id, commit_ids)
+    objects = await _objects_of(session, repo_id, commit_ids)
+    return FetchPlan(repo_id, commit_ids, snapshot_ids, objects)
+
+
+async def _snapshots_of(session: AsyncSession, repo_id: str, commit_ids: list[str]) -> list[str]:
     params = {"repo_id": repo_id, "ids": commit_ids}
-    snapshot_ids = list((await session.execute(_SNAPSHOTS_OF_CLOSURE, params)).scalars())
+    return list((await session.execute(_SNAPSHOTS_OF_CLOSURE, params)).scalars())
+
+
+async def _objects_of(
+    session: AsyncSession, repo_id: str, commit_ids: list[str]
+) -> list[PackObject]:
+    params = {"repo_id": repo_id, "ids": commit_ids}
     rows = (await session.execute(_OBJECTS_OF_CLOSURE, params)).all()
     objects = [PackObject(object_id=r[0], storage_key=r[1], size=r[2]) for r in rows]
     if any(o.storage_key is None for o in objects):
         lost = next(o.object_id for o in objects if o.storage_key is None)
         raise BlobMissing(f"object {lost} is named by a snapshot but was never stored")
-    return FetchPlan(repo_id, commit_ids, snapshot_ids, objects)
+    return objects
+
+
+class PlanInStages:
+    """A fetch's plan made one section at a time, each part just before its section is written
+    (`assemble_mpack` takes it like a FetchPlan): a reader of the growing pack gets the commits
+    while the snapshots are worked out, and those while the objects are, instead of silence
+    for the whole plan (seconds on a big repository under load). The wanted commits are known
+    to exist (`check_wanted`)."""
+
+    def __init__(
+        self, session: AsyncSession, repo_id: str, want: Sequence[str], have: Sequence[str]
+    ) -> None:
+        self.repo_id = repo_id
+        self._session, self._want, self._have = session, want, have
+        self._commit_ids: list[str] | None = None
+
+    async def commit_ids(self) -> list[str]:
+        if self._commit_ids is None:
+            self._commit_ids = await history.missing_commit_ids(
+                self._session, self.repo_id, self._want, self._have
+            )
+        return self._commit_ids
+
+    async def snapshot_ids(self) -> list[str]:
+        return await _snapshots_of(self._session, self.repo_id, await self.commit_ids())
+
+    async def objects(self) -> list[PackObject]:
+        return await _objects_of(self._session, self.repo_id, await self.commit_ids())
+
+
+class _Planned:
+    """A FetchPlan made already, given the way `PlanInStages` gives its parts."""
+
+    def __init__(self, plan: FetchPlan) -> None:
+        self.repo_id, self._plan = plan.repo_id, plan
+
+    async def commit_ids(self) -> list[str]:
+        return self._plan.commit_ids
+
+    async def snapshot_ids(self) -> list[str]:
+        return self._plan.snapshot_ids
+
+    async def objects(self) -> list[PackObject]:
+        return self._plan.objects
 
 
 # Commits on the boundary: parents of the closure that are not in it (the client has them).
@@ -148,32 +227,48 @@ ORDER BY w.object_id
 
 async def assemble_mpack(
     session: AsyncSession,
-    plan: FetchPlan,
+    plan: FetchPlan | PlanInStages,
     out: BinaryIO,
     read_blob: BlobReader,
     *,
     concurrency: int,
     on_progress: Progress | None = None,
+    arrival_order: bool = False,
+    writer: MPackWriter | None = None,
 ) -> PackDigest:
     """Stream the pack into `out`: commit and snapshot records as stored (no re-encoding), then
-    every blob, read `concurrency` at a time and written in plan order as each arrives."""
-    writer = MPackWriter(out, sink=ThreadedPackSink(out))
+    every blob, read `concurrency` at a time and written in plan order as each arrives; with
+    `arrival_order`, in the order the reads end (the format lets objects come in any order),
+    so one slow read never holds the pack while the others go on, and a read slow past a few
+    times the usual is hedged (`hedged_reader`). Arrival order gives another pack, and
+    another content address, each time: for a pack streamed while it is written, not for the
+    prebuild's, which a retry should find again."""
+    if arrival_order:
+        read_blob = hedged_reader(read_blob, concurrency=concurrency)
+    reads = read_as_completed if arrival_order else read_in_order
+    writer = writer or MPackWriter(out, sink=ThreadedPackSink(out))
+    parts = plan if isinstance(plan, PlanInStages) else _Planned(plan)
     try:
-        writer.begin_section("commits", len(plan.commit_ids))
-        async for record in _stored_records(session, "musehub_commits", "commit_id", plan):
+        commit_ids = await parts.commit_ids()
+        writer.begin_section("commits", len(commit_ids))
+        async for record in _records(session, "musehub_commits", parts.repo_id, commit_ids):
             writer.write_packed(record)
-        writer.begin_section("snapshots", len(plan.snapshot_ids))
-        async for record in _stored_records(session, "musehub_snapshots", "snapshot_id", plan):
+        writer.flush()  # a reader has them while the next part of the plan is worked out
+        snapshot_ids = await parts.snapshot_ids()
+        writer.begin_section("snapshots", len(snapshot_ids))
+        async for record in _records(session, "musehub_snapshots", parts.repo_id, snapshot_ids):
             writer.write_packed(record)
-        writer.begin_section("objects", len(plan.objects))
+        writer.flush()
+        objects = await parts.objects()
+        writer.begin_section("objects", len(objects))
         done = 0
-        async for obj, content in read_in_order(plan.objects, read_blob, concurrency=concurrency):
+        async for obj, content in reads(objects, read_blob, concurrency=concurrency):
             if hashlib.sha256(content).hexdigest() != obj.object_id:
                 raise BlobMissing(f"stored bytes of object {obj.object_id} do not hash to its id")
             writer.write_object(obj.object_id, content)
             done += 1
             if on_progress is not None:
-                on_progress(done, len(plan.objects))
+                on_progress(done, len(objects))
         return writer.finish()
     except BaseException:
         writer.abort()
@@ -184,6 +279,14 @@ async def _stored_records(
     session: AsyncSession, table: str, id_column: str, plan: FetchPlan
 ) -> AsyncIterator[bytes]:
     ids = plan.commit_ids if table == "musehub_commits" else plan.snapshot_ids
+    async for record in _records(session, table, plan.repo_id, ids):
+        yield record
+
+
+async def _records(
+    session: AsyncSession, table: str, repo_id: str, ids: list[str]
+) -> AsyncIterator[bytes]:
+    id_column = "commit_id" if table == "musehub_commits" else "snapshot_id"
     query = text(
         f"SELECT record FROM {table} WHERE repo_id = :repo_id"
         f" AND {id_column} = ANY(CAST(:ids AS text[])) ORDER BY {id_column}"
@@ -191,7 +294,7 @@ async def _stored_records(
     # ids are sorted, so consecutive sorted batches keep the whole section in id order.
     for start in range(0, len(ids), RECORD_BATCH):
         batch = ids[start : start + RECORD_BATCH]
-        result = await session.execute(query, {"repo_id": plan.repo_id, "ids": batch})
+        result = await session.execute(query, {"repo_id": repo_id, "ids": batch})
         for (record,) in result.all():
             yield bytes(record)
 
@@ -226,6 +329,102 @@ async def read_in_order(
     finally:
         for _, task in window:
             task.cancel()
+
+
+async def read_as_completed(
+    objects: Iterable[PackObject],
+    read_blob: BlobReader,
+    *,
+    concurrency: int,
+    max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES,
+) -> AsyncIterator[tuple[PackObject, bytes]]:
+    """`read_in_order`, yielding each (object, bytes) as its read ends: a slow read holds its
+    own slot, not the reads behind it."""
+    queue = iter(objects)
+    reading: dict[asyncio.Task[bytes], PackObject] = {}
+    in_flight = 0
+    upcoming: PackObject | None = next(queue, None)
+    try:
+        while upcoming is not None or reading:
+            while (
+                upcoming is not None
+                and len(reading) < concurrency
+                and (not reading or in_flight + upcoming.size <= max_in_flight_bytes)
+            ):
+                reading[asyncio.create_task(read_blob(upcoming))] = upcoming
+                in_flight += upcoming.size
+                upcoming = next(queue, None)
+            done, _ = await asyncio.wait(reading, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                obj = reading.pop(task)
+                in_flight -= obj.size
+                yield obj, task.result()
+    finally:
+        for task in reading:
+            task.cancel()
+
+
+# A read is hedged (a second GET of the same object, the first answer wins) once it has run
+# HEDGE_FACTOR times the median of the reads so far, and at least HEDGE_AFTER_SECONDS: one GET
+# stuck on a slow connection or server should not hold a build's end. At most one hedge per
+# read, and at most a HEDGE_SHARE of the build's reads hedged at once, so a store that is slow
+# for everyone is not asked twice for everything.
+HEDGE_FACTOR = 4.0
+HEDGE_AFTER_SECONDS = 1.0
+HEDGE_SHARE = 8
+# Reads whose durations set the median (the most recent ones).
+HEDGE_SAMPLE = 256
+
+
+def hedged_reader(
+    read_blob: BlobReader,
+    *,
+    concurrency: int,
+    factor: float = HEDGE_FACTOR,
+    after_seconds: float = HEDGE_AFTER_SECONDS,
+) -> BlobReader:
+    """`read_blob`, with a second read of an object whose first is slow (see HEDGE_FACTOR)."""
+    durations: deque[float] = deque(maxlen=HEDGE_SAMPLE)
+    hedges = asyncio.Semaphore(max(1, concurrency // HEDGE_SHARE))
+
+    def patience() -> float:
+        usual = statistics.median(durations) if durations else 0.0
+        return max(after_seconds, factor * usual)
+
+    async def read(obj: PackObject) -> bytes:
+        started = time.perf_counter()
+        first = asyncio.ensure_future(read_blob(obj))
+        try:
+            done, _ = await asyncio.wait({first}, timeout=patience())
+            if done or hedges.locked():
+                content = await first
+            else:
+                async with hedges:
+                    content = await _first_of(first, asyncio.ensure_future(read_blob(obj)))
+        finally:
+            first.cancel()  # a no-op once it ended; stops it when the build is cancelled
+        durations.append(time.perf_counter() - started)
+        return content
+
+    return read
+
+
+async def _first_of(*reads: asyncio.Future[bytes]) -> bytes:
+    """The first of `reads` to succeed (the others are cancelled); the first error if all fail."""
+    pending = set(reads)
+    error: BaseException | None = None
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for read in done:
+                if read.exception() is None:
+                    return read.result()
+                error = error or read.exception()
+        assert error is not None
+        raise error
+    finally:
+        for read in pending:
+            read.cancel()
 
 
 def storage_blob_reader(storage: ObjectStorage) -> BlobReader:
@@ -271,25 +470,28 @@ async def build_and_upload(
     storage: ObjectStorage,
     work_dir: Path,
     read_concurrency: int,
-    on_file: Callable[[Path], None] | None = None,
+    watch: PackWatch | None = None,
 ) -> BuiltMPack:
-    """The synchronous build: plan, assemble with blobs read straight from storage, upload.
-    `on_file(path)` is told the pack's temp file as soon as it exists (a `GrowingPack` reads it
-    while it is written).
+    """The synchronous build: plan, assemble with blobs read straight from storage (in the
+    order they arrive), upload. `watch` is told the pack's temp file as soon as it exists (a
+    `GrowingPack` reads it while it is written) and when the pack is whole. The file exists,
+    and the pack's first bytes are in it, before the plan is made (once the wanted commits are
+    known to exist): a big repository's plan takes seconds, which a reader need not wait for.
 
     Before the upload it holds the pack's object lock (`mpack_cache.hold_mpack_object`) until
     the caller's transaction ends, so GC cannot delete the pack between upload and the row that
     names it. A pack no row will name (`have` given) is written again even if present: only its
     fresh age keeps GC off it while it is served."""
-    plan = await plan_fetch(session, repo_id, want, have)
-    return await build_planned(
+    await check_wanted(session, repo_id, want)
+    return await _build(
         session,
-        plan,
+        PlanInStages(session, repo_id, want, have),
         storage=storage,
         work_dir=work_dir,
         read_concurrency=read_concurrency,
         replace=bool(have),
-        on_file=on_file,
+        watch=watch,
+        arrival_order=True,
     )
 
 
@@ -301,24 +503,59 @@ async def build_planned(
     work_dir: Path,
     read_concurrency: int,
     replace: bool = False,
-    on_file: Callable[[Path], None] | None = None,
+    watch: PackWatch | None = None,
+    arrival_order: bool = False,
 ) -> BuiltMPack:
     """`build_and_upload` of a plan made already: assemble, hold the object, upload."""
+    return await _build(
+        session,
+        plan,
+        storage=storage,
+        work_dir=work_dir,
+        read_concurrency=read_concurrency,
+        replace=replace,
+        watch=watch,
+        arrival_order=arrival_order,
+    )
+
+
+async def _build(
+    session: AsyncSession,
+    plan: FetchPlan | PlanInStages,
+    *,
+    storage: ObjectStorage,
+    work_dir: Path,
+    read_concurrency: int,
+    replace: bool,
+    watch: PackWatch | None,
+    arrival_order: bool,
+) -> BuiltMPack:
     repo_id = plan.repo_id
     handle, name = tempfile.mkstemp(dir=work_dir, prefix="fetch-", suffix=".mpack")
     path = Path(name)
     try:
-        if on_file is not None:
-            on_file(path)
+        if watch is not None:
+            watch.attach(path)
         with os.fdopen(handle, "wb") as out:
+            writer = MPackWriter(out, sink=ThreadedPackSink(out))
+            writer.lead("commits")  # a reader sees the pack begin while it is planned
             digest = await assemble_mpack(
-                session, plan, out, storage_blob_reader(storage), concurrency=read_concurrency
+                session,
+                plan,
+                out,
+                storage_blob_reader(storage),
+                concurrency=read_concurrency,
+                arrival_order=arrival_order,
+                writer=writer,
             )
+        if watch is not None:
+            watch.written(digest.size)  # its readers need not wait for the upload
         await hold_mpack_object(session, mpack_key(repo_id, digest.sha256))
         key = await upload_mpack(storage, repo_id, path, digest, replace=replace, move=True)
     finally:
         await asyncio.to_thread(path.unlink, missing_ok=True)  # gone if the upload moved it
-    return BuiltMPack(key, digest, len(plan.commit_ids), len(plan.objects))
+    commits, _, objects = digest.sections
+    return BuiltMPack(key, digest, commits.count, objects.count)
 
 
 async def join_and_upload(

@@ -137,6 +137,15 @@ async def lock_want_set(session: AsyncSession, repo_id: str, want: Iterable[str]
     )
 
 
+async def try_lock_want_set(session: AsyncSession, repo_id: str, want: Iterable[str]) -> bool:
+    """`lock_want_set` without waiting: False when another transaction holds it."""
+    held = await session.scalar(
+        text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": "mpack/" + cache_id_for(repo_id, want)},
+    )
+    return bool(held)
+
+
 async def extend_on_hit(
     session: AsyncSession,
     entry: CacheEntry,

@@ -6,6 +6,7 @@ from musehub.storage.base import (
     ObjectStorage,
     StorageError,
     StoredObjectInfo,
+    UnfinishedUpload,
     validate_key,
     validate_prefix,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "S3Storage",
     "StorageError",
     "StoredObjectInfo",
+    "UnfinishedUpload",
     "build_storage",
     "validate_key",
     "validate_prefix",

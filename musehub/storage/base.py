@@ -43,6 +43,16 @@ class StoredObjectInfo:
     last_modified: datetime  # timezone-aware
 
 
+@dataclass(frozen=True, slots=True)
+class UnfinishedUpload:
+    """A multipart upload begun and neither completed nor aborted: its parts are stored (and
+    billed) but no listing of objects shows them."""
+
+    key: str
+    upload_id: str
+    initiated: datetime  # timezone-aware
+
+
 def validate_key(key: str) -> str:
     """Return `key` unchanged if it is a safe relative storage key, else raise InvalidStorageKey.
 
@@ -142,6 +152,19 @@ class ObjectStorage(ABC):
     @abstractmethod
     def list(self, prefix: str = "") -> AsyncIterator[StoredObjectInfo]:
         """Every object whose key starts with `prefix`, in no particular order."""
+
+    async def list_unfinished_uploads(self, prefix: str = "") -> AsyncIterator[UnfinishedUpload]:
+        """Multipart uploads under `prefix` not completed nor aborted; none on a backend that
+        has no such thing (the local folder writes a temp file and renames it)."""
+        validate_prefix(prefix)
+        none: tuple[UnfinishedUpload, ...] = ()
+        for upload in none:
+            yield upload
+
+    async def abort_unfinished_upload(self, upload: UnfinishedUpload) -> None:
+        """Drop an unfinished upload's parts; one already gone is not an error. A writer still
+        sending it fails to complete it (and sees an error, never a half object)."""
+        raise StorageError(f"{self!r} has no unfinished uploads to abort ({upload.key!r})")
 
     @abstractmethod
     async def aclose(self) -> None:

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from musehub.storage.base import ObjectStorage, StoredObjectInfo
+from musehub.storage.base import ObjectStorage, StoredObjectInfo, UnfinishedUpload
 
 
 class LatencyInjectingStorage(ObjectStorage):
@@ -56,6 +56,13 @@ class LatencyInjectingStorage(ObjectStorage):
     async def list(self, prefix: str = "") -> AsyncIterator[StoredObjectInfo]:
         async for info in self.inner.list(prefix):
             yield info
+
+    async def list_unfinished_uploads(self, prefix: str = "") -> AsyncIterator[UnfinishedUpload]:
+        async for upload in self.inner.list_unfinished_uploads(prefix):
+            yield upload
+
+    async def abort_unfinished_upload(self, upload: UnfinishedUpload) -> None:
+        await self.inner.abort_unfinished_upload(upload)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

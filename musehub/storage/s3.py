@@ -21,6 +21,7 @@ from musehub.storage.base import (
     ObjectStorage,
     StorageError,
     StoredObjectInfo,
+    UnfinishedUpload,
     check_range,
     validate_key,
     validate_prefix,
@@ -200,6 +201,27 @@ class S3Storage(ObjectStorage):
                 for item in page.get("Contents", ()):
                     modified = item["LastModified"].astimezone(UTC)
                     yield StoredObjectInfo(item["Key"], int(item["Size"]), modified)
+
+    async def list_unfinished_uploads(self, prefix: str = "") -> AsyncIterator[UnfinishedUpload]:
+        validate_prefix(prefix)
+        client = await self._get_client()
+        paginator = client.get_paginator("list_multipart_uploads")
+        with self._errors(prefix):
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Uploads", ()):
+                    initiated = item["Initiated"].astimezone(UTC)
+                    yield UnfinishedUpload(item["Key"], item["UploadId"], initiated)
+
+    async def abort_unfinished_upload(self, upload: UnfinishedUpload) -> None:
+        client = await self._get_client()
+        try:
+            with self._errors(upload.key):
+                await client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id
+                )
+        except StorageError as exc:
+            if _code(exc.__cause__) != "NoSuchUpload":  # completed or aborted meanwhile
+                raise
 
     # -- helpers ----------------------------------------------------------------------------
 

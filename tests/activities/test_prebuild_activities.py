@@ -23,9 +23,11 @@ from musehub.contract import (
     DiscardBuildInput,
     RecordCacheInput,
     UploadInput,
+    ZstdCopiesInput,
 )
 from musehub.db.engine import session_factory
 from musehub.metrics import LOST_PACKS
+from musehub.mpack.encoding import encoded_key
 from musehub.services import staging
 from musehub.services.superseded import Superseded
 from tests.conftest import Hub
@@ -91,6 +93,11 @@ async def test_a_build_step_by_step_heartbeats_and_its_retries_resume(
         ),
     )
     assert recorded.cache_id
+    # After the record step: the pack's zstd copy, made once (issue 15).
+    copies = await env.run(activities.make_zstd_copies, ZstdCopiesInput(repo_id, [MAIN]))
+    assert copies.made == 1 and await hub.storage.exists(encoded_key(uploaded.mpack_id))
+    none_left = await env.run(activities.make_zstd_copies, ZstdCopiesInput(repo_id, [MAIN]))
+    assert none_left.made == 0
     assert len(beats) >= 4  # every long step heartbeats as it starts
 
 

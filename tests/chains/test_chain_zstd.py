@@ -3,12 +3,15 @@ order hold the whole history, and a client that takes one URL gets the joined pa
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
 import msgpack
 import pyzstd
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from musehub.services.encoded_packs import stored_copies
 from tests.chains.history import History
 from tests.chains.test_chain_e2e import BLOB, chain_of, download, fetch, fetch_inline, ids
 from tests.prebuild.conftest import PrebuildHub
@@ -20,6 +23,15 @@ async def decoded(hub: PrebuildHub, url: str, size: int, sha256: str) -> bytes:
     data = await download(hub, url)
     assert len(data) == size and hashlib.sha256(data).hexdigest() == sha256
     return pyzstd.decompress(data)
+
+
+async def copies_made(hub: PrebuildHub, keys: list[str]) -> None:
+    sessions = async_sessionmaker(hub.engine, expire_on_commit=False)
+    for _ in range(300):
+        if set(await stored_copies(sessions, hub.storage, keys)) == set(keys):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the prebuild did not make the parts' zstd copies")
 
 
 async def test_a_chain_in_zstd_decodes_to_its_parts(prebuild_hub: PrebuildHub) -> None:
@@ -35,6 +47,9 @@ async def test_a_chain_in_zstd_decodes_to_its_parts(prebuild_hub: PrebuildHub) -
     await history.push(hub, owner, slug, token, "main", tip)
     chain = await chain_of(hub, repo_id, [tip])
     assert len(chain.parts) == 2
+    # The prebuild makes the parts' copies after it records them; a request that came while
+    # it compresses one would be answered raw.
+    await copies_made(hub, [p.mpack_id for p in chain.parts])
 
     answer: dict[str, Any] = decode(
         await fetch(hub, owner, slug, [tip], [], ["mpack-chain", "mpack-zstd"])

@@ -100,3 +100,26 @@ async def test_on_s3_a_copy_is_made_streamed_and_collected_with_its_pack(
         assert raw_key in deleted
         assert not await s3.exists(raw_key) and not await s3.exists(copy.key)
         assert await copy_row(hub, raw_key) is None
+
+
+async def test_verify_drops_the_row_of_a_copy_storage_lost_and_keeps_a_whole_one(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """GC's verify step checks the copies of the packs it keeps: a copy whose object vanished
+    loses its row (the copy is made again, never promised), a whole one keeps it."""
+    repo_id = await new_repo_id(hub)
+    lost_raw = await put_pack(hub.storage, repo_id, b"its copy will vanish " * 1000)
+    kept_raw = await put_pack(hub.storage, repo_id, b"its copy stays whole " * 1000)
+    for raw in (lost_raw, kept_raw):
+        await cache_row(hub, repo_id, raw)
+        await made_copy(hub, repo_id, raw, tmp_path)
+    await hub.storage.delete(encoded_key(lost_raw))
+
+    async with AsyncSession(hub.engine) as session:
+        outcome = await gc.verify_live_packs(
+            session, hub.storage, max_packs=2, start=min(lost_raw, kept_raw)
+        )
+    assert outcome.checked == 2 and outcome.lost == 0 and outcome.copies_lost == 1
+    assert await copy_row(hub, lost_raw) is None
+    assert await copy_row(hub, kept_raw) is not None
+    assert await hub.storage.exists(lost_raw)  # the raw pack and its row stay

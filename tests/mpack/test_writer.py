@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 from typing import Any
 
 import msgpack
@@ -176,3 +177,37 @@ def test_misuse_is_refused(message: str, misuse: Any) -> None:
     with pytest.raises(MPackWriteError) as info:
         misuse()
     assert message in str(info.value)
+
+
+def test_a_section_led_before_its_count_gives_the_same_bytes_and_reaches_the_file_at_once(
+    tmp_path: Any,
+) -> None:
+    """The synchronous build writes the pack's first bytes while it plans: a reader of the
+    growing file sees them before the counts are known, and the pack is the same."""
+    from musehub.mpack.sink import ThreadedPackSink
+
+    commits, snapshots, objects = small_repo()
+    expected, expected_digest = write_pack(commits, snapshots, objects)
+    path = tmp_path / "pack"
+    with path.open("wb") as out:
+        writer = MPackWriter(out, sink=ThreadedPackSink(out))
+        writer.lead("commits")
+        led = b"\x83" + msgpack.packb("commits")
+        for _ in range(100):  # the sink's thread writes and flushes it
+            if path.read_bytes() == led:
+                break
+            time.sleep(0.01)
+        assert path.read_bytes() == led
+        with pytest.raises(MPackWriteError):
+            writer.lead("commits")  # led already
+        writer.begin_section("commits", len(commits))
+        for commit in commits:
+            writer.write_record(commit)
+        writer.begin_section("snapshots", len(snapshots))
+        for snap in snapshots:
+            writer.write_record(snap)
+        writer.begin_section("objects", len(objects))
+        for obj in objects:
+            writer.write_object(obj["object_id"], obj["content"])
+        digest = writer.finish()
+    assert path.read_bytes() == expected and digest == expected_digest

@@ -146,8 +146,10 @@ async def test_a_build_survives_its_host_and_leaves_nothing_behind(
     await musehub_gc(site.environment | site.a.environment)
 
     keys = bucket_keys(moto_s3, site.bucket)
-    packs = {k: size for k, size in keys.items() if k.startswith("mpacks/")}
+    stored = {k: size for k, size in keys.items() if k.startswith("mpacks/")}
+    packs = {k: size for k, size in stored.items() if not k.endswith(".zst")}
     assert set(packs) == await named_packs(db_engine, refs.repo_id, [tip])
+    assert {k.removesuffix(".zst") for k in stored if k.endswith(".zst")} <= set(packs)
     assert max(packs.values()) > PART_SIZE  # uploaded in parts
     assert {k for k in keys if not k.startswith(("mpacks/", "objects/"))} == set()
     unfinished = moto_s3.client().list_multipart_uploads(Bucket=site.bucket)

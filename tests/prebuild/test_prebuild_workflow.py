@@ -38,6 +38,8 @@ from musehub.contract import (
     RecordCacheResult,
     UploadInput,
     UploadResult,
+    ZstdCopiesInput,
+    ZstdCopiesResult,
     build_targets,
 )
 from workflows.prebuild import PrebuildFetchMPacks
@@ -64,6 +66,8 @@ class FakeStore:
     loads: list[tuple[str, ...]] = field(default_factory=list)
     fresh_bases: list[tuple[str, ...]] = field(default_factory=list)  # loads asking for a base
     discarded: int = 0
+    # Want sets whose zstd copies were made, in order (after their record step).
+    copied: list[tuple[str, ...]] = field(default_factory=list)
 
     def activities(self) -> list[Callable[..., Any]]:
         store = self
@@ -127,7 +131,13 @@ class FakeStore:
             store.discarded += 1
             return DiscardBuildResult(True)
 
-        return [check, check_or_append, claim, load, assemble, upload, record, discard]
+        @activity.defn(name="make_fetch_mpack_zstd_copies")
+        async def copies(request: ZstdCopiesInput) -> ZstdCopiesResult:
+            assert tuple(request.want) in store.recorded, "copies made before the record"
+            store.copied.append(tuple(request.want))
+            return ZstdCopiesResult(1)
+
+        return [check, check_or_append, claim, load, assemble, upload, record, discard, copies]
 
 
 @pytest.fixture
@@ -327,3 +337,18 @@ async def test_a_forced_rebuild_builds_again_a_target_already_in_flight(
     result = await handle.result()
     assert store.loads == [(A,), (A,)]  # the pack asked for is built after the request
     assert result.built == 2
+
+
+async def test_each_target_built_gets_its_zstd_copies_after_its_record(
+    fake: tuple[Client, FakeStore],
+) -> None:
+    """Issue 15: the prebuild makes the copies, not the first `mpack-zstd` clone; a target
+    already fresh or gone gets none (its copies were made when it was built)."""
+    client, store = fake
+    store.fresh.add((B,))
+    store.gone.add(C)
+    store.quick.add((A,))
+    result = await run(client, store, [A, B, C, D])
+    # A: a quick top-up (the check records it), D and its tip: staged builds; B fresh; C gone.
+    assert sorted(store.recorded) == [(A,), (D,)] and result.built == 2
+    assert sorted(store.copied) == sorted(store.recorded)

@@ -125,6 +125,36 @@ async def test_record_prebuild_of_a_push_of_two_branches(
     await save(handle, path)
 
 
+async def test_record_prebuild_with_zstd_copies(
+    hub: Hub, temporal_env: WorkflowEnvironment
+) -> None:
+    """Real activities, with the zstd copies made after each record step (workflow.patched
+    "zstd-copies-at-prebuild"): the head set and each tip of a push of two branches."""
+    path = new_history("prebuild_with_zstd_copies")
+    settings = settings_with_fresh_queue(hub.settings)
+    repo_id = (await push_vector(hub, branches=("main", "chorus"))).repo_id
+    async with running_workers(
+        temporal_env.client,
+        settings,
+        storage=hub.storage,
+        database_url=hub.engine.url.render_as_string(False),
+    ):
+        handle = await start_prebuild(
+            temporal_env.client, settings.temporal.prebuild_task_queue, repo_id, [MAIN, CHORUS], 1
+        )
+        result = await handle.result()
+    assert (result.targets, result.built) == (3, 3)
+    history = await handle.fetch_history()
+    copies = [
+        e
+        for e in history.events
+        if e.activity_task_scheduled_event_attributes.activity_type.name
+        == "make_fetch_mpack_zstd_copies"
+    ]
+    assert len(copies) == 3
+    await save(handle, path)
+
+
 async def test_record_prebuild_with_rebuild_signals(
     hub: Hub, temporal_env: WorkflowEnvironment
 ) -> None:

@@ -58,7 +58,7 @@ async def test_a_growing_pack_reads_every_byte_even_after_the_file_is_gone(tmp_p
         path.unlink()  # the build moves its file into storage when it is done
 
     async def read_all() -> bytes:
-        return b"".join([chunk async for chunk in growing.chunks()])
+        return b"".join([chunk async for chunk in growing.reader().chunks()])
 
     reader = asyncio.create_task(read_all())
     await asyncio.to_thread(write_slowly)
@@ -73,10 +73,11 @@ async def test_a_growing_pack_raises_the_builds_error_after_what_was_written(
     path.write_bytes(b"half a pack")
     growing = GrowingPack()
     growing.attach(path)
+    reader = growing.reader()
     growing.settle(None, BlobMissing("object x is missing from storage"))
     read = bytearray()
     with pytest.raises(BlobMissing):
-        async for chunk in growing.chunks():
+        async for chunk in reader.chunks():
             read += chunk
     assert bytes(read) == b"half a pack"
 
@@ -91,6 +92,8 @@ async def test_a_slow_cold_clone_streams_while_it_builds_then_is_recorded(hub: H
     assert answered < OBJECTS * READ_DELAY  # before the build could have ended
 
     streamed = b"".join([chunk async for chunk in answer.growing.chunks()])
+    async with asyncio.timeout(30):  # the stream ends when the pack is whole, before its record
+        await asyncio.gather(*fetcher._streamed_builds)
 
     hit = await fetcher.answer(repo.owner, repo.slug, [MAIN, CHORUS], [], None, form="inline")
     assert hit.cache == "HIT" and hit.pack is not None and hit.growing is None
@@ -167,7 +170,7 @@ async def test_the_route_streams_a_slow_build_chunked_and_it_decodes_as_the_stor
     real_build = fetcher.build
     slow = LatencyInjectingStorage(hub.storage, 0.4)
 
-    async def slow_build(session, repo_id, want, have, *, on_file=None):  # type: ignore[no-untyped-def]
+    async def slow_build(session, repo_id, want, have, *, watch=None):  # type: ignore[no-untyped-def]
         return await build_and_upload(
             session,
             repo_id,
@@ -176,7 +179,7 @@ async def test_the_route_streams_a_slow_build_chunked_and_it_decodes_as_the_stor
             storage=slow,
             work_dir=hub.settings.work_dir,
             read_concurrency=1,
-            on_file=on_file,
+            watch=watch,
         )
 
     fetcher.build = slow_build
@@ -186,6 +189,8 @@ async def test_the_route_streams_a_slow_build_chunked_and_it_decodes_as_the_stor
         streamed = await hub.client.post(
             f"/{repo.owner}/{repo.slug}/fetch", content=msgpack.packb(asked), headers=HEADERS
         )
+        async with asyncio.timeout(30):  # the stream ends when the pack is whole, not recorded
+            await asyncio.gather(*fetcher._streamed_builds)
     finally:
         fetcher.build = real_build
     assert streamed.headers["x-musehub-cache"] == "MISS"
