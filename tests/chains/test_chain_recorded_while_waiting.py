@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+from typing import Any
 
 import msgpack
-from sqlalchemy import text
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.mpack.reader import read_mpack
@@ -19,23 +20,26 @@ from tests.chains.test_chain_records import TTL, build_part, repo_id_of
 from tests.conftest import Hub
 from tests.wire.helpers import call, decode
 
-WAITING_FOR_AN_ADVISORY_LOCK = text(
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-)
 
+def spy_on_lock_tries(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Set once a fetch has tried the want set's lock and found it taken."""
+    refused = asyncio.Event()
+    try_lock = mpack_cache.try_lock_want_set
 
-async def until_someone_waits_for_a_lock(hub: Hub) -> None:
-    async with AsyncSession(hub.engine) as session:
-        for _ in range(500):
-            if await session.scalar(WAITING_FOR_AN_ADVISORY_LOCK):
-                return
-            await asyncio.sleep(0.01)
-    raise AssertionError("the fetch never waited for the want set's lock")
+    async def trying(*args: Any, **kwargs: Any) -> bool:
+        taken: bool = await try_lock(*args, **kwargs)
+        if not taken:
+            refused.set()
+        return taken
+
+    monkeypatch.setattr(mpack_cache, "try_lock_want_set", trying)
+    return refused
 
 
 async def test_a_url_clone_that_waited_gets_one_url_for_a_chain_recorded_meanwhile(
-    hub: Hub,
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    refused = spy_on_lock_tries(monkeypatch)
     owner, slug, token = await hub.create_repo()
     history = History()
     c1 = history.commit([], {"a": b"one", "b": b"same"})
@@ -47,7 +51,7 @@ async def test_a_url_clone_that_waited_gets_one_url_for_a_chain_recorded_meanwhi
         repo = await repo_id_of(builder, owner, slug)
         await mpack_cache.lock_want_set(builder, repo, [c2])  # a builder of [c2] in flight
         fetching = asyncio.create_task(call(hub.client, owner, slug, "fetch", body, token))
-        await until_someone_waits_for_a_lock(hub)
+        await asyncio.wait_for(refused.wait(), 10)  # the fetch waits for our build
         base = await build_part(hub, builder, repo, [c1], [])
         top_up = await build_part(hub, builder, repo, [c2], [c1])
         await mpack_cache.record_chain(
