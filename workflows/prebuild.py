@@ -248,14 +248,18 @@ class PrebuildFetchMPacks:
                 "prebuild skipped repo=%s want=%s: %s", repo_id, want, check.reason
             )
             self._status.skipped += 1
-        else:
+        recorded = check.verdict == "built"
+        if check.verdict not in ("fresh", "built", "gone"):
             if self._parallel_checks and len(want) == 1:
                 # A tip whose check ran beside the head set's builds after it, as before.
                 await workflow.wait_condition(lambda: not self._building_head_set())
             loss = timedelta(seconds=params.worker_loss_seconds)
             # A forced rebuild makes a new base: a top-up would keep whatever the chain holds.
-            await self._build(repo_id, want, loss, check.task_queue, force and self._quick)
-        if check.verdict not in ("fresh", "gone") and workflow.patched(ZSTD_COPIES_PATCH):
+            recorded = await self._build(
+                repo_id, want, loss, check.task_queue, force and self._quick
+            )
+        # A skipped build (superseded, a blob missing) recorded nothing to copy.
+        if recorded and workflow.patched(ZSTD_COPIES_PATCH):
             self._copies.append(
                 workflow.start_activity_method(
                     PrebuildActivities.make_zstd_copies,
@@ -284,9 +288,9 @@ class PrebuildFetchMPacks:
         worker_loss: timedelta,
         claimed_queue: str,
         fresh_base: bool,
-    ) -> None:
+    ) -> bool:
         """The worker that checked the cache builds; a build that lost its worker starts over on
-        whichever worker claims it next."""
+        whichever worker claims it next. False: skipped, nothing recorded."""
         for attempt in range(1, MAX_BUILD_ATTEMPTS + 1):
             try:
                 queue = claimed_queue
@@ -294,12 +298,12 @@ class PrebuildFetchMPacks:
                     queue = await self._claim(repo_id)
                 await self._build_once(repo_id, want, worker_loss, queue, fresh_base)
                 self._status.built += 1
-                return
+                return True
             except ActivityError as err:
                 if _error_type(err) == SUPERSEDED:
                     workflow.logger.info("prebuild superseded repo=%s want=%s", repo_id, want)
                     self._status.skipped += 1
-                    return
+                    return False
                 if _is_business_failure(err) or attempt == MAX_BUILD_ATTEMPTS:
                     self._status.last_error = f"{want}: {_describe(err)}"
                     self._status.skipped += 1
@@ -309,8 +313,9 @@ class PrebuildFetchMPacks:
                         want,
                         self._status.last_error,
                     )
-                    return
+                    return False
                 workflow.logger.info("prebuild attempt %d lost its worker, starting over", attempt)
+        return False  # not reached: the last attempt returns above
 
     async def _claim(self, repo_id: str) -> str:
         claim = await workflow.execute_activity_method(

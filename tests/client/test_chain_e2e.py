@@ -145,8 +145,9 @@ async def test_a_corrupt_part_in_storage_fails_the_clone_cleanly(
     data[len(data) // 2] ^= 0xFF  # same size: only the sha256 can tell
     await hub.storage.put(top_up.mpack_id, bytes(data))
     dest = tmp_path / "song"
+    # The raw parts: the prebuild may have made the top-up's zstd copy before the corruption.
     with pytest.raises(CloneError, match=r"sha256|corrupt"):
-        await clone(f"http://hub.test/{owner}/{slug}", dest, transport=Recording(hub))
+        await clone(f"http://hub.test/{owner}/{slug}", dest, transport=Recording(hub), zstd=False)
     assert (
         not dest.exists() and list(await asyncio.to_thread(lambda: list(tmp_path.iterdir()))) == []
     )

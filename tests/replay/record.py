@@ -317,7 +317,25 @@ async def test_record_prebuild_of_tips_beside_the_head_set_check(
     """Real activities, with the tips' checks started beside the head set's (workflow.patched
     "tips-beside-head-set-check"): a base for two branches, then a one-commit push to each, the
     head set's and the tip's top-ups built by their cache checks at once."""
-    path = new_history("prebuild_tips_beside_head_set_check")
+    await record_tips_beside_the_head_set_check(
+        hub, temporal_env, "prebuild_tips_beside_head_set_check"
+    )
+
+
+async def test_record_prebuild_of_tips_beside_the_head_set_check_with_zstd_copies(
+    hub: Hub, temporal_env: WorkflowEnvironment
+) -> None:
+    """The same scenario once both "tips-beside-head-set-check" and "zstd-copies-at-prebuild"
+    were in one workflow (each was first recorded without the other)."""
+    await record_tips_beside_the_head_set_check(
+        hub, temporal_env, "prebuild_tips_beside_head_set_check_with_zstd_copies"
+    )
+
+
+async def record_tips_beside_the_head_set_check(
+    hub: Hub, temporal_env: WorkflowEnvironment, name: str
+) -> None:
+    path = new_history(name)
     settings = settings_with_fresh_queue(hub.settings)
     owner, slug, token = await hub.create_repo()
     history = History()
