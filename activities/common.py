@@ -17,7 +17,7 @@ from musehub.contract import (
     SUPERSEDED,
     ErrorType,
 )
-from musehub.services.mpack_build import BlobMissing
+from musehub.services.blob_reads import BlobMissing
 from musehub.services.staging import BadBuildId, StagingLost
 from musehub.services.superseded import Superseded
 

@@ -39,19 +39,14 @@ from musehub.contract import (
 from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, PREBUILD_QUEUE_DELAY
 from musehub.mpack.writer import PackDigest, SectionSpan
 from musehub.services import history, mpack_cache, top_ups
+from musehub.services.blob_reads import storage_blob_reader
 from musehub.services.chains import Chain
 from musehub.services.compaction import needs_compaction
 from musehub.services.encoded_packs import make_copies_for
 from musehub.services.errors import NotFound
 from musehub.services.keys import mpack_key
 from musehub.services.lost_packs import still_stored
-from musehub.services.mpack_build import (
-    FetchPlan,
-    assemble_mpack,
-    build_planned,
-    storage_blob_reader,
-    upload_mpack,
-)
+from musehub.services.mpack_build import FetchPlan, assemble_mpack, build_planned, upload_mpack
 from musehub.services.staging import StagingArea
 from musehub.services.superseded import unless_superseded
 from musehub.settings import Settings

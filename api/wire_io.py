@@ -20,8 +20,8 @@ from starlette.requests import ClientDisconnect
 from musehub.mpack.errors import MPackFormatError
 from musehub.mpack.ids import is_content_id
 from musehub.mpack.request import decode_request
+from musehub.services.blob_reads import BlobMissing
 from musehub.services.errors import BadRequest, PayloadTooLarge, Unavailable, WireError
-from musehub.services.mpack_build import BlobMissing
 from musehub.storage import StorageError
 
 MSGPACK = "application/x-msgpack"

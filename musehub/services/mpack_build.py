@@ -1,5 +1,6 @@
 """The one implementation of the fetch-mpack build, in steps an activity can call one by one:
-plan (which records), assemble (stream them into a file, blobs read with bounded concurrency),
+plan (which records), assemble (stream them into a file, blobs read with bounded concurrency:
+`blob_reads`),
 upload (under the pack's content address). `build_and_upload`, the synchronous build a fetch
 falls back to, runs them back to back."""
 
@@ -8,14 +9,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import statistics
 import tempfile
-import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,22 +22,21 @@ from musehub.mpack.chain import StoredPart, joined_sections, joined_size, joined
 from musehub.mpack.sink import ThreadedPackSink
 from musehub.mpack.writer import MPackWriter, PackDigest
 from musehub.services import history
+from musehub.services.blob_reads import (
+    BlobMissing,
+    BlobReader,
+    PackObject,
+    hedged_reader,
+    read_as_completed,
+    read_in_order,
+    storage_blob_reader,
+)
 from musehub.services.errors import NotFound
 from musehub.services.keys import mpack_key
 from musehub.services.mpack_cache import hold_mpack_object
 from musehub.storage import ObjectStorage
 
 RECORD_BATCH = 1000
-# Blob bytes held in flight at once while assembling: memory stays bounded by this, not by the
-# repo's size (one blob larger than this is still read, alone).
-MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class PackObject:
-    object_id: str
-    storage_key: str
-    size: int
 
 
 @dataclass(frozen=True)
@@ -60,12 +57,6 @@ class BuiltMPack:
     object_count: int
 
 
-class BlobMissing(Exception):
-    """A blob the plan names is not in storage or does not hash to its id: a business fact,
-    not something a retry fixes."""
-
-
-BlobReader = Callable[[PackObject], Coroutine[Any, Any, bytes]]
 Progress = Callable[[int, int], None]
 
 
@@ -297,146 +288,6 @@ async def _records(
         result = await session.execute(query, {"repo_id": repo_id, "ids": batch})
         for (record,) in result.all():
             yield bytes(record)
-
-
-async def read_in_order(
-    objects: Iterable[PackObject],
-    read_blob: BlobReader,
-    *,
-    concurrency: int,
-    max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES,
-) -> AsyncIterator[tuple[PackObject, bytes]]:
-    """Yield (object, bytes) in the given order while up to `concurrency` reads (and at most
-    `max_in_flight_bytes` of blobs) are under way: latency overlaps, memory stays bounded."""
-    queue = iter(objects)
-    window: deque[tuple[PackObject, asyncio.Task[bytes]]] = deque()
-    in_flight = 0
-    upcoming: PackObject | None = next(queue, None)
-    try:
-        while upcoming is not None or window:
-            while (
-                upcoming is not None
-                and len(window) < concurrency
-                and (not window or in_flight + upcoming.size <= max_in_flight_bytes)
-            ):
-                window.append((upcoming, asyncio.create_task(read_blob(upcoming))))
-                in_flight += upcoming.size
-                upcoming = next(queue, None)
-            obj, task = window.popleft()
-            content = await task
-            in_flight -= obj.size
-            yield obj, content
-    finally:
-        for _, task in window:
-            task.cancel()
-
-
-async def read_as_completed(
-    objects: Iterable[PackObject],
-    read_blob: BlobReader,
-    *,
-    concurrency: int,
-    max_in_flight_bytes: int = MAX_IN_FLIGHT_BYTES,
-) -> AsyncIterator[tuple[PackObject, bytes]]:
-    """`read_in_order`, yielding each (object, bytes) as its read ends: a slow read holds its
-    own slot, not the reads behind it."""
-    queue = iter(objects)
-    reading: dict[asyncio.Task[bytes], PackObject] = {}
-    in_flight = 0
-    upcoming: PackObject | None = next(queue, None)
-    try:
-        while upcoming is not None or reading:
-            while (
-                upcoming is not None
-                and len(reading) < concurrency
-                and (not reading or in_flight + upcoming.size <= max_in_flight_bytes)
-            ):
-                reading[asyncio.create_task(read_blob(upcoming))] = upcoming
-                in_flight += upcoming.size
-                upcoming = next(queue, None)
-            done, _ = await asyncio.wait(reading, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                obj = reading.pop(task)
-                in_flight -= obj.size
-                yield obj, task.result()
-    finally:
-        for task in reading:
-            task.cancel()
-
-
-# A read is hedged (a second GET of the same object, the first answer wins) once it has run
-# HEDGE_FACTOR times the median of the reads so far, and at least HEDGE_AFTER_SECONDS: one GET
-# stuck on a slow connection or server should not hold a build's end. At most one hedge per
-# read, and at most a HEDGE_SHARE of the build's reads hedged at once, so a store that is slow
-# for everyone is not asked twice for everything.
-HEDGE_FACTOR = 4.0
-HEDGE_AFTER_SECONDS = 1.0
-HEDGE_SHARE = 8
-# Reads whose durations set the median (the most recent ones).
-HEDGE_SAMPLE = 256
-
-
-def hedged_reader(
-    read_blob: BlobReader,
-    *,
-    concurrency: int,
-    factor: float = HEDGE_FACTOR,
-    after_seconds: float = HEDGE_AFTER_SECONDS,
-) -> BlobReader:
-    """`read_blob`, with a second read of an object whose first is slow (see HEDGE_FACTOR)."""
-    durations: deque[float] = deque(maxlen=HEDGE_SAMPLE)
-    hedges = asyncio.Semaphore(max(1, concurrency // HEDGE_SHARE))
-
-    def patience() -> float:
-        usual = statistics.median(durations) if durations else 0.0
-        return max(after_seconds, factor * usual)
-
-    async def read(obj: PackObject) -> bytes:
-        started = time.perf_counter()
-        first = asyncio.ensure_future(read_blob(obj))
-        try:
-            done, _ = await asyncio.wait({first}, timeout=patience())
-            if done or hedges.locked():
-                content = await first
-            else:
-                async with hedges:
-                    content = await _first_of(first, asyncio.ensure_future(read_blob(obj)))
-        finally:
-            first.cancel()  # a no-op once it ended; stops it when the build is cancelled
-        durations.append(time.perf_counter() - started)
-        return content
-
-    return read
-
-
-async def _first_of(*reads: asyncio.Future[bytes]) -> bytes:
-    """The first of `reads` to succeed (the others are cancelled); the first error if all fail."""
-    pending = set(reads)
-    error: BaseException | None = None
-    try:
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for read in done:
-                if read.exception() is None:
-                    return read.result()
-                error = error or read.exception()
-        assert error is not None
-        raise error
-    finally:
-        for read in pending:
-            read.cancel()
-
-
-def storage_blob_reader(storage: ObjectStorage) -> BlobReader:
-    async def read(obj: PackObject) -> bytes:
-        from musehub.storage import ObjectNotFound
-
-        try:
-            return await storage.get(obj.storage_key)
-        except ObjectNotFound:
-            raise BlobMissing(f"object {obj.object_id} is missing from storage") from None
-
-    return read
 
 
 async def upload_mpack(

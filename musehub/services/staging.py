@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from musehub.contract import BUILD_STEP_TIMEOUT
-from musehub.services.mpack_build import BlobMissing, BlobReader, PackObject, Progress
+from musehub.services.blob_reads import BlobMissing, BlobReader, PackObject
+from musehub.services.mpack_build import Progress
 from musehub.storage import ObjectNotFound, ObjectStorage
 
 # Blobs this large are staged on the worker before assembling, so a retried build resumes

@@ -47,15 +47,10 @@ from musehub.mpack.chain import joined_size, joined_stream
 from musehub.mpack.inline import INLINE_HEADER, branch_heads_trailer
 from musehub.mpack.reader import read_mpack
 from musehub.services import mpack_cache, top_ups
+from musehub.services.blob_reads import storage_blob_reader
 from musehub.services.chains import BaseChain, Chain
 from musehub.services.compaction import compact_chain
-from musehub.services.mpack_build import (
-    FetchPlan,
-    assemble_mpack,
-    plan_fetch,
-    storage_blob_reader,
-    upload_mpack,
-)
+from musehub.services.mpack_build import FetchPlan, assemble_mpack, plan_fetch, upload_mpack
 from tests.chains.history import History
 from tests.chains.rows import expire
 from tests.conftest import Hub

@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.db.models import FetchMPackCache
 from musehub.mpack.inline import INLINE_HEADER, branch_heads_trailer
+from musehub.services.blob_reads import BlobMissing
 from musehub.services.fetch import FetchAnswer, FetchMPacks
 from musehub.services.growing_pack import GrowingPack
-from musehub.services.mpack_build import BlobMissing, build_and_upload
+from musehub.services.mpack_build import build_and_upload
 from musehub.settings import Settings
 from musehub.storage import LatencyInjectingStorage
 from tests.conftest import Hub

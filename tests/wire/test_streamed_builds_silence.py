@@ -13,13 +13,9 @@ from typing import Any
 
 import msgpack
 
+from musehub.services.blob_reads import PackObject, hedged_reader, read_as_completed
 from musehub.services.fetch import FetchMPacks
-from musehub.services.mpack_build import (
-    PackObject,
-    assemble_mpack,
-    hedged_reader,
-    read_as_completed,
-)
+from musehub.services.mpack_build import assemble_mpack
 from musehub.storage import LatencyInjectingStorage, ObjectStorage
 from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS
@@ -78,7 +74,8 @@ async def test_a_pack_in_arrival_order_holds_the_same_records(hub: Hub, tmp_path
     """The format lets objects come in any order; the client reads them by id."""
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from musehub.services.mpack_build import plan_fetch, storage_blob_reader
+    from musehub.services.blob_reads import storage_blob_reader
+    from musehub.services.mpack_build import plan_fetch
 
     repo = await push_vector(hub, branches=("main", "chorus"))
     packs = []
