@@ -285,9 +285,9 @@ def _report(
         checks=checks,
         plots=[plot],
         notes=[
-            "`musehub clone` sends `mpack-zstd` and gets the pack's zstd copy (made on the "
-            "first such request, so the warm runs download a stored copy); `--no-zstd` asks "
-            "for the raw pack, as clients before it did."
+            "`musehub clone` sends `mpack-zstd` and gets the pack's zstd copy (made by the "
+            "prebuild once the pack is recorded, or by the first such request if that comes "
+            "first); `--no-zstd` asks for the raw pack, as clients before it did."
         ],
         raw={
             "runs": {
