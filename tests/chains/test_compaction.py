@@ -18,6 +18,7 @@ from musehub.mpack.writer import SectionSpan
 from musehub.services import mpack_cache
 from musehub.services.chains import Chain, ChainPart, parts_to_merge
 from musehub.services.compaction import compact_chain
+from musehub.services.encoded_packs import stored_copies
 from musehub.storage import LatencyInjectingStorage, StorageError
 from tests.chains.history import History
 from tests.chains.test_chain_e2e import applied, fetch, ids
@@ -123,6 +124,13 @@ async def test_a_compaction_that_dies_leaves_a_whole_chain(small_chains: Prebuil
         session_factory(hub.engine), hub.storage, hub.settings, repo_id, [tips[-1]]
     )
     assert (result.parts_before, result.parts_after) == (4, 3)
+    # The compaction made its new base's zstd copy: the next push's prebuild, which copies the
+    # parts of the row it records, does not pay for compressing it.
+    after = await chain_now(hub, repo_id, [tips[-1]])
+    assert after is not None
+    (joined,) = [p.mpack_id for p in after.parts if p not in before.parts]
+    copies = await stored_copies(session_factory(hub.engine), hub.storage, [joined])
+    assert joined in copies
 
 
 def sized(*sizes: int) -> Chain:
