@@ -686,6 +686,7 @@ async def record_built(
         built.key, built.digest.size, built.digest.sha256, tuple(want), built.digest.sections
     )
     await chains.record_part(session, repo_id, built.key, built.digest)
+    await chains.record_held(session, repo_id, built.key, built.snapshot_ids, built.object_ids)
     await mpack_cache.record_chain(
         session, repo_id=repo_id, want=want, chain=Chain((part,)), ttl=settings.mpack_cache_ttl
     )

@@ -55,6 +55,10 @@ class BuiltMPack:
     digest: PackDigest
     commit_count: int
     object_count: int
+    # What it holds besides commits, for a chain's later top-ups to leave out (`chains.
+    # record_held`).
+    snapshot_ids: Sequence[str] = ()
+    object_ids: Sequence[str] = ()
 
 
 Progress = Callable[[int, int], None]
@@ -133,6 +137,8 @@ class PlanInStages:
         self.repo_id = repo_id
         self._session, self._want, self._have = session, want, have
         self._commit_ids: list[str] | None = None
+        self._snapshot_ids: list[str] | None = None
+        self._objects: list[PackObject] | None = None
 
     async def commit_ids(self) -> list[str]:
         if self._commit_ids is None:
@@ -142,10 +148,16 @@ class PlanInStages:
         return self._commit_ids
 
     async def snapshot_ids(self) -> list[str]:
-        return await _snapshots_of(self._session, self.repo_id, await self.commit_ids())
+        if self._snapshot_ids is None:
+            self._snapshot_ids = await _snapshots_of(
+                self._session, self.repo_id, await self.commit_ids()
+            )
+        return self._snapshot_ids
 
     async def objects(self) -> list[PackObject]:
-        return await _objects_of(self._session, self.repo_id, await self.commit_ids())
+        if self._objects is None:
+            self._objects = await _objects_of(self._session, self.repo_id, await self.commit_ids())
+        return self._objects
 
 
 class _Planned:
@@ -406,7 +418,9 @@ async def _build(
     finally:
         await asyncio.to_thread(path.unlink, missing_ok=True)  # gone if the upload moved it
     commits, _, objects = digest.sections
-    return BuiltMPack(key, digest, commits.count, objects.count)
+    parts = plan if isinstance(plan, PlanInStages) else _Planned(plan)  # planned once, kept
+    held = [o.object_id for o in await parts.objects()]
+    return BuiltMPack(key, digest, commits.count, objects.count, await parts.snapshot_ids(), held)
 
 
 async def join_and_upload(

@@ -21,6 +21,7 @@ from musehub.services.mpack_build import build_and_upload
 from musehub.services.mpack_cache import cache_id_for
 from tests.chains.history import History
 from tests.chains.rows import expire
+from tests.chains.test_chain_e2e import fetch
 from tests.conftest import Hub
 
 TTL = timedelta(days=7)  # the default: other tests read the table
@@ -160,3 +161,23 @@ async def test_a_row_whose_chain_ends_at_an_expired_rows_position_is_still_a_bas
         )
         await session.commit()
     assert appended == Chain((base, top_up, built))
+
+
+async def test_a_pack_built_for_a_clone_miss_records_what_it_holds(hub: Hub) -> None:
+    """The synchronous path's pack (a cold clone) is a chain's base like the prebuild's: a
+    top-up on it leaves out what it holds, here a blob an older commit had and the new one
+    brings back (the plan itself only leaves out the boundary snapshot's objects)."""
+    owner, slug, token = await hub.create_repo()
+    history = History()
+    c1 = history.commit([], {"a": b"first"})
+    c2 = history.commit([c1], {"a": b"second"})
+    reverted = history.commit([c2], {"a": b"first"})
+    await history.push(hub, owner, slug, token, "main", c2)
+    assert (await fetch(hub, owner, slug, [c2], [], ["mpack-url"])).status_code == 200
+    await history.push(hub, owner, slug, token, "main", reverted)
+    async with AsyncSession(hub.engine) as session:
+        repo = await repo_id_of(session, owner, slug)
+        plan, base_want = await top_ups.plan_top_up(session, repo, [reverted], compact_parts=32)
+    assert base_want == [c2]  # the clone miss's row is the base
+    assert plan.commit_ids == [reverted]
+    assert plan.objects == []  # b"first" is in the base already
