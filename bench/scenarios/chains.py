@@ -46,6 +46,7 @@ CLONE_WITHIN = 1.10
 JOINED_WITHIN = 1.02
 WARM_TIMEOUT_S = 900.0
 SERVABLE_TIMEOUT_S = 300.0
+PULL_ROUNDS = 6  # the warm pulls vs history length, every size in turn each round
 POLL_S = 0.02
 ANSWERS_EXPIRE_S = 2.5  # > 2 x MUSEHUB_API_WARM_ANSWER_TTL_SECONDS: kept answers are gone
 TIMEOUT_S = 600.0
@@ -519,7 +520,7 @@ async def _clone_chain_vs_base(bench: Bench, line: Line, out: Report) -> None:
     hub = bench.hub
     repo = line.repo
     await hub.quiesce()
-    reps = bench.pick(2, 5)
+    reps = bench.pick(2, 7)
     run = await chain_clone.measure(hub, repo, bench.work, reps)
     rows = [[f"chain: {run.parts} parts (`mpack-chain` answer, `{run.cache}`)",
              mb(run.chain_bytes), secs(run.chain_s), _runs(run.timings["chain"]),
@@ -535,16 +536,19 @@ async def _clone_chain_vs_base(bench: Bench, line: Line, out: Report) -> None:
                 "(`mpack-chain`), the packs downloaded (a few at once, small ones ahead) and "
                 "decoded while they arrive, the tree checked out. The baseline's `/fetch` answer "
                 "is swapped for one part, the same history built into one pack "
-                "(`build_and_upload`). Runs alternate. Trees and `.muse` identical: "
+                "(`build_and_upload`), served in zstd as the chain's parts are. Runs alternate; "
+                "the clones are written to memory (`/dev/shm`) when the machine has it, so the "
+                "disk's noise stays out of a difference it plays no part in. Trees and `.muse` "
+                "identical: "
                 f"{'yes' if run.same_trees else 'NO'}. The client's own CPU (median): "
                 f"{secs(run.cpu_s('chain'))} s vs {secs(run.cpu_s('base'))} s. Load average "
                 f"{run.load[0]:.1f} → {run.load[1]:.1f}."))
     out.checks.append(Check(
         f"the {run.parts}-part chain joined (raw) vs one fresh base of the same history: "
         "≤ 1.02 x its bytes",
-        f"{mb(run.chain_raw_bytes)} MB vs {mb(run.base_bytes)} MB "
-        f"({run.chain_raw_bytes / run.base_bytes:.3f} x)",
-        run.chain_raw_bytes <= JOINED_WITHIN * run.base_bytes))
+        f"{mb(run.chain_raw_bytes)} MB vs {mb(run.base_raw_bytes)} MB "
+        f"({run.chain_raw_bytes / run.base_raw_bytes:.3f} x)",
+        run.chain_raw_bytes <= JOINED_WITHIN * run.base_raw_bytes))
     out.checks.append(Check(
         f"clone from a {run.parts}-part chain vs from one base: within 10 % end to end",
         f"{secs(run.chain_s)} s vs {secs(run.base_s)} s ({run.chain_s / run.base_s - 1:+.0%})",
@@ -562,17 +566,22 @@ class SizeRun:
     cost: PushCost
     pulls: Answers
     uncached: Answers
+    url: str
+    body: bytes  # the warm pull: want = the new tip, have = the previous one
+    line: Line
+    previous: str
 
 
 async def _warm_pull_vs_size(bench: Bench, out: Report) -> None:
     sizes = bench.pick([100, 500], [100, 1_000, 10_000, 100_000])
-    runs: list[SizeRun] = []
+    ready: list[SizeRun] = []
     for commits in sizes:
         try:
-            runs.append(await _pull_at_size(bench, commits, out.notes))
+            ready.append(await _push_at_size(bench, commits))
         except Exception as exc:
             out.notes.append(f"**warm pull, {commits:,} commits: not measured**: "
                              f"{type(exc).__name__}: {exc}")
+    runs = await _pulls_in_rounds(bench, ready, out.notes)
     if not runs:
         out.checks.append(Check("warm pull answer flat from the smallest to the largest history",
                                 "no size measured", None))
@@ -591,7 +600,8 @@ async def _warm_pull_vs_size(bench: Bench, out: Report) -> None:
         caption="`bench/synthetic.py: long_history` repos (those warm_fetch pushed this run "
                 "when it ran), then one commit pushed onto `main`; the pull: want = the new tip, "
                 "have = the previous tip (one id, so the body is the same size at every length), "
-                "URL form, one request at a time on one keep-alive connection. **Baseline**: the "
+                "URL form, one request at a time on one keep-alive connection, in "
+                f"{PULL_ROUNDS} rounds that each pull every size in turn. **Baseline**: the "
                 "same pull with have = an older commit that is no chain position (built per "
                 "request)."))
     first, last = runs[0], runs[-1]
@@ -612,7 +622,9 @@ async def _warm_pull_vs_size(bench: Bench, out: Report) -> None:
         logx=True, logy=True))
 
 
-async def _pull_at_size(bench: Bench, commits: int, notes: list[str]) -> SizeRun:
+async def _push_at_size(bench: Bench, commits: int) -> SizeRun:
+    """A repo of `commits` commits, warm, with one commit pushed on `main` and the stack idle
+    again; its pulls are made by `_pulls_in_rounds`."""
     hub = bench.hub
     repo = hub.pushed.get(f"history-{commits}")
     if repo is None:
@@ -624,17 +636,31 @@ async def _pull_at_size(bench: Bench, commits: int, notes: list[str]) -> SizeRun
     line = Line.of(repo, "main", 96)
     previous = line.tip_id
     cost = await _push_one(hub, line, settle=True)
-    url = f"{repo.url}/fetch"
-    pulls = await asyncio.to_thread(load.sequential, url, fetch_body([line.tip_id], [previous]),
-                                    bench.pick(50, 300))
-    warm = Answers(latencies=pulls.latencies, statuses=pulls.statuses)
-    stranger = await _no_position(hub, line, previous)
-    uncached = Answers()
-    if stranger is not None:
-        uncached = await _one_by_one(hub, url, fetch_body([line.tip_id], [stranger]), 1)
-    if not warm.all_hits:
-        notes.append(f"warm pull, {commits:,} commits: answered {warm.summary()}.")
-    return SizeRun(commits, cost, warm, uncached)
+    return SizeRun(commits, cost, Answers(), Answers(), f"{repo.url}/fetch",
+                   fetch_body([line.tip_id], [previous]), line, previous)
+
+
+async def _pulls_in_rounds(bench: Bench, runs: list[SizeRun], notes: list[str]) -> list[SizeRun]:
+    """The warm pulls of every size in `PULL_ROUNDS` rounds, each round every size in turn, so
+    whatever drifts on the machine meanwhile (another process's work, the API's caches)
+    falls on all sizes alike rather than on whichever was measured first; then each size's
+    uncached baseline."""
+    per_round = bench.pick(50, 300) // PULL_ROUNDS
+    for _ in range(PULL_ROUNDS):
+        for run in runs:
+            pulls = await asyncio.to_thread(load.sequential, run.url, run.body, per_round)
+            for status, count in pulls.statuses.items():
+                run.pulls.statuses[status] = run.pulls.statuses.get(status, 0) + count
+            run.pulls.latencies.extend(pulls.latencies)
+    hub = bench.hub
+    for run in runs:
+        stranger = await _no_position(hub, run.line, run.previous)
+        if stranger is not None:
+            body = fetch_body([run.line.tip_id], [stranger])
+            run.uncached = await _one_by_one(hub, run.url, body, 1)
+        if not run.pulls.all_hits:
+            notes.append(f"warm pull, {run.commits:,} commits: answered {run.pulls.summary()}.")
+    return runs
 
 
 # -- formatting --------------------------------------------------------------------------------
