@@ -94,7 +94,7 @@ async def test_a_slow_cold_clone_streams_while_it_builds_then_is_recorded(hub: H
 
     streamed = b"".join([chunk async for chunk in answer.growing.chunks()])
     async with asyncio.timeout(30):  # the stream ends when the pack is whole, before its record
-        await asyncio.gather(*fetcher._streamed_builds)
+        await asyncio.gather(*fetcher.builds.streamed)
 
     hit = await fetcher.answer(repo.owner, repo.slug, [MAIN, CHORUS], [], None, form="inline")
     assert hit.cache == "HIT" and hit.pack is not None and hit.growing is None
@@ -130,19 +130,19 @@ async def test_a_build_that_fails_mid_stream_cuts_the_answer_and_records_nothing
     repo = await push_vector(hub, branches=("main",))
     fetcher = slow_fetcher(hub)
     vanished = sorted(o["object_id"] for o in load_vector()["objects"])[-1]
-    real_build = fetcher.build
+    real_build = fetcher.builds.build
 
     async def build_with_a_lost_blob(*args: object, **kwargs: object) -> object:
         await hub.storage.delete(f"objects/{repo.repo_id}/{vanished[:2]}/{vanished}")
         return await real_build(*args, **kwargs)  # type: ignore[arg-type]
 
-    fetcher.build = build_with_a_lost_blob  # type: ignore[assignment]
+    fetcher.builds.build = build_with_a_lost_blob  # type: ignore[assignment]
     answer = await fetcher.answer(repo.owner, repo.slug, [MAIN], [], None, form="inline")
     assert answer.growing is not None
     with pytest.raises(BlobMissing):
         async for _ in answer.growing.chunks():
             pass
-    fetcher.build = real_build
+    fetcher.builds.build = real_build
     assert await repo_has_no_row(hub, repo)
 
 
@@ -168,7 +168,7 @@ async def test_the_route_streams_a_slow_build_chunked_and_it_decodes_as_the_stor
     client reads an inline answer."""
     repo = await push_vector(hub, branches=("main", "chorus"))
     fetcher: FetchMPacks = hub.app.state.parts.fetch
-    real_build = fetcher.build
+    real_build = fetcher.builds.build
     slow = LatencyInjectingStorage(hub.storage, 0.4)
 
     async def slow_build(session, repo_id, want, have, *, watch=None):  # type: ignore[no-untyped-def]
@@ -183,7 +183,7 @@ async def test_the_route_streams_a_slow_build_chunked_and_it_decodes_as_the_stor
             watch=watch,
         )
 
-    fetcher.build = slow_build
+    fetcher.builds.build = slow_build
     asked = {"want": [MAIN, CHORUS], "have": [], "capabilities": capabilities}
     body = msgpack.packb({"want": [MAIN, CHORUS], "have": []})
     try:
@@ -191,9 +191,9 @@ async def test_the_route_streams_a_slow_build_chunked_and_it_decodes_as_the_stor
             f"/{repo.owner}/{repo.slug}/fetch", content=msgpack.packb(asked), headers=HEADERS
         )
         async with asyncio.timeout(30):  # the stream ends when the pack is whole, not recorded
-            await asyncio.gather(*fetcher._streamed_builds)
+            await asyncio.gather(*fetcher.builds.streamed)
     finally:
-        fetcher.build = real_build
+        fetcher.builds.build = real_build
     assert streamed.headers["x-musehub-cache"] == "MISS"
     assert "content-length" not in streamed.headers  # chunked: the length was not known yet
     stored = await hub.client.post(

@@ -135,18 +135,18 @@ async def test_the_stream_ends_when_the_pack_is_whole_not_when_it_is_uploaded(hu
 
 async def builds_over(fetcher: FetchMPacks) -> None:
     async with asyncio.timeout(30):
-        await asyncio.gather(*fetcher._streamed_builds)
+        await asyncio.gather(*fetcher.builds.streamed)
 
 
 def counting(fetcher: FetchMPacks) -> list[str]:
     builds: list[str] = []
-    real = fetcher.build
+    real = fetcher.builds.build
 
     async def build(*args: Any, **kwargs: Any) -> Any:
         builds.append(args[1])
         return await real(*args, **kwargs)
 
-    fetcher.build = build
+    fetcher.builds.build = build
     return builds
 
 
