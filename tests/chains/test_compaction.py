@@ -43,15 +43,6 @@ async def wait_for(hub: Hub, repo_id: str, want: list[str], parts: int) -> Chain
         await asyncio.sleep(0.2)
 
 
-@pytest.fixture
-def small_chains(prebuild_hub: PrebuildHub):  # type: ignore[no-untyped-def]
-    limits = prebuild_hub.settings.mpack
-    saved = (limits.chain_compact_parts, limits.chain_keep_parts, limits.chain_compact_ratio)
-    limits.chain_compact_parts, limits.chain_keep_parts, limits.chain_compact_ratio = 3, 1, 1e9
-    yield prebuild_hub
-    limits.chain_compact_parts, limits.chain_keep_parts, limits.chain_compact_ratio = saved
-
-
 async def push_one_at_a_time(hub: Hub, pushes: int) -> tuple[str, list[str]]:
     owner, slug, token = await hub.create_repo()
     history = History()

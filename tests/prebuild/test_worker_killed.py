@@ -32,7 +32,11 @@ MAIN = VECTOR_HEADS["main"]
 
 
 def start_slow_worker(
-    hub: Hub, env: WorkflowEnvironment, queue: str, log: Path
+    hub: Hub,
+    env: WorkflowEnvironment,
+    queue: str,
+    log: Path,
+    more_environment: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """A real worker process whose blob reads take 1.5 s each, one at a time."""
     environment = (
@@ -44,6 +48,7 @@ def start_slow_worker(
         )
         | storage_environment(hub.settings)
         | {"MUSEHUB_STORAGE_READ_DELAY_MS": "1500", "MUSEHUB_STORAGE_READ_CONCURRENCY": "1"}
+        | (more_environment or {})
     )
     return subprocess.Popen(
         [sys.executable, "-m", "worker"],
