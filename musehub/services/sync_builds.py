@@ -8,8 +8,9 @@ answers.
 - Every build takes a hub-wide and a per-repository build slot (advisory locks, so across every
   process); when either is full the fetch gets 503 with Retry-After.
 - A build still running after `stream_builds_after_seconds` answers with the pack as it is
-  written (`answer_while_building`), and a fetch of a want set this process is building
-  already joins that build instead of waiting in silence."""
+  written (`answer_while_building`), and a fetch this process is building already (the same
+  want set and, for a pull, the same `have` as far as the repo knows its ids) joins that build
+  instead of starting another: a herd of identical uncached pulls builds once per process."""
 
 from __future__ import annotations
 
@@ -54,6 +55,12 @@ class Build(Protocol):
     ) -> Awaitable[BuiltMPack]: ...
 
 
+# What a build in flight is found by: the repo, the want set and the part of `have` that
+# matters (the ids the repo holds, sorted; empty for a clone). Two fetches with the same key get
+# the same pack.
+FlightKey = tuple[str, tuple[str, ...], tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class _Flight:
     """A build whose pack answers every fetch of its want set in this process while it runs."""
@@ -83,14 +90,14 @@ class SyncBuilds:
         self.streamed: set[asyncio.Task[FetchAnswer]] = set()
         # The recorded builds running in this process, by (repo, want set): a fetch of the same
         # want set streams the same pack instead of waiting for the row in silence.
-        self._flights: dict[tuple[str, tuple[str, ...]], _Flight] = {}
+        self._flights: dict[FlightKey, _Flight] = {}
 
     async def answer_while_building(
         self,
         cache: CacheOutcome,
         heads: dict[str, str],
         build: Callable[[GrowingPack | None], Coroutine[Any, Any, FetchAnswer]],
-        flight_key: tuple[str, tuple[str, ...]] | None = None,
+        flight_key: FlightKey | None = None,
     ) -> FetchAnswer:
         """The answer of a build for this request. A build still running after
         `stream_builds_after_seconds` answers with the pack as it is written, inline, instead of
@@ -120,7 +127,7 @@ class SyncBuilds:
     def _take_off(
         self,
         build: Callable[[GrowingPack | None], Coroutine[Any, Any, FetchAnswer]],
-        flight_key: tuple[str, tuple[str, ...]] | None,
+        flight_key: FlightKey | None,
     ) -> _Flight:
         growing = GrowingPack()
         flight = _Flight(asyncio.create_task(build(growing)), growing, time.monotonic())
@@ -132,7 +139,7 @@ class SyncBuilds:
             flight.task.add_done_callback(lambda _: self._land(flight_key, flight))
         return flight
 
-    def _land(self, flight_key: tuple[str, tuple[str, ...]], flight: _Flight) -> None:
+    def _land(self, flight_key: FlightKey, flight: _Flight) -> None:
         if self._flights.get(flight_key) is flight:
             del self._flights[flight_key]
 
