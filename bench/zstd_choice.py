@@ -27,14 +27,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgpack
-from pyzstd import CParameter, EndlessZstdDecompressor, ZstdCompressor
 
 from musehub.mpack.encoding import ZstdPackWriter
 from musehub.mpack.writer import MPackWriter, PackDigest
 from musehub.synth import PRESETS, SynthRepo
+from musehub.zstd_module import zstd_module
 
 MiB = 1 << 20
 CHUNK = MiB
+ZSTD = zstd_module()
 
 
 def write_clone_pack(repo: SynthRepo, out: Path) -> PackDigest:
@@ -81,7 +82,7 @@ def framed_size(raw: Path, boundaries: list[int], level: int = 3) -> int:
     """Size of the pack compressed as one frame per span between `boundaries`."""
     total = 0
     for start, end in itertools.pairwise(boundaries):
-        compressor = ZstdCompressor({CParameter.compressionLevel: level})
+        compressor = ZSTD.ZstdCompressor(level=level)
         for data in chunks(raw, start, end):
             total += len(compressor.compress(data))
         total += len(compressor.flush())
@@ -89,7 +90,7 @@ def framed_size(raw: Path, boundaries: list[int], level: int = 3) -> int:
 
 
 def decode_stream(path: Path) -> Iterator[bytes]:
-    decompressor = EndlessZstdDecompressor()
+    decompressor = ZSTD.ZstdDecompressor()  # the copy is one frame
     for data in chunks(path):
         while True:
             piece = decompressor.decompress(data, CHUNK)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import BinaryIO, Final
 
-from pyzstd import CParameter, ZstdCompressor
-
 from musehub.mpack.sink import PackSink
 from musehub.mpack.writer import PackDigest
+from musehub.zstd_module import zstd_module
 
 ZSTD: Final = "zstd"
 # Level 3 (zstd's default) took the gabriel pack from 41.7 MB to 22.5 MB in 0.10 s; higher
@@ -39,8 +38,11 @@ class ZstdPackWriter:
 
     def __init__(self, out: BinaryIO, *, level: int = ZSTD_LEVEL) -> None:
         self._sink = PackSink(out)
-        options: dict[int, int] = {CParameter.compressionLevel: level, CParameter.checksumFlag: 1}
-        self._compressor = ZstdCompressor(options)
+        zstd = zstd_module()
+        parameter = zstd.CompressionParameter
+        options = {parameter.compression_level: level, parameter.checksum_flag: 1}
+        self._compressor = zstd.ZstdCompressor(options=options)
+        self._end_frame = zstd.ZstdCompressor.FLUSH_FRAME
 
     def write(self, data: bytes) -> None:
         compressed = self._compressor.compress(data)
@@ -48,5 +50,5 @@ class ZstdPackWriter:
             self._sink.write(compressed)
 
     def finish(self) -> PackDigest:
-        self._sink.write(self._compressor.flush(ZstdCompressor.FLUSH_FRAME))
+        self._sink.write(self._compressor.flush(self._end_frame))
         return PackDigest(self._sink.size, self._sink.close())

@@ -8,10 +8,10 @@ import hashlib
 from typing import Any
 
 import msgpack
-import pyzstd
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from musehub.services.encoded_packs import stored_copies
+from musehub.zstd_module import zstd_module
 from tests.chains.history import History
 from tests.chains.test_chain_e2e import BLOB, chain_of, download, fetch, fetch_inline, ids
 from tests.prebuild.conftest import PrebuildHub
@@ -22,7 +22,7 @@ async def decoded(hub: PrebuildHub, url: str, size: int, sha256: str) -> bytes:
     """The bytes at `url`, checked against what the answer promised, decompressed."""
     data = await download(hub, url)
     assert len(data) == size and hashlib.sha256(data).hexdigest() == sha256
-    return pyzstd.decompress(data)
+    return zstd_module().decompress(data)
 
 
 async def copies_made(hub: PrebuildHub, keys: list[str]) -> None:
