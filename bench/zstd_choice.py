@@ -97,6 +97,8 @@ def decode_stream(path: Path) -> Iterator[bytes]:
             data = b""
             if piece:
                 yield piece
+            if decompressor.eof:
+                return
             if decompressor.needs_input:
                 break
 
