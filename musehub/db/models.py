@@ -222,6 +222,23 @@ class MPackPartRecord(Base):
     repo_id: Mapped[str] = mapped_column(ForeignKey("musehub_repos.repo_id", ondelete="CASCADE"))
 
 
+class PullPack(Base):
+    """A pack built for a pull no chain answers, kept `pull_packs.REUSE_SECONDS` so that the same
+    pull from another API process (the same want set, and the same commits of the repo in
+    `have`) is answered with it instead of a build of its own. No cache row names the pack: it
+    goes with the orphan sweep, whose grace outlasts the reuse many times over."""
+
+    __tablename__ = "musehub_pull_packs"
+    __table_args__ = (Index(None, "repo_id"), Index(None, "built_at"))
+
+    pull_key: Mapped[str] = mapped_column(CONTENT_ID, primary_key=True)
+    repo_id: Mapped[str] = mapped_column(ForeignKey("musehub_repos.repo_id", ondelete="CASCADE"))
+    mpack_id: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(CONTENT_ID)
+    built_at: Mapped[datetime] = _now_column()
+
+
 class MPackChainLink(Base):
     """Part `position` (0: the base) of the chain answering a cache row, and the want set whose
     whole history the chain holds up to and including it: a fetch whose `have` holds that want

@@ -18,7 +18,7 @@ and answers made of stored packs, checked and presigned (`stored_answers.py`: 6.
    recorded (UNCACHED): a stranger cannot fill storage with cached want sets.
 4. A fetch with `have` holding a position of the want set's chain (a pull after a push) is
    answered with the parts after it, as a hit; any other is built on demand (UNCACHED), one
-   build per process for identical pulls at once (`SyncBuilds`' single flight). The
+   build for identical pulls at once across every process (`SyncBuilds.shared_pull`). The
    chain is looked up once a second per want set (like 1.), the position is found in it in
    memory, and the answer for that position (only its own parts checked and presigned) is
    kept for a second (`RecentRests`): a herd of CI runners pulling the newest push costs one
@@ -48,7 +48,7 @@ from musehub.db.engine import session_factory
 from musehub.logs import info_line
 from musehub.metric_batches import BatchedCounter, BatchedHistogram
 from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, FETCH_SECONDS, FETCHES
-from musehub.services import history, mpack_cache
+from musehub.services import history, mpack_cache, pull_packs
 from musehub.services.chains import Chain
 from musehub.services.fetch_answer import (
     AnswerForm,
@@ -246,14 +246,15 @@ class FetchMPacks:
                     return repo.repo_id, answer
             matters = await history.existing_commit_ids(session, repo.repo_id, have)
             await session.commit()  # ends a lost part's drop
-        # Single-flighted: ids the repo does not hold (a client's unpushed commits) change
-        # nothing in the pack, so they do not keep two pulls of the same position apart.
-        flight = (repo.repo_id, tuple(want), tuple(sorted(matters)))
+        # Single-flighted, in this process and across processes: ids the repo does not hold (a
+        # client's unpushed commits) change nothing in the pack, so they do not tell pulls apart.
+        known = sorted(matters)
+        key = pull_packs.pull_key(repo.repo_id, want, known)
         return repo.repo_id, await self.builds.answer_while_building(
             "UNCACHED",
             heads,
-            lambda growing: self.builds.unrecorded(repo.repo_id, want, have, heads, growing),
-            flight,
+            lambda growing: self.builds.shared_pull(repo.repo_id, want, have, key, heads, growing),
+            (repo.repo_id, tuple(want), tuple(known)),
         )
 
     async def _warm_rest(

@@ -10,7 +10,7 @@ answers.
 - A build still running after `stream_builds_after_seconds` answers with the pack as it is
   written (`answer_while_building`), and a fetch this process is building already (the same
   want set and, for a pull, the same `have` as far as the repo knows its ids) joins that build
-  instead of starting another: a herd of identical uncached pulls builds once per process."""
+  instead of starting another; a pull built in another process is found in `pull_packs`."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from musehub.metrics import BUILDS_REFUSED
-from musehub.services import chains, mpack_cache
+from musehub.services import chains, mpack_cache, pull_packs
 from musehub.services.chains import Chain, ChainPart
 from musehub.services.errors import Unavailable
 from musehub.services.fetch_answer import CacheOutcome, FetchAnswer
@@ -154,11 +154,15 @@ class SyncBuilds:
                 # A lost pack's drop holds its object lock: end it before taking the want set's
                 # lock, which builders take first (the other order could deadlock with them).
                 await session.commit()
-                if not await self._lock_want_set_patiently(session, repo_id, want):
+                if not await self._lock_patiently(
+                    lambda: mpack_cache.try_lock_want_set(session, repo_id, want)
+                ):
                     # Another process builds it, for longer than a client should sit in
                     # silence: stream a build of our own, if a build slot is free.
                     if growing is not None and await self._build_slots_free(session, repo_id):
-                        return await self._build_alongside(session, repo_id, want, heads, growing)
+                        return await self._build_alongside(
+                            session, repo_id, want, [], heads, growing
+                        )
                     await session.rollback()
                     await mpack_cache.lock_want_set(session, repo_id, want)
                 entry = await self._answers.live_entry(
@@ -176,12 +180,10 @@ class SyncBuilds:
         )
         return FetchAnswer.of_pack(pack, heads)
 
-    async def _lock_want_set_patiently(
-        self, session: AsyncSession, repo_id: str, want: list[str]
-    ) -> bool:
-        """The want set's lock, if it comes within `stream_builds_after_seconds`."""
+    async def _lock_patiently(self, try_lock: Callable[[], Awaitable[bool]]) -> bool:
+        """A build's lock, if it comes within `stream_builds_after_seconds`."""
         deadline = time.monotonic() + self._settings.api.stream_builds_after_seconds
-        while not await mpack_cache.try_lock_want_set(session, repo_id, want):
+        while not await try_lock():
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(LOCK_POLL_SECONDS)
@@ -192,13 +194,14 @@ class SyncBuilds:
         session: AsyncSession,
         repo_id: str,
         want: list[str],
+        have: list[str],
         heads: dict[str, str],
         growing: GrowingPack,
     ) -> FetchAnswer:
-        """A build of a want set another process is building (its slots taken): streamed to
-        this request and not recorded (the other build records its own), so its object goes
-        with the orphan sweep."""
-        built = await self.build(session, repo_id, want, [], watch=growing)
+        """A build another process is making too (its slots taken): streamed to this request
+        and not recorded (the other build records its own), so its object goes with the
+        orphan sweep."""
+        built = await self.build(session, repo_id, want, have, watch=growing)
         await session.commit()
         pack = await self._answers.presigned(
             built.key, built.digest.size, built.digest.sha256, "UNCACHED"
@@ -217,6 +220,40 @@ class SyncBuilds:
         async with self._sessions() as session:
             await self._take_build_slots(session, repo_id)
             built = await self.build(session, repo_id, want, have, watch=growing)
+            await session.commit()
+        pack = await self._answers.presigned(
+            built.key, built.digest.size, built.digest.sha256, "UNCACHED"
+        )
+        return FetchAnswer.of_pack(pack, heads)
+
+    async def shared_pull(
+        self,
+        repo_id: str,
+        want: list[str],
+        have: list[str],
+        key: str,
+        heads: dict[str, str],
+        growing: GrowingPack | None,
+    ) -> FetchAnswer:
+        """A pull no chain answers, built once for every process asking for it at once (`key`:
+        `pull_packs.pull_key`): one builds under the key's lock and shares its pack; whoever
+        waited for the lock finds it (UNCACHED all the same: no cache row names it)."""
+        async with self._sessions() as session:
+            if not await self._lock_patiently(lambda: pull_packs.try_lock(session, key)):
+                if growing is not None and await self._build_slots_free(session, repo_id):
+                    return await self._build_alongside(session, repo_id, want, have, heads, growing)
+                await session.rollback()
+                await pull_packs.lock(session, key)
+            shared = await pull_packs.recent(session, key, pull_packs.reuse_for(self._settings))
+            if shared is not None and await self._storage.size(shared.mpack_id) == shared.size:
+                await session.commit()
+                pack = await self._answers.presigned(
+                    shared.mpack_id, shared.size, shared.sha256, "UNCACHED"
+                )
+                return FetchAnswer.of_pack(pack, heads)
+            await self._take_build_slots(session, repo_id)
+            built = await self.build(session, repo_id, want, have, watch=growing)
+            await pull_packs.record(session, key, repo_id, built)
             await session.commit()
         pack = await self._answers.presigned(
             built.key, built.digest.size, built.digest.sha256, "UNCACHED"

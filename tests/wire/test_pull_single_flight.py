@@ -1,6 +1,7 @@
 """Pulls no chain answers (issue 13, item 3) are single-flighted like clones: identical pulls at
-once make one build in a process, the key being the want set and the part of `have` the repo
-knows (a client's unpushed commits do not count); a pull from another position builds its own."""
+once make one build, in a process and across processes, the key being the want set and the part
+of `have` the repo knows (a client's unpushed commits do not count); a pull from another
+position builds its own."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.services.fetch import FetchMPacks
 from musehub.services.mpack_build import BuiltMPack, PackWatch
+from musehub.storage import LatencyInjectingStorage
 from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
 from tests.wire.helpers import push_vector
-from tests.wire.test_streamed_builds import slow_fetcher
+from tests.wire.test_streamed_builds import READ_DELAY, slow_fetcher, slow_settings
 
 MAIN = VECTOR_HEADS["main"]
 ROOT = next(c["commit_id"] for c in load_vector()["commits"] if not c.get("parent_commit_id"))
@@ -62,3 +64,32 @@ async def test_identical_pulls_at_once_make_one_build(hub: Hub) -> None:
     assert other.cache == "UNCACHED"
     assert builds[1:] == [(MAIN,)]  # another position: a build of its own
     await asyncio.gather(*fetcher.builds.streamed)
+
+
+def patient_fetcher(hub: Hub) -> FetchMPacks:
+    """An API process whose slow builds are waited for (a waiter does not build alongside)."""
+    settings = slow_settings(hub)
+    api = settings.api.model_copy(update={"stream_builds_after_seconds": 30.0})
+    storage = LatencyInjectingStorage(hub.storage, READ_DELAY)
+    return FetchMPacks(hub.engine, storage, settings.model_copy(update={"api": api}))
+
+
+async def test_the_same_pull_in_two_processes_makes_one_build(hub: Hub) -> None:
+    repo = await push_vector(hub)
+    first, second = patient_fetcher(hub), patient_fetcher(hub)  # two API processes
+    builds = counting_builds(first)
+    builds_second = counting_builds(second)
+
+    async def pull(fetcher: FetchMPacks, unpushed: str) -> str:
+        answer = await fetcher.answer(
+            repo.owner, repo.slug, [MAIN], [ROOT, unpushed], None, form="url"
+        )
+        assert answer.cache == "UNCACHED" and answer.pack is not None
+        return answer.pack.mpack_key
+
+    keys = await asyncio.gather(pull(first, "e" * 64), pull(second, "f" * 64))
+    assert len(builds) + len(builds_second) == 1
+    assert keys[0] == keys[1]
+    # A minute later than that it would be built again; within it, the same pack, no build.
+    assert await pull(second, "0" * 64) == keys[0]
+    assert len(builds) + len(builds_second) == 1
