@@ -13,6 +13,7 @@ like clones. Each target beside its baseline, measured in the same run:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import statistics
 import sys
@@ -336,12 +337,15 @@ async def _herd(bench: Bench, line: Line, previous: str, out: Report) -> None:
     await hub.quiesce()
     steady = await asyncio.to_thread(load.wrk, url, body, bench.work, connections=HERD,
                                      seconds=bench.pick(1, 5))
-    stranger = await _no_position(hub, line, previous)
-    reps = bench.pick(2, 5)
+    # Each from another commit: the same uncached pull again within a minute would be answered
+    # with the pack the first one built (`pull_packs`), not built.
+    strangers = await _no_positions(hub, line, previous, bench.pick(2, 5))
     uncached = Answers()
-    if stranger is not None:
+    if strangers:
         await hub.quiesce()
-        uncached = await _one_by_one(hub, url, fetch_body([line.tip_id], [stranger]), reps)
+        for stranger in strangers:
+            _merge(uncached, await _one_by_one(
+                hub, url, fetch_body([line.tip_id], [stranger]), 1))
     else:
         out.notes.append("No ancestor of the previous tip outside every chain position was "
                          "found: the uncached baseline was not measured.")
@@ -360,7 +364,8 @@ async def _herd(bench: Bench, line: Line, previous: str, out: Report) -> None:
              f"{steady.not_hit} not HIT", "-", f"{steady.latency_ms.get('50%', 0):.1f}",
              f"{steady.latency_ms.get('90%', 0):.1f}",
              f"{steady.latency_ms.get('99%', 0):.1f} (p99)"],
-            [f"baseline: {reps} one by one, have = an older commit (no chain position)",
+            [f"baseline: {len(strangers)} one by one, have = an older commit each (no chain "
+             "position)",
              uncached.summary() or "not measured", str(uncached.builds_logged),
              ms(uncached.p(50)), ms(uncached.p(90)),
              ms(max(uncached.latencies)) if uncached.latencies else "-"]]
@@ -375,10 +380,11 @@ async def _herd(bench: Bench, line: Line, previous: str, out: Report) -> None:
                 "mostly themselves); then the same pull from one client, one request "
                 f"after another, and from `wrk` holding {HERD} connections busy. Builds logged: "
                 "`cache=MISS` or `UNCACHED` lines of the API log. **Baseline**: the same pull "
-                "with a `have` that holds no position of the chain, so the hub plans, "
-                "assembles and uploads a pack for each request, as every pull did before "
-                "chains (50 of those at once would each build, two per repository at a time, "
-                "the rest refused with 503)."))
+                "with a `have` that holds no position of the chain (another older commit for "
+                "each request), so the hub plans, assembles and uploads a pack for each, as "
+                "every pull did before chains (before chains, 50 of those at once would each "
+                "build, two per repository at a time, the rest refused with 503; now identical "
+                "ones share one build, `pull_packs`)."))
     p50 = herd.p(50) * 1000
     out.checks += [
         Check(f"{HERD} clients pulling the newest push at once: all HIT, 0 builds",
@@ -439,8 +445,15 @@ async def _builds_since(hub: Hub, before: dict[str, int]) -> int:
 async def _no_position(hub: Hub, line: Line, previous: str) -> str | None:
     """An ancestor of `previous` that no chain position of the repo is: a `have` the chain
     cannot answer."""
+    found = await _no_positions(hub, line, previous, 1)
+    return found[0] if found else None
+
+
+async def _no_positions(hub: Hub, line: Line, previous: str, count: int) -> list[str]:
+    """Up to `count` such ancestors, nearest first."""
     positions = await hub.chain_positions(line.repo.repo_id)
-    return next((c for c in line.ancestors(previous) if (c,) not in positions), None)
+    strangers = (c for c in line.ancestors(previous) if (c,) not in positions)
+    return list(itertools.islice(strangers, count))
 
 
 # -- 3. a pull from each of the last 20 pushes -------------------------------------------------
