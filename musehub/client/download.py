@@ -34,11 +34,11 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from musehub.client.errors import DownloadError
+from musehub.client.session import transport_errors, unsupported_protocol_errors
 
 if TYPE_CHECKING:
-    import httpx
-
     from musehub.client.progress import ByteProgress
+    from musehub.client.session import Response, Session
 
 MiB = 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -87,7 +87,7 @@ class _Retry(Exception):
 
 
 async def stream_part(
-    http: httpx.AsyncClient,
+    http: Session,
     part: PackPart,
     write: Write,
     *,
@@ -162,7 +162,7 @@ class _Source:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: Session,
         part: PackPart,
         refresh: Refresh | None,
         policy: RetryPolicy,
@@ -210,8 +210,6 @@ class _Source:
 
     async def _get(self, url: str, cursor: _Cursor, end: int, emit: Write) -> None:
         """One GET from ``cursor.pos``, advancing it. Raises ``_Retry`` to go on from there."""
-        import httpx
-
         pos = cursor.pos
         whole = pos == 0 and end == self.part.size
         headers = {} if whole else {"Range": f"bytes={pos}-{end - 1}"}
@@ -242,14 +240,14 @@ class _Source:
                         return  # the rest is bytes we have (Range ignored): drop the connection
                 # Read to the body's end even once every byte is in: a response left unfinished
                 # closes its connection, and the next part would pay a new TCP connect.
-        except httpx.UnsupportedProtocol as exc:
+        except unsupported_protocol_errors() as exc:
             raise DownloadError(f"cannot download the pack from {url}: {exc}") from exc
-        except httpx.TransportError as exc:
+        except transport_errors() as exc:
             raise _Retry(f"the connection broke at byte {pos}: {exc}") from exc
         if pos < end:
             raise _Retry(f"the connection closed at byte {pos} of {self.part.size}")
 
-    async def _check_status(self, resp: httpx.Response, url: str, pos: int, whole: bool) -> int:
+    async def _check_status(self, resp: Response, url: str, pos: int, whole: bool) -> int:
         """Bytes to drop from the body's start (a 200 to a ranged GET), or raise."""
         status = resp.status_code
         if status == 206 and not whole:

@@ -32,9 +32,8 @@ from musehub.client.pipe import PIPE_CAPACITY, BytePipe, PipeAborted
 from musehub.client.wire import MPackURL
 
 if TYPE_CHECKING:
-    import httpx
-
     from musehub.client.progress import ByteProgress
+    from musehub.client.session import Session
     from musehub.client.wire import MuseRemote
 
 PARALLEL_PARTS = 4
@@ -97,7 +96,7 @@ def part_sink(part: PackPart, pipe: BytePipe) -> Decoding:
 
 
 async def stream_parts(
-    http: httpx.AsyncClient,
+    http: Session,
     parts: Sequence[PackPart],
     decode: Decode[T],
     *,
@@ -119,7 +118,7 @@ async def stream_parts(
 class _PartStreams:
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: Session,
         parts: Sequence[PackPart],
         refresh: RefreshPart | None,
         progress: ByteProgress | None,
