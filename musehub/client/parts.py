@@ -25,7 +25,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
-from musehub.client.download import PackPart, RetryPolicy, stream_part
+from musehub.client.download import DEFAULT_RETRY, PackPart, RetryPolicy, stream_part
 from musehub.client.encoding import Decoding, decoding
 from musehub.client.errors import DownloadError, RemoteError
 from musehub.client.pipe import PIPE_CAPACITY, BytePipe, PipeAborted
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 PARALLEL_PARTS = 4
 AHEAD_BYTES = 16 * 1024 * 1024
 
-DEFAULT_RETRY = RetryPolicy()
 
 T = TypeVar("T")
 # Given the part whose URL went stale, the same part (same sha256) at a fresh URL.

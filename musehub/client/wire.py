@@ -20,9 +20,8 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import msgpack
@@ -53,8 +52,8 @@ _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 Record = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class RemoteRefs:
+# The answers are NamedTuples, not frozen dataclasses: see download.PackPart.
+class RemoteRefs(NamedTuple):
     """The ``GET /refs`` answer."""
 
     repo_id: str
@@ -63,8 +62,7 @@ class RemoteRefs:
     branch_heads: dict[str, str]
 
 
-@dataclass(frozen=True)
-class MPackURL:
+class MPackURL(NamedTuple):
     """A fetch answered by URL: the packs to download (plain GETs) and apply in order, each
     checked against its size and sha256: one pack (``mpack-url``), or a base and top-ups
     (``mpack-chain``)."""
@@ -78,8 +76,7 @@ class MPackURL:
         return sum(part.size for part in self.parts)
 
 
-@dataclass(frozen=True)
-class InlinePack:
+class InlinePack(NamedTuple):
     """A fetch answered inline: the msgpack body, spooled to ``path`` (the caller deletes it)."""
 
     path: Path
@@ -89,14 +86,12 @@ class InlinePack:
 FetchAnswer = MPackURL | InlinePack
 
 
-@dataclass(frozen=True)
-class PresignAnswer:
+class PresignAnswer(NamedTuple):
     presigned: dict[str, str]
     inline: list[str]
 
 
-@dataclass(frozen=True)
-class StoredCounts:
+class StoredCounts(NamedTuple):
     stored: int
     skipped: int
 
