@@ -1,8 +1,8 @@
 """HTTP/1.1 on asyncio's own streams: the client a clone from an http:// hub talks through.
 
-httpx's default transport runs on httpcore and anyio; importing httpx alone cost a small clone
-more CPU than the rest of its work, and each 64 KiB of a pack went through anyio's cancel scopes
-and h11's buffers. What a hub and its storage need is narrow: a request with its body in
+httpx's default transport runs on httpcore and anyio; importing httpx was about a quarter of a
+small clone's CPU, and each 64 KiB of a pack went through anyio's cancel scopes and h11's
+buffers. What a hub and its storage need is narrow: a request with its body in
 memory; a response framed by ``Content-Length``, chunked, or ended by the close; connections
 kept alive and reused. That is all this speaks, with the part of ``httpx.AsyncClient``'s API the
 client uses (``session.Session``). ``https://`` URLs go to an ``httpx.AsyncClient``, built (with

@@ -6,9 +6,9 @@ of the answer ``status_code``, ``headers.get``, ``reason_phrase`` and ``aiter_by
 a subset of ``httpx.AsyncClient``'s API, so two things serve it:
 
 - ``http11.HTTP11Client`` for the usual case, an ``http://`` hub with no proxy or an ``http://``
-  one: it runs on asyncio's streams alone. ``import httpx`` (with httpcore, h11, anyio's
-  pieces, ``email``, ``http.client`` and ``urllib.request``) cost a small clone more CPU than
-  all the rest of its work, and is not paid at all on that path.
+  one: it runs on asyncio's streams alone. ``import httpx`` (with httpcore, h11, ``email``,
+  ``http.client`` and ``urllib.request``) was about a quarter of a small clone's CPU, and is
+  not paid at all on that path.
 - ``httpx.AsyncClient`` for the rest: a transport given by a caller (``httpx.ASGITransport``
   or ``MockTransport`` in tests), proxy settings other than a plain ``http://`` proxy, and
   ``https://`` URLs (which ``HTTP11Client`` hands to an ``httpx.AsyncClient`` of its own).
