@@ -10,12 +10,13 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import TextIO
-
-import httpx
+from typing import TYPE_CHECKING, TextIO
 
 from musehub.client.clone import CloneResult, clone, default_dest
 from musehub.client.errors import CloneError
+
+if TYPE_CHECKING:
+    import httpx
 
 EXIT_OK = 0
 EXIT_FAILED = 1

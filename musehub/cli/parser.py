@@ -7,10 +7,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from musehub.domains import DOMAINS
 
+# typing's own TYPE_CHECKING would import typing (3 ms of every `--help`); checkers know this
+# name.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 

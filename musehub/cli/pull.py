@@ -9,13 +9,14 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import TextIO
-
-import httpx
+from typing import TYPE_CHECKING, TextIO
 
 from musehub.client.errors import PullError
 from musehub.client.progress import format_bytes
 from musehub.client.pull import PullResult, pull
+
+if TYPE_CHECKING:
+    import httpx
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -1,6 +1,7 @@
 """The muse client side: the wire protocol client, push, clone, pull and the ``.muse`` layout.
 
-``wire`` talks HTTP (through ``http11``, a lean HTTP/1.1 transport, unless given another),
+``wire`` talks HTTP through ``session`` (``http11``, a lean HTTP/1.1 client for http://, or
+httpx for https://, other proxies and a transport given by tests),
 ``push``, ``clone`` and ``pull`` run the protocol's sequences, ``parts`` downloads an answer's
 packs (a chain's base and top-ups, a few at once) and ``download`` each one by URL (resumable,
 ranged), ``pipe`` hands them to ``unpack`` as they arrive, ``unpack`` checks every id and hands

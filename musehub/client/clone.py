@@ -23,9 +23,8 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 from musehub.client.encoding import ZSTD_CAPABILITY
 from musehub.client.errors import CloneError, RemoteError
@@ -45,8 +44,7 @@ RAW_CAPABILITIES = ("mpack-chain", "mpack-url")
 CAPABILITIES = (*RAW_CAPABILITIES, ZSTD_CAPABILITY)
 
 
-@dataclass(frozen=True)
-class CloneResult:
+class CloneResult(NamedTuple):  # not a dataclass: see download.PackPart
     dest: Path
     default_branch: str
     head_commit_id: str

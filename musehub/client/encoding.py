@@ -16,12 +16,12 @@ pack taken as whole. (The sha256 of the bytes served is checked by the download 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from musehub.client.errors import DownloadError
 
 if TYPE_CHECKING:
-    from pyzstd import EndlessZstdDecompressor
+    from backports.zstd import ZstdDecompressor
 
 Write = Callable[[bytes], Awaitable[None]]
 
@@ -50,19 +50,21 @@ class Decoding:
 
 
 class ZstdDecoding(Decoding):
-    def __init__(self, write: Write, *, decoded_size: int | None) -> None:
-        # Only clones given zstd pay the import.
-        from pyzstd import DParameter, EndlessZstdDecompressor
+    """Decoded with the zstd module of Python 3.14 (``compression.zstd``; ``backports.zstd``
+    before it): pyzstd's wrapper around the same decoder cost 7 ms more to import, paid by
+    every clone before its first pack byte. That decoder reads one frame; a valid zstd stream
+    may be several, one after another, so each frame's end starts a new one on what is left."""
 
+    def __init__(self, write: Write, *, decoded_size: int | None) -> None:
         super().__init__(write)
-        # Endless: a valid zstd stream may be several frames one after another.
-        self._decompressor: EndlessZstdDecompressor = EndlessZstdDecompressor(
-            option={DParameter.windowLogMax: WINDOW_LOG_MAX}
-        )
+        self._decompressor = _frame_decoder()
+        self._at_frame_edge = True  # no frame begun: a stream may end here
         self._limit = decoded_size
 
     async def write(self, data: bytes) -> None:
         while True:
+            if data:
+                self._at_frame_edge = False
             piece = self._decompress(data)
             data = b""
             if piece:
@@ -73,11 +75,17 @@ class ZstdDecoding(Decoding):
                         "report it to the hub's operator"
                     )
                 await super().write(piece)
-            if self._decompressor.needs_input:
+            if self._decompressor.eof:  # a frame ended: the next one starts on what is left
+                data = self._decompressor.unused_data
+                self._decompressor = _frame_decoder()
+                self._at_frame_edge = True
+                if not data:
+                    return
+            elif self._decompressor.needs_input:
                 return
 
     def finish(self) -> None:
-        if not self._decompressor.at_frame_edge:
+        if not self._at_frame_edge:
             raise DownloadError(
                 "the zstd pack ends in the middle of a frame (truncated); run the clone again"
             )
@@ -88,15 +96,31 @@ class ZstdDecoding(Decoding):
             )
 
     def _decompress(self, data: bytes) -> bytes:
-        from pyzstd import ZstdError
-
+        zstd = _zstd()
         try:
             return self._decompressor.decompress(data, OUTPUT_CHUNK_BYTES)
-        except ZstdError as exc:
+        except zstd.ZstdError as exc:
             raise DownloadError(
                 f"the zstd pack is corrupt ({exc}); run the clone again or report it to the "
                 "hub's operator"
             ) from exc
+
+
+def _zstd() -> Any:
+    """Python 3.14's ``compression.zstd``, or its backport; imported by clones given zstd only."""
+    try:
+        from compression import zstd  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        from backports import zstd
+    return zstd
+
+
+def _frame_decoder() -> ZstdDecompressor:
+    zstd = _zstd()
+    decoder: ZstdDecompressor = zstd.ZstdDecompressor(
+        options={zstd.DecompressionParameter.window_log_max: WINDOW_LOG_MAX}
+    )
+    return decoder
 
 
 def decoding(encoding: str | None, write: Write, *, decoded_size: int | None = None) -> Decoding:

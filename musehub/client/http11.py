@@ -1,34 +1,50 @@
-"""HTTP/1.1 for httpx on asyncio's own streams: the transport a clone from an http:// hub uses.
+"""HTTP/1.1 on asyncio's own streams: the client a clone from an http:// hub talks through.
 
-httpx's default transport runs on httpcore and anyio. Loading anyio's asyncio backend on the
-first request cost a clone about 50 ms of CPU (a sixth of its start-up), and each 64 KiB of a
-pack went through anyio's cancel scopes and h11's buffers. What a hub and its storage need is
-narrow: a request with its body in memory; a response framed by ``Content-Length``, chunked, or
-ended by the close; connections kept alive and reused. That is all this speaks. ``https://``
-goes to httpx's own transport, built (with its TLS context) on the first such request only.
+httpx's default transport runs on httpcore and anyio; importing httpx was about a quarter of a
+small clone's CPU, and each 64 KiB of a pack went through anyio's cancel scopes and h11's
+buffers. What a hub and its storage need is narrow: a request with its body in
+memory; a response framed by ``Content-Length``, chunked, or ended by the close; connections
+kept alive and reused. That is all this speaks, with the part of ``httpx.AsyncClient``'s API the
+client uses (``session.Session``). ``https://`` URLs go to an ``httpx.AsyncClient``, built (with
+its TLS context) on the first such request only.
 
-Failures are httpx's exceptions (``ConnectError``, ``ReadError``, ``RemoteProtocolError``, the
-timeouts), so callers retry and report them as they did with httpx's transport. A connection is
-put back for reuse only once its response was read to the end; one that sat idle and was closed
-by the server is found out before reuse, or, at worst, when it answers nothing at all: the
-request then goes once more on a new connection.
+Failures are ``session``'s exceptions, named as httpx's are (``ConnectError``, ``ReadError``,
+``RemoteProtocolError``, the timeouts), so callers retry and report them as they do httpx's. A
+connection is put back for reuse only once its response was read to the end; one that sat idle
+and was closed by the server is found out before reuse, or, at worst, when it answers nothing at
+all: the request then goes once more on a new connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
-import httpx
+from musehub.client.session import (
+    ConnectError,
+    ConnectTimeout,
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    UnsupportedProtocol,
+    WriteTimeout,
+)
+
+if TYPE_CHECKING:
+    import httpx
 
 READ_BYTES = 256 * 1024
 STREAM_LIMIT = 1024 * 1024  # the longest response head; asyncio buffers up to twice this
 MAX_IDLE_PER_HOST = 8
+USER_AGENT = "musehub-client"
 _NO_BODY_STATUSES = frozenset({204, 304})
+_URL_SAFE = "!$&'()*+,;=:@/?%-._~"
+_DEFAULT: Any = object()  # the client's timeout (``None`` means none at all, as in httpx)
 
-Timeouts = dict[str, Any]
+Address = tuple[str, int]
 
 
 class _Connection:
@@ -44,51 +60,120 @@ class _Connection:
         self.writer.close()
 
 
-class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
-    """``proxy``: an ``http://host:port`` proxy for http:// URLs (requests in absolute form),
-    as ``HTTP_PROXY`` names one; hosts ``NO_PROXY`` names go direct."""
+class Headers:
+    """A response's headers, looked up by name in any case (repeated ones joined by commas)."""
 
-    def __init__(self, proxy: str | None = None) -> None:
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
-        self._tls: httpx.AsyncHTTPTransport | None = None
-        self._proxy: tuple[str, int] | None = None
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+        self._by_name: dict[str, str] = {}
+        for name, value in raw:
+            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+            known = self._by_name.get(key)
+            self._by_name[key] = text if known is None else f"{known}, {text}"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._by_name.get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        return self._by_name[key.lower()]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._by_name
+
+
+class Response:
+    def __init__(self, status_code: int, headers: Headers, reason: bytes, body: _Body) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.reason_phrase = reason.decode("latin-1")
+        self._body = body
+        self._content: bytes | None = None
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return self._body.chunks()
+
+    async def aread(self) -> bytes:
+        if self._content is None:
+            self._content = b"".join([chunk async for chunk in self.aiter_bytes()])
+        return self._content
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            raise RuntimeError("the body was not read: call aread() first")
+        return self._content
+
+    async def aclose(self) -> None:
+        self._body.close()
+
+
+class HTTP11Client:
+    """``headers`` go with every request, ``timeout`` (seconds) bounds each connect, write and
+    read unless a request says otherwise. ``proxy``: an ``http://host:port`` proxy for http://
+    URLs (requests in absolute form), as ``HTTP_PROXY`` names one; hosts ``NO_PROXY`` names go
+    direct."""
+
+    def __init__(
+        self,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        proxy: str | None = None,
+    ) -> None:
+        self._headers = dict(headers or {})
+        self._timeout = timeout
+        self._idle: dict[Address, list[_Connection]] = {}
+        self._tls: httpx.AsyncClient | None = None
+        self._proxy: Address | None = None
         if proxy is not None:
-            via = httpx.URL(proxy)
-            if via.scheme != "http" or not via.host:
+            via = urlsplit(proxy)
+            if via.scheme != "http" or not via.hostname:
                 raise ValueError(f"not an http:// proxy: {proxy!r}")
-            self._proxy = (via.host, via.port or 80)
+            self._proxy = (via.hostname, via.port or 80)
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        scheme = request.url.scheme
-        if scheme == "https":
-            if self._tls is None:
-                self._tls = httpx.AsyncHTTPTransport()
-            return await self._tls.handle_async_request(request)
-        if scheme != "http":
-            raise httpx.UnsupportedProtocol(
-                f"the URL scheme {scheme!r} is not supported (http or https)", request=request
-            )
-        timeouts: Timeouts = request.extensions.get("timeout", {})
-        key = (request.url.host, request.url.port or 80)
-        proxied = self._proxy is not None and not _bypass(request.url.host)
-        if proxied:
-            assert self._proxy is not None
-            key = self._proxy
-        message = _request_bytes(request, await request.aread(), absolute=proxied)
-        conn = self._take(key)
-        if conn is not None:
-            try:
-                return await self._exchange(request, key, conn, message, timeouts)
-            except _Stale:
-                conn.close()  # the server closed it while it was idle: once more, on a new one
-        conn = await _connect(request, key, timeouts)
+    async def __aenter__(self) -> HTTP11Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: Any = _DEFAULT,  # noqa: ASYNC109  # httpx's name: the session API is its subset
+        follow_redirects: Any = False,
+    ) -> AsyncIterator[Any]:
+        """The answer, its body still to be read; its connection is reused once it was read to
+        the end, closed otherwise. Redirects are never followed (the client refuses them)."""
+        seconds = self._timeout if timeout is _DEFAULT else timeout
+        if url.startswith("https://"):
+            async with self._https().stream(
+                method, url, content=content, headers=headers, timeout=seconds
+            ) as answer:
+                yield answer
+            return
+        response = await self._send(method, url, content or b"", headers or {}, seconds)
         try:
-            return await self._exchange(request, key, conn, message, timeouts)
-        except _Stale as exc:
-            conn.close()
-            raise httpx.RemoteProtocolError(
-                "the server closed the connection without answering", request=request
-            ) from exc
+            yield response
+        finally:
+            await response.aclose()
+
+    async def request(self, method: str, url: str, **options: Any) -> Any:
+        """The whole answer, body read (for tests and small answers)."""
+        async with self.stream(method, url, **options) as answer:
+            await answer.aread()
+            return answer
+
+    async def get(self, url: str, **options: Any) -> Any:
+        return await self.request("GET", url, **options)
+
+    async def post(self, url: str, **options: Any) -> Any:
+        return await self.request("POST", url, **options)
 
     async def aclose(self) -> None:
         for conns in self._idle.values():
@@ -98,7 +183,65 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
         if self._tls is not None:
             await self._tls.aclose()
 
-    def _take(self, key: tuple[str, int]) -> _Connection | None:
+    def _https(self) -> httpx.AsyncClient:
+        if self._tls is None:
+            import httpx
+
+            self._tls = httpx.AsyncClient(
+                headers=self._headers, follow_redirects=False, timeout=httpx.Timeout(self._timeout)
+            )
+        return self._tls
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        seconds: float | None,
+    ) -> Response:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise UnsupportedProtocol(
+                f"the URL scheme {parts.scheme!r} is not supported (http or https)"
+            )
+        key = (parts.hostname, parts.port or 80)
+        host = parts.netloc.rpartition("@")[2]
+        # What httpx sent: the path and query, anything outside URL characters percent-encoded.
+        target = quote(parts.path or "/", safe=_URL_SAFE)
+        if parts.query:
+            target += "?" + quote(parts.query, safe=_URL_SAFE)
+        if self._proxy is not None and not _bypass(parts.hostname):
+            key, target = self._proxy, f"http://{host}{target}"  # absolute form
+        message = self._request_bytes(method, target, host, headers, body)
+        conn = self._take(key)
+        if conn is not None:
+            try:
+                return await self._exchange(method, key, conn, message, seconds)
+            except _Stale:
+                conn.close()  # the server closed it while it was idle: once more, on a new one
+        conn = await _connect(key, seconds)
+        try:
+            return await self._exchange(method, key, conn, message, seconds)
+        except _Stale as exc:
+            conn.close()
+            raise RemoteProtocolError("the server closed the connection without answering") from exc
+
+    def _request_bytes(
+        self, method: str, target: str, host: str, headers: Mapping[str, str], body: bytes
+    ) -> bytes:
+        fields = {"host": ("Host", host), "user-agent": ("User-Agent", USER_AGENT)}
+        fields["accept-encoding"] = ("Accept-Encoding", "identity")  # bodies are read as sent
+        for name, value in [*self._headers.items(), *headers.items()]:
+            fields[name.lower()] = (name, value)
+        for framing in ("content-length", "transfer-encoding", "connection"):
+            fields.pop(framing, None)
+        if body or method not in ("GET", "HEAD"):
+            fields["content-length"] = ("Content-Length", str(len(body)))  # whole in memory
+        lines = [f"{method} {target} HTTP/1.1", *(f"{n}: {v}" for n, v in fields.values())]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    def _take(self, key: Address) -> _Connection | None:
         conns = self._idle.get(key)
         while conns:
             conn = conns.pop()
@@ -107,7 +250,7 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
             conn.close()
         return None
 
-    def _put(self, key: tuple[str, int], conn: _Connection) -> None:
+    def _put(self, key: Address, conn: _Connection) -> None:
         conns = self._idle.setdefault(key, [])
         if len(conns) < MAX_IDLE_PER_HOST and conn.usable():
             conns.append(conn)
@@ -116,76 +259,62 @@ class AsyncioHTTPTransport(httpx.AsyncBaseTransport):
 
     async def _exchange(
         self,
-        request: httpx.Request,
-        key: tuple[str, int],
+        method: str,
+        key: Address,
         conn: _Connection,
         message: bytes,
-        timeouts: Timeouts,
-    ) -> httpx.Response:
+        seconds: float | None,
+    ) -> Response:
         try:
-            async with asyncio.timeout(timeouts.get("write")):
+            async with asyncio.timeout(seconds):
                 conn.writer.write(message)
                 await conn.writer.drain()
         except TimeoutError as exc:
             conn.close()
-            raise httpx.WriteTimeout("timed out sending the request", request=request) from exc
+            raise WriteTimeout("timed out sending the request") from exc
         except OSError as exc:
             raise _Stale() from exc
         try:
-            status, headers, reason = await _read_head(conn.reader, request, timeouts.get("read"))
+            status, raw_headers, reason = await _read_head(conn.reader, seconds)
         except _Stale:
             raise
         except BaseException:
             conn.close()
             raise
-        body = _Body(self, key, conn, request, headers, status, timeouts.get("read"))
-        return httpx.Response(
-            status,
-            headers=headers,
-            stream=body,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
-        )
+        headers = Headers(raw_headers)
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            conn.close()
+            raise RemoteProtocolError(
+                f"the server sent a {encoding}-encoded body, which was not asked for"
+            )
+        body = _Body(self, key, conn, method, headers, status, seconds)
+        return Response(status, headers, reason, body)
 
 
 class _Stale(Exception):
     """The connection ended before a byte of the answer: the server never saw the request."""
 
 
-async def _connect(request: httpx.Request, key: tuple[str, int], timeouts: Timeouts) -> _Connection:
+async def _connect(key: Address, seconds: float | None) -> _Connection:
     try:
-        async with asyncio.timeout(timeouts.get("connect")):
+        async with asyncio.timeout(seconds):
             reader, writer = await asyncio.open_connection(*key, limit=STREAM_LIMIT)
     except TimeoutError as exc:
-        raise httpx.ConnectTimeout(
-            f"timed out connecting to {key[0]}:{key[1]}", request=request
-        ) from exc
+        raise ConnectTimeout(f"timed out connecting to {key[0]}:{key[1]}") from exc
     except OSError as exc:
-        raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
+        raise ConnectError(str(exc) or type(exc).__name__) from exc
     return _Connection(reader, writer)
 
 
 def _bypass(host: str) -> bool:
-    import urllib.request  # already loaded by httpx
+    import urllib.request  # only with a proxy set
 
     return bool(urllib.request.proxy_bypass(host))
 
 
-def _request_bytes(request: httpx.Request, body: bytes, *, absolute: bool = False) -> bytes:
-    url = request.url
-    target = url.raw_path
-    if absolute:  # to a proxy: the whole URL
-        target = b"%s://%s%s" % (url.raw_scheme, url.netloc, url.raw_path)
-    lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), target)]
-    for name, value in request.headers.raw:
-        if name.lower() not in (b"content-length", b"transfer-encoding"):
-            lines.append(name + b": " + value)
-    if body or request.method not in ("GET", "HEAD"):
-        lines.append(b"Content-Length: %d" % len(body))  # the body is whole in memory
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
-
 async def _read_head(
-    reader: asyncio.StreamReader, request: httpx.Request, read_timeout: float | None
+    reader: asyncio.StreamReader, read_timeout: float | None
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """The status, headers and reason of the answer (informational 1xx heads skipped)."""
     while True:
@@ -195,23 +324,17 @@ async def _read_head(
         except asyncio.IncompleteReadError as exc:
             if not exc.partial:
                 raise _Stale() from exc
-            raise httpx.RemoteProtocolError(
-                "the answer's head was cut short", request=request
-            ) from exc
+            raise RemoteProtocolError("the answer's head was cut short") from exc
         except asyncio.LimitOverrunError as exc:
-            raise httpx.RemoteProtocolError(
-                "the answer's head is too long", request=request
-            ) from exc
+            raise RemoteProtocolError("the answer's head is too long") from exc
         except TimeoutError as exc:
-            raise httpx.ReadTimeout("timed out waiting for the answer", request=request) from exc
+            raise ReadTimeout("timed out waiting for the answer") from exc
         except OSError as exc:
             raise _Stale() from exc
         lines = raw[:-4].split(b"\r\n")
         parts = lines[0].split(b" ", 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise httpx.RemoteProtocolError(
-                f"not an HTTP/1.1 answer: {lines[0][:80]!r}", request=request
-            )
+            raise RemoteProtocolError(f"not an HTTP/1.1 answer: {lines[0][:80]!r}")
         status = int(parts[1])
         if 100 <= status < 200:
             continue
@@ -219,47 +342,38 @@ async def _read_head(
         for line in lines[1:]:
             name, colon, value = line.partition(b":")
             if not colon:
-                raise httpx.RemoteProtocolError(
-                    f"a malformed header line: {line[:80]!r}", request=request
-                )
+                raise RemoteProtocolError(f"a malformed header line: {line[:80]!r}")
             headers.append((name.strip(), value.strip()))
         return status, headers, parts[2] if len(parts) > 2 else b""
 
 
-class _Body(httpx.AsyncByteStream):
+class _Body:
     """The response body, framed as its headers say; the connection goes back to the pool once
     it was read to its end, and is closed otherwise."""
 
     def __init__(
         self,
-        transport: AsyncioHTTPTransport,
-        key: tuple[str, int],
+        client: HTTP11Client,
+        key: Address,
         conn: _Connection,
-        request: httpx.Request,
-        headers: list[tuple[bytes, bytes]],
+        method: str,
+        headers: Headers,
         status: int,
         timeout: float | None,
     ) -> None:
-        self._transport, self._key, self._conn, self._request = transport, key, conn, request
+        self._client, self._key, self._conn = client, key, conn
         self._timeout = timeout
         self._done = False
-        self._reusable = True
-        self._length: int | None = None
-        self._chunked = False
-        for name, value in headers:
-            lowered = name.lower()
-            if lowered == b"transfer-encoding" and b"chunked" in value.lower():
-                self._chunked = True
-            elif lowered == b"content-length" and value.isdigit():
-                self._length = int(value)
-            elif lowered == b"connection" and b"close" in value.lower():
-                self._reusable = False
-        if request.method == "HEAD" or status in _NO_BODY_STATUSES:
+        self._reusable = "close" not in headers.get("connection", "").lower()
+        self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        length = headers.get("content-length", "")
+        self._length: int | None = int(length) if length.isdigit() else None
+        if method == "HEAD" or status in _NO_BODY_STATUSES:
             self._chunked, self._length = False, 0
         elif not self._chunked and self._length is None:
             self._reusable = False  # the body ends when the server closes the connection
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[bytes]:
         if self._done:
             return
         try:
@@ -271,10 +385,9 @@ class _Body(httpx.AsyncByteStream):
                 while left:
                     data = await self._read(min(READ_BYTES, left))
                     if not data:
-                        raise httpx.RemoteProtocolError(
+                        raise RemoteProtocolError(
                             f"the server closed the connection {left} bytes before the end "
-                            f"of a {self._length}-byte body",
-                            request=self._request,
+                            f"of a {self._length}-byte body"
                         )
                     left -= len(data)
                     yield data
@@ -283,14 +396,11 @@ class _Body(httpx.AsyncByteStream):
                     yield data
             self._done = True
         except asyncio.IncompleteReadError as exc:
-            raise httpx.RemoteProtocolError(
-                "the server closed the connection in the middle of a chunk",
-                request=self._request,
+            raise RemoteProtocolError(
+                "the server closed the connection in the middle of a chunk"
             ) from exc
         except ValueError as exc:
-            raise httpx.RemoteProtocolError(
-                f"a malformed chunk: {exc}", request=self._request
-            ) from exc
+            raise RemoteProtocolError(f"a malformed chunk: {exc}") from exc
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         reader = self._conn.reader
@@ -317,18 +427,16 @@ class _Body(httpx.AsyncByteStream):
                 data: bytes = await read
                 return data
         except TimeoutError as exc:
-            raise httpx.ReadTimeout("timed out reading the answer", request=self._request) from exc
+            raise ReadTimeout("timed out reading the answer") from exc
         except asyncio.LimitOverrunError as exc:
-            raise httpx.RemoteProtocolError(
-                "a chunk header too long", request=self._request
-            ) from exc
+            raise RemoteProtocolError("a chunk header too long") from exc
         except (ConnectionError, OSError) as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__, request=self._request) from exc
+            raise ReadError(str(exc) or type(exc).__name__) from exc
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         if self._done and self._reusable:
-            self._transport._put(self._key, self._conn)
+            self._client._put(self._key, self._conn)
         else:
             with contextlib.suppress(Exception):
                 self._conn.close()
-        self._done, self._reusable = True, False  # a second aclose does nothing
+        self._done, self._reusable = True, False  # a second close does nothing

@@ -25,22 +25,20 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
-from musehub.client.download import PackPart, RetryPolicy, stream_part
+from musehub.client.download import DEFAULT_RETRY, PackPart, RetryPolicy, stream_part
 from musehub.client.encoding import Decoding, decoding
 from musehub.client.errors import DownloadError, RemoteError
 from musehub.client.pipe import PIPE_CAPACITY, BytePipe, PipeAborted
 from musehub.client.wire import MPackURL
 
 if TYPE_CHECKING:
-    import httpx
-
     from musehub.client.progress import ByteProgress
+    from musehub.client.session import Session
     from musehub.client.wire import MuseRemote
 
 PARALLEL_PARTS = 4
 AHEAD_BYTES = 16 * 1024 * 1024
 
-DEFAULT_RETRY = RetryPolicy()
 
 T = TypeVar("T")
 # Given the part whose URL went stale, the same part (same sha256) at a fresh URL.
@@ -97,7 +95,7 @@ def part_sink(part: PackPart, pipe: BytePipe) -> Decoding:
 
 
 async def stream_parts(
-    http: httpx.AsyncClient,
+    http: Session,
     parts: Sequence[PackPart],
     decode: Decode[T],
     *,
@@ -119,7 +117,7 @@ async def stream_parts(
 class _PartStreams:
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: Session,
         parts: Sequence[PackPart],
         refresh: RefreshPart | None,
         progress: ByteProgress | None,

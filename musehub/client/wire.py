@@ -20,16 +20,18 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
-import httpx
 import msgpack
 
 from musehub.client.download import PackPart
 from musehub.client.errors import RemoteError
+from musehub.client.session import Response, http_errors, open_session
+
+if TYPE_CHECKING:
+    import httpx
 
 ACCEPT = "application/x-msgpack, application/json"
 MSGPACK = "application/x-msgpack"
@@ -50,8 +52,8 @@ _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 Record = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class RemoteRefs:
+# The answers are NamedTuples, not frozen dataclasses: see download.PackPart.
+class RemoteRefs(NamedTuple):
     """The ``GET /refs`` answer."""
 
     repo_id: str
@@ -60,8 +62,7 @@ class RemoteRefs:
     branch_heads: dict[str, str]
 
 
-@dataclass(frozen=True)
-class MPackURL:
+class MPackURL(NamedTuple):
     """A fetch answered by URL: the packs to download (plain GETs) and apply in order, each
     checked against its size and sha256: one pack (``mpack-url``), or a base and top-ups
     (``mpack-chain``)."""
@@ -75,8 +76,7 @@ class MPackURL:
         return sum(part.size for part in self.parts)
 
 
-@dataclass(frozen=True)
-class InlinePack:
+class InlinePack(NamedTuple):
     """A fetch answered inline: the msgpack body, spooled to ``path`` (the caller deletes it)."""
 
     path: Path
@@ -86,14 +86,12 @@ class InlinePack:
 FetchAnswer = MPackURL | InlinePack
 
 
-@dataclass(frozen=True)
-class PresignAnswer:
+class PresignAnswer(NamedTuple):
     presigned: dict[str, str]
     inline: list[str]
 
 
-@dataclass(frozen=True)
-class StoredCounts:
+class StoredCounts(NamedTuple):
     stored: int
     skipped: int
 
@@ -113,12 +111,7 @@ class MuseRemote:
         if token and transport is None:
             _refuse_token_over_plain_http(self.base_url)
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.AsyncClient(
-            transport=transport if transport is not None else _default_transport(),
-            follow_redirects=False,
-            timeout=httpx.Timeout(timeout),
-            headers={"Accept": ACCEPT},
-        )
+        self.http = open_session(transport, timeout=timeout, headers={"Accept": ACCEPT})
 
     async def __aenter__(self) -> MuseRemote:
         return self
@@ -161,12 +154,13 @@ class MuseRemote:
         """PUT raw bytes to a presigned URL: no Authorization, urllib's Content-Type."""
         headers = {"Content-Type": URLLIB_DEFAULT_CONTENT_TYPE}
         try:
-            resp = await self.http.put(
-                url, content=content, headers=headers, timeout=PRESIGNED_PUT_TIMEOUT_S
-            )
-        except httpx.HTTPError as exc:
+            async with self.http.stream(
+                "PUT", url, content=content, headers=headers, timeout=PRESIGNED_PUT_TIMEOUT_S
+            ) as resp:
+                raw = await _read_capped(resp, 64 * 1024, truncate=True)
+        except http_errors() as exc:
             raise RemoteError(0, f"cannot upload to presigned URL: {exc}") from exc
-        _raise_for_status(resp, resp.content)
+        _raise_for_status(resp, raw)
 
     async def push_objects(
         self,
@@ -247,7 +241,7 @@ class MuseRemote:
         return _decode_map(raw)
 
     @contextlib.asynccontextmanager
-    async def _stream(self, method: str, url: str, body: Any) -> AsyncIterator[httpx.Response]:
+    async def _stream(self, method: str, url: str, body: Any) -> AsyncIterator[Response]:
         """Open a request and yield the response once it is known to be a 2xx."""
         headers = dict(self._auth)
         content = None
@@ -260,24 +254,8 @@ class MuseRemote:
                     raw = await _read_capped(resp, 64 * 1024, truncate=True)
                     _raise_for_status(resp, raw)
                 yield resp
-        except httpx.HTTPError as exc:
+        except http_errors() as exc:
             raise RemoteError(0, f"cannot reach {url}: {exc}") from exc
-
-
-def _default_transport() -> httpx.AsyncBaseTransport | None:
-    """``http11.AsyncioHTTPTransport`` (no TLS context unless a URL is https://, no anyio), with
-    the environment's http:// proxy when it names only that; httpx's own choice (``None``) for
-    any other proxy setting (httpx reads them only for a client built without a transport)."""
-    import urllib.request  # already loaded by httpx
-
-    from musehub.client.http11 import AsyncioHTTPTransport
-
-    proxies = {k: v for k, v in urllib.request.getproxies().items() if k != "no"}
-    if not proxies:
-        return AsyncioHTTPTransport()
-    if set(proxies) == {"http"} and proxies["http"].startswith("http://"):
-        return AsyncioHTTPTransport(proxy=proxies["http"])
-    return None
 
 
 def _refuse_token_over_plain_http(base_url: str) -> None:
@@ -289,7 +267,7 @@ def _refuse_token_over_plain_http(base_url: str) -> None:
         )
 
 
-async def _read_capped(resp: httpx.Response, cap: int, *, truncate: bool = False) -> bytes:
+async def _read_capped(resp: Response, cap: int, *, truncate: bool = False) -> bytes:
     declared = resp.headers.get("content-length")
     if not truncate and declared and declared.isdigit() and int(declared) > cap:
         raise RemoteError(resp.status_code, f"answer of {declared} bytes is over the {cap} cap")
@@ -303,7 +281,7 @@ async def _read_capped(resp: httpx.Response, cap: int, *, truncate: bool = False
     return bytes(buf)
 
 
-def _raise_for_status(resp: httpx.Response, raw: bytes) -> None:
+def _raise_for_status(resp: Response, raw: bytes) -> None:
     status = resp.status_code
     if 200 <= status < 300:
         return
@@ -313,7 +291,7 @@ def _raise_for_status(resp: httpx.Response, raw: bytes) -> None:
     raise RemoteError(status, _error_text(resp, raw))
 
 
-def _error_text(resp: httpx.Response, raw: bytes) -> str:
+def _error_text(resp: Response, raw: bytes) -> str:
     """The server's own words, first 400 characters, unwrapping msgpack/JSON ``detail``."""
     ctype = resp.headers.get("content-type", "")
     decoded: Any = None

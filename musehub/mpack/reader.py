@@ -19,6 +19,7 @@ _SECTION_KINDS: dict[str, MPackKind] = {
     "objects": "object",
 }
 _READ_SIZE = 1024 * 1024
+_STR_ONLY = frozenset({str})  # msgpack gives exact types: str subclasses never come out
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,7 @@ def _iter_section(stream: _Stream, key: str, kind: MPackKind) -> Iterator[MPackI
         record = stream.value(f"{kind} #{index}")
         if not isinstance(record, dict):
             raise stream.error(f"{kind} #{index} must be a map, got {type(record).__name__}")
-        if not all(isinstance(k, str) for k in record):
+        if not set(map(type, record)) <= _STR_ONLY:  # in C: a gabriel pack has 39,000 keys
             raise stream.error(f"{kind} #{index} has a key that is not a string")
         if kind == "object":
             _check_object(stream, index, record)

@@ -69,3 +69,20 @@ def test_the_client_commands_load_no_generator_and_no_server_stack(command: str)
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.split()
     assert loaded == []
+
+
+def test_help_loads_only_the_parser() -> None:
+    """`musehub clone --help` has a start-up budget (100 ms, bare python takes 40-90 ms here):
+    neither the client, nor asyncio, nor `typing` (3 ms) is loaded to print it."""
+    probe = (
+        "import sys\n"
+        "from musehub.cli.main import main\n"
+        "try:\n"
+        "    main(['clone', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('typing', 'asyncio', 'musehub.client')\n"
+        "print('loaded:', *(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[-1].split() == ["loaded:"]
