@@ -16,9 +16,10 @@ pack taken as whole. (The sha256 of the bytes served is checked by the download 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from musehub.client.errors import DownloadError
+from musehub.mpack.zstd_module import zstd_module
 
 if TYPE_CHECKING:
     from backports.zstd import ZstdDecompressor
@@ -96,7 +97,7 @@ class ZstdDecoding(Decoding):
             )
 
     def _decompress(self, data: bytes) -> bytes:
-        zstd = _zstd()
+        zstd = zstd_module()
         try:
             return self._decompressor.decompress(data, OUTPUT_CHUNK_BYTES)
         except zstd.ZstdError as exc:
@@ -106,17 +107,8 @@ class ZstdDecoding(Decoding):
             ) from exc
 
 
-def _zstd() -> Any:
-    """Python 3.14's ``compression.zstd``, or its backport; imported by clones given zstd only."""
-    try:
-        from compression import zstd  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        from backports import zstd
-    return zstd
-
-
 def _frame_decoder() -> ZstdDecompressor:
-    zstd = _zstd()
+    zstd = zstd_module()
     decoder: ZstdDecompressor = zstd.ZstdDecompressor(
         options={zstd.DecompressionParameter.window_log_max: WINDOW_LOG_MAX}
     )

@@ -12,7 +12,7 @@ from typing import BinaryIO, Final
 
 from musehub.mpack.sink import PackSink
 from musehub.mpack.writer import PackDigest
-from musehub.zstd_module import zstd_module
+from musehub.mpack.zstd_module import zstd_module
 
 ZSTD: Final = "zstd"
 # Level 3 (zstd's default) took the gabriel pack from 41.7 MB to 22.5 MB in 0.10 s; higher

@@ -10,8 +10,8 @@ from typing import Any
 import msgpack
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from musehub.mpack.zstd_module import zstd_module
 from musehub.services.encoded_packs import stored_copies
-from musehub.zstd_module import zstd_module
 from tests.chains.history import History
 from tests.chains.test_chain_e2e import BLOB, chain_of, download, fetch, fetch_inline, ids
 from tests.prebuild.conftest import PrebuildHub

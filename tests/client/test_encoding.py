@@ -6,14 +6,16 @@ from __future__ import annotations
 import os
 
 import pytest
-from pyzstd import CParameter, ZstdCompressor, compress
 
 from musehub.client.encoding import OUTPUT_CHUNK_BYTES, decoding
 from musehub.client.errors import DownloadError
+from musehub.mpack.zstd_module import zstd_module
 from tests.mpack.helpers import VECTOR_PATH
 
 RAW = VECTOR_PATH.read_bytes() + os.urandom(300_000) + bytes(3_000_000)
-ZSTD = compress(RAW, {CParameter.checksumFlag: 1})
+zstd = zstd_module()
+compress = zstd.compress
+ZSTD = compress(RAW, options={zstd.CompressionParameter.checksum_flag: 1})
 
 
 class Collected:
@@ -72,24 +74,6 @@ async def test_frames_split_across_writes_at_any_point(cut: str) -> None:
     assert out.data == RAW
 
 
-def test_the_decoder_is_the_standard_librarys_not_pyzstd() -> None:
-    """pyzstd's wrapper cost every clone 7 ms more to import than the module it wraps."""
-    import subprocess
-    import sys
-
-    probe = (
-        "import asyncio, sys\n"
-        "from musehub.client.encoding import decoding\n"
-        "async def go():\n"
-        "    d = decoding('zstd', lambda b: asyncio.sleep(0), decoded_size=0)\n"
-        "    d.finish()\n"
-        "asyncio.run(go())\n"
-        "print('pyzstd' in sys.modules)\n"
-    )
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert loaded.stdout.split() == ["False"], loaded.stderr
-
-
 async def test_raw_packs_pass_through_unchanged() -> None:
     out = Collected()
     decoder = decoding(None, out.write)
@@ -129,7 +113,7 @@ async def test_a_decompression_bomb_stops_at_the_promised_size() -> None:
 
 async def test_a_frame_asking_for_a_huge_window_is_refused() -> None:
     """A header may ask the decoder to hold a window of up to 2 GiB: over 16 MiB is refused."""
-    compressor = ZstdCompressor({CParameter.windowLog: 26})
+    compressor = zstd.ZstdCompressor(options={zstd.CompressionParameter.window_log: 26})
     frame = compressor.compress(RAW[:100_000]) + compressor.flush()
     with pytest.raises(DownloadError, match="corrupt"):
         await feed(frame, step=4096, decoded_size=None)

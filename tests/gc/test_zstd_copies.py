@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from musehub.db.models import MPackEncoding
 from musehub.mpack.encoding import encoded_key
+from musehub.mpack.zstd_module import zstd_module
 from musehub.services import gc
 from musehub.services.encoded_packs import make_copy
-from musehub.zstd_module import zstd_module
 from tests.conftest import Hub
 from tests.gc.helpers import (
     DAY,

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from musehub.db.models import MPackEncoding
 from musehub.mpack.reader import read_mpack
-from musehub.zstd_module import zstd_module
+from musehub.mpack.zstd_module import zstd_module
 from tests.conftest import Hub
 from tests.hub_storage import key_of_url
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
