@@ -41,16 +41,25 @@ def _serve(port: int, workers: int) -> None:
     from api.server import server_options
     from musehub.settings import ApiSettings
 
-    uvicorn.run("bench.bare_asgi:app", host="127.0.0.1", port=port, workers=workers,
-                log_level="warning", **server_options(ApiSettings()))
+    uvicorn.run(
+        "bench.bare_asgi:app",
+        host="127.0.0.1",
+        port=port,
+        workers=workers,
+        log_level="warning",
+        **server_options(ApiSettings()),
+    )
 
 
 @contextmanager
 def serving(workers: int) -> Iterator[str]:
     """This app served as `musehub api` serves the hub; yields its base URL."""
     port = free_port()
-    command = [sys.executable, "-c",
-               f"from bench.bare_asgi import _serve; _serve({port}, {workers})"]
+    command = [
+        sys.executable,
+        "-c",
+        f"from bench.bare_asgi import _serve; _serve({port}, {workers})",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

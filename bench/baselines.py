@@ -40,23 +40,29 @@ async def serial_build(
 ) -> SerialBuild:
     started = time.perf_counter()
     plan = await plan_fetch(session, repo_id, want, [])
-    commits = [msgpack.unpackb(r, raw=False) async for r in
-               _stored_records(session, "musehub_commits", "commit_id", plan)]
-    snapshots = [msgpack.unpackb(r, raw=False) async for r in
-                 _stored_records(session, "musehub_snapshots", "snapshot_id", plan)]
+    commits = [
+        msgpack.unpackb(r, raw=False)
+        async for r in _stored_records(session, "musehub_commits", "commit_id", plan)
+    ]
+    snapshots = [
+        msgpack.unpackb(r, raw=False)
+        async for r in _stored_records(session, "musehub_snapshots", "snapshot_id", plan)
+    ]
     objects = []
     for obj in plan.objects:  # one read at a time: the original hub's loop
         objects.append({"object_id": obj.object_id, "content": await storage.get(obj.storage_key)})
-    body = msgpack.packb({"commits": commits, "snapshots": snapshots, "objects": objects},
-                         use_bin_type=True)
+    body = msgpack.packb(
+        {"commits": commits, "snapshots": snapshots, "objects": objects}, use_bin_type=True
+    )
     return SerialBuild(time.perf_counter() - started, len(body), len(objects))
 
 
 def git_mirror(repo: SynthRepo, bare: Path) -> int:
     """Write `repo` as the bare git repository `bare`; returns its pack size in bytes."""
     _git("init", "-q", "--bare", str(bare))
-    importer = subprocess.Popen(["git", "-C", str(bare), "fast-import", "--quiet"],
-                                stdin=subprocess.PIPE)
+    importer = subprocess.Popen(
+        ["git", "-C", str(bare), "fast-import", "--quiet"], stdin=subprocess.PIPE
+    )
     assert importer.stdin is not None
     _fast_import_stream(repo, importer.stdin)
     importer.stdin.close()
@@ -78,16 +84,22 @@ def _fast_import_stream(repo: SynthRepo, out: IO[bytes]) -> None:
         commit_marks[commit["commit_id"]] = mark
         message = commit["message"].encode()
         when = int(_epoch(commit["committed_at"]))
-        lines = [b"commit refs/heads/" + commit["branch"].encode(), b"mark :%d" % mark,
-                 b"committer %s <%s@bench> %d +0000" % ((commit["author"].encode(),) * 2 + (when,)),
-                 b"data %d" % len(message), message]
+        lines = [
+            b"commit refs/heads/" + commit["branch"].encode(),
+            b"mark :%d" % mark,
+            b"committer %s <%s@bench> %d +0000" % ((commit["author"].encode(),) * 2 + (when,)),
+            b"data %d" % len(message),
+            message,
+        ]
         for field, verb in (("parent_commit_id", b"from"), ("parent2_commit_id", b"merge")):
             if commit[field]:
                 lines.append(b"%s :%d" % (verb, commit_marks[commit[field]]))
         lines.append(b"deleteall")
         manifest = repo.snapshots[commit["snapshot_id"]]["manifest"]
-        lines += [b"M 100644 :%d %s" % (marks[oid], path.encode())
-                  for path, oid in sorted(manifest.items())]
+        lines += [
+            b"M 100644 :%d %s" % (marks[oid], path.encode())
+            for path, oid in sorted(manifest.items())
+        ]
         out.write(b"\n".join(lines) + b"\n\n")
 
 
@@ -111,9 +123,18 @@ class GitDaemon:
 
     def __enter__(self) -> GitDaemon:
         self._process = subprocess.Popen(
-            ["git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1",
-             f"--port={self.port}", f"--base-path={self.base}", str(self.base)],
-            stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                "git",
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+                f"--port={self.port}",
+                f"--base-path={self.base}",
+                str(self.base),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         if not wait_for_port("127.0.0.1", self.port, timeout=15):
             self.__exit__()

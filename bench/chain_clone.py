@@ -88,14 +88,24 @@ class _AnswerWith(httpx.AsyncBaseTransport):
             return response
         real = msgpack.unpackb(await response.aread(), raw=False)
         answer = {
-            "mpack_parts": [{"url": p.url, "size": p.size, "sha256": p.sha256,
-                             "encoding": p.encoding, "decoded_size": p.decoded_size}
-                            for p in self._parts],
+            "mpack_parts": [
+                {
+                    "url": p.url,
+                    "size": p.size,
+                    "sha256": p.sha256,
+                    "encoding": p.encoding,
+                    "decoded_size": p.decoded_size,
+                }
+                for p in self._parts
+            ],
             "expires_at": real["expires_at"],
             "branch_heads": real["branch_heads"],
         }
-        return httpx.Response(200, content=msgpack.packb(answer, use_bin_type=True),
-                              headers={"content-type": "application/x-msgpack"})
+        return httpx.Response(
+            200,
+            content=msgpack.packb(answer, use_bin_type=True),
+            headers={"content-type": "application/x-msgpack"},
+        )
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -111,16 +121,30 @@ async def measure(hub: Hub, repo: PushedRepo, work: Path, reps: int) -> ChainClo
     chain = [Part(p["url"], p["size"], p["sha256"]) for p in answer["mpack_parts"]]
     async with hub.sessions() as session:
         built = await build_and_upload(
-            session, repo.repo_id, repo.want, [], storage=hub.storage,
-            work_dir=hub.settings.work_dir, read_concurrency=hub.settings.storage.read_concurrency)
+            session,
+            repo.repo_id,
+            repo.want,
+            [],
+            storage=hub.storage,
+            work_dir=hub.settings.work_dir,
+            read_concurrency=hub.settings.storage.read_concurrency,
+        )
     # The base in zstd too, as the hub serves the chain's parts to this client: the two sides
     # differ by the chain only, not by the encoding.
-    copy = await make_copy(hub.sessions, hub.storage, repo.repo_id, built.key,
-                           hub.settings.work_dir)
+    copy = await make_copy(
+        hub.sessions, hub.storage, repo.repo_id, built.key, hub.settings.work_dir
+    )
     if copy is None:
         raise RuntimeError(f"no zstd copy of the base {built.key} could be made")
-    base = [Part(await hub.storage.presign_get(copy.key, PRESIGN_TTL_S), copy.size, copy.sha256,
-                 ZSTD, built.digest.size)]
+    base = [
+        Part(
+            await hub.storage.presign_get(copy.key, PRESIGN_TTL_S),
+            copy.size,
+            copy.sha256,
+            ZSTD,
+            built.digest.size,
+        )
+    ]
     folder = Path(tempfile.mkdtemp(prefix="chain-clone-", dir=clone_folder(work)))
     timings: dict[str, list[float]] = {"chain": [], "base": []}
     cpu: dict[str, list[float]] = {"chain": [], "base": []}
@@ -143,9 +167,18 @@ async def measure(hub: Hub, repo: PushedRepo, work: Path, reps: int) -> ChainClo
         shutil.rmtree(folder, ignore_errors=True)
     same = len(digests["chain"] | digests["base"]) == 1
     raw = sum(int(p.get("decoded_size") or p["size"]) for p in answer["mpack_parts"])
-    return ChainCloneRun(len(chain), response.headers.get("x-musehub-cache", ""),
-                         sum(p.size for p in chain), copy.size, built.digest.size, raw, timings,
-                         cpu, same, (load_before, os.getloadavg()[0]))
+    return ChainCloneRun(
+        len(chain),
+        response.headers.get("x-musehub-cache", ""),
+        sum(p.size for p in chain),
+        copy.size,
+        built.digest.size,
+        raw,
+        timings,
+        cpu,
+        same,
+        (load_before, os.getloadavg()[0]),
+    )
 
 
 def clone_folder(work: Path) -> Path:
@@ -193,22 +226,31 @@ async def _focused(args: argparse.Namespace, root: Path) -> int:
             await hub.aclose()
     finally:
         stack.stop()
-    print(f"chain: {run.parts} parts ({run.cache}), {run.chain_bytes / 1e6:.1f} MB "
-          f"({run.chain_raw_bytes / 1e6:.1f} MB raw); base: {run.base_bytes / 1e6:.1f} MB "
-          f"({run.base_raw_bytes / 1e6:.1f} MB raw)")
+    print(
+        f"chain: {run.parts} parts ({run.cache}), {run.chain_bytes / 1e6:.1f} MB "
+        f"({run.chain_raw_bytes / 1e6:.1f} MB raw); base: {run.base_bytes / 1e6:.1f} MB "
+        f"({run.base_raw_bytes / 1e6:.1f} MB raw)"
+    )
     for name in ("chain", "base"):
         runs = ", ".join(f"{s:.3f}" for s in run.timings[name])
-        print(f"{name}: median {statistics.median(run.timings[name]):.3f} s ({runs}); "
-              f"client CPU median {run.cpu_s(name):.3f} s")
-    print(f"chain / base = {run.chain_s / run.base_s:.3f} (client CPU "
-          f"{run.cpu_s('chain') / run.cpu_s('base'):.3f}); trees identical: {run.same_trees}; "
-          f"load average {run.load[0]:.2f} -> {run.load[1]:.2f}")
+        print(
+            f"{name}: median {statistics.median(run.timings[name]):.3f} s ({runs}); "
+            f"client CPU median {run.cpu_s(name):.3f} s"
+        )
+    print(
+        f"chain / base = {run.chain_s / run.base_s:.3f} (client CPU "
+        f"{run.cpu_s('chain') / run.cpu_s('base'):.3f}); trees identical: {run.same_trees}; "
+        f"load average {run.load[0]:.2f} -> {run.load[1]:.2f}"
+    )
     return 0 if run.same_trees else 1
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.chain_clone", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.chain_clone",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--pushes", type=int, default=19, help="one-commit pushes (19: 20 parts)")
     parser.add_argument("--reps", type=int, default=7, help="clones of each kind")
     parser.add_argument("--smoke", action="store_true", help="the small stand-in repo")

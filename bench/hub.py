@@ -97,25 +97,43 @@ class Hub:
         url = f"{self.stack.base_url}/{OWNER}/{slug}"
         async with MuseRemote(url, token, timeout=PUSH_TIMEOUT_S) as remote:
             report = await asyncio.wait_for(push_synth(remote, synth), PUSH_TIMEOUT_S)
-        pushed = PushedRepo(slug, url, repo_id, dict(report.branch_heads), synth, report.seconds,
-                            report.pushes, time.monotonic(), token)
+        pushed = PushedRepo(
+            slug,
+            url,
+            repo_id,
+            dict(report.branch_heads),
+            synth,
+            report.seconds,
+            report.pushes,
+            time.monotonic(),
+            token,
+        )
         self.pushed[slug] = pushed
         return pushed
 
-    async def push_commit(self, repo: PushedRepo, branch: str, commit: Record, snapshot: Record,
-                          blobs: dict[str, bytes]) -> float:
+    async def push_commit(
+        self,
+        repo: PushedRepo,
+        branch: str,
+        commit: Record,
+        snapshot: Record,
+        blobs: dict[str, bytes],
+    ) -> float:
         """Push one commit (its parent already on `branch`) the way `muse push` does; updates
         `repo.heads` and `repo.push_ended`. Returns the seconds the push took."""
         if not repo.token:
-            repo.token = (await self._token())
+            repo.token = await self._token()
         began = time.monotonic()
         async with MuseRemote(repo.url, repo.token, timeout=PUSH_TIMEOUT_S) as remote:
-            answer = await push_repository(remote, [commit], {snapshot["snapshot_id"]: snapshot},
-                                           blobs, branch)
+            answer = await push_repository(
+                remote, [commit], {snapshot["snapshot_id"]: snapshot}, blobs, branch
+            )
         repo.push_ended = time.monotonic()
         heads = answer.get("branch_heads") or {}
-        repo.heads = {str(b): str(c) for b, c in heads.items()} or {**repo.heads,
-                                                                    branch: commit["commit_id"]}
+        repo.heads = {str(b): str(c) for b, c in heads.items()} or {
+            **repo.heads,
+            branch: commit["commit_id"],
+        }
         return repo.push_ended - began
 
     async def _token(self) -> str:
@@ -131,30 +149,41 @@ class Hub:
     async def recorded_packs(self, repo_id: str) -> dict[str, int]:
         """Every pack object the repo's rows name (chain parts and one-pack objects) -> bytes."""
         async with self.sessions() as session:
-            rows = await session.execute(text(
-                "SELECT mpack_id, size_bytes FROM musehub_mpack_parts WHERE repo_id = :r "
-                "UNION SELECT mpack_id, size_bytes FROM musehub_fetch_mpack_cache "
-                "WHERE repo_id = :r AND mpack_id IS NOT NULL"), {"r": repo_id})
+            rows = await session.execute(
+                text(
+                    "SELECT mpack_id, size_bytes FROM musehub_mpack_parts WHERE repo_id = :r "
+                    "UNION SELECT mpack_id, size_bytes FROM musehub_fetch_mpack_cache "
+                    "WHERE repo_id = :r AND mpack_id IS NOT NULL"
+                ),
+                {"r": repo_id},
+            )
             return {str(key): int(size) for key, size in rows}
 
     async def chain_positions(self, repo_id: str) -> set[tuple[str, ...]]:
         """The want sets of every link of the repo's chains: a `have` holding one is a hit."""
         async with self.sessions() as session:
-            rows = await session.execute(text(
-                "SELECT DISTINCT l.want_commit_ids FROM musehub_mpack_chain_links l "
-                "JOIN musehub_fetch_mpack_cache f ON f.cache_id = l.cache_id "
-                "WHERE f.repo_id = :r"), {"r": repo_id})
+            rows = await session.execute(
+                text(
+                    "SELECT DISTINCT l.want_commit_ids FROM musehub_mpack_chain_links l "
+                    "JOIN musehub_fetch_mpack_cache f ON f.cache_id = l.cache_id "
+                    "WHERE f.repo_id = :r"
+                ),
+                {"r": repo_id},
+            )
             return {tuple(sorted(want)) for want in rows.scalars()}
 
     async def parts_at(self, repo_id: str, commit_id: str) -> set[str]:
         """The parts linked at a position that holds `commit_id`: the top-ups a push of that
         commit made (a compaction's new base sits at an older position)."""
         async with self.sessions() as session:
-            rows = await session.execute(text(
-                "SELECT DISTINCT l.mpack_id FROM musehub_mpack_chain_links l "
-                "JOIN musehub_fetch_mpack_cache f ON f.cache_id = l.cache_id "
-                "WHERE f.repo_id = :r AND :c = ANY(l.want_commit_ids)"),
-                {"r": repo_id, "c": commit_id})
+            rows = await session.execute(
+                text(
+                    "SELECT DISTINCT l.mpack_id FROM musehub_mpack_chain_links l "
+                    "JOIN musehub_fetch_mpack_cache f ON f.cache_id = l.cache_id "
+                    "WHERE f.repo_id = :r AND :c = ANY(l.want_commit_ids)"
+                ),
+                {"r": repo_id, "c": commit_id},
+            )
             return {str(key) for key in rows.scalars()}
 
     async def cached(self, repo_id: str, targets: Sequence[Sequence[str]]) -> set[str]:
@@ -162,15 +191,22 @@ class Hub:
         ids = [cache_id_for(repo_id, want) for want in targets]
         async with self.sessions() as session:
             rows = await session.execute(
-                text("SELECT cache_id FROM musehub_fetch_mpack_cache "
-                     "WHERE cache_id = ANY(:ids) AND expires_at > now()"),
+                text(
+                    "SELECT cache_id FROM musehub_fetch_mpack_cache "
+                    "WHERE cache_id = ANY(:ids) AND expires_at > now()"
+                ),
                 {"ids": ids},
             )
             return set(rows.scalars())
 
-    async def wait_warm(self, repo: PushedRepo, targets: Sequence[Sequence[str]] | None = None,
-                        *, timeout: float = 900.0,  # noqa: ASYNC109 - a deadline, not a cancel
-                        poll: float = 0.05) -> float | None:
+    async def wait_warm(
+        self,
+        repo: PushedRepo,
+        targets: Sequence[Sequence[str]] | None = None,
+        *,
+        timeout: float = 900.0,  # noqa: ASYNC109 - a deadline, not a cancel
+        poll: float = 0.05,
+    ) -> float | None:
         """Poll until every target has a pack; the monotonic time it was seen, or None."""
         targets = targets if targets is not None else repo.targets
         deadline = time.monotonic() + timeout
@@ -189,8 +225,9 @@ class Hub:
             await session.commit()
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def quiesce(self, *, below_percent: float = 15.0, sample: float = 0.5,
-                      timeout: float = 180.0) -> float:  # noqa: ASYNC109
+    async def quiesce(
+        self, *, below_percent: float = 15.0, sample: float = 0.5, timeout: float = 180.0
+    ) -> float:  # noqa: ASYNC109
         """Wait until the stack's processes (API, worker, PostgreSQL, Temporal) use less than
         `below_percent` of one core for two samples running, so leftover background work (a
         prebuild, a vacuum) does not leak into a measurement. Returns the seconds waited."""

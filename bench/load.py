@@ -52,8 +52,9 @@ class Sequential:
         return set(self.statuses) == {"200 HIT"}
 
 
-def sequential(url: str, body: bytes, count: int, *, timeout: float = 600.0,
-               max_seconds: float = 300.0) -> Sequential:
+def sequential(
+    url: str, body: bytes, count: int, *, timeout: float = 600.0, max_seconds: float = 300.0
+) -> Sequential:
     """`count` requests one after another on one connection (stops early after max_seconds)."""
     out = Sequential()
     deadline = time.monotonic() + max_seconds
@@ -86,24 +87,42 @@ class WrkResult:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url: str, body: bytes | None, work: Path, *, connections: int = 64, threads: int = 2,
-        seconds: int = 10) -> WrkResult:
+def wrk(
+    url: str,
+    body: bytes | None,
+    work: Path,
+    *,
+    connections: int = 64,
+    threads: int = 2,
+    seconds: int = 10,
+) -> WrkResult:
     """POST `body` (msgpack) to `url` over `connections` connections; `body=None`: plain GET."""
     body_path, script = work / "wrk-body.msgpack", work / "fetch.lua"
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-               "--latency"]
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "--latency",
+    ]
     if body is not None:
         body_path.write_bytes(body)
         script.write_text(WRK_SCRIPT)
         command += ["-s", str(script)]
     env = {**os.environ, "MUSEHUB_BENCH_BODY": str(body_path)}
-    done = subprocess.run([*command, url], capture_output=True, text=True, env=env,
-                          timeout=seconds + 60, check=True)
+    done = subprocess.run(
+        [*command, url], capture_output=True, text=True, env=env, timeout=seconds + 60, check=True
+    )
     text = done.stdout
-    latency = {m[0]: float(m[1]) * _UNITS[m[2]] for m in
-               re.findall(r"^\s+(\d+%)\s+([\d.]+)(us|ms|s)\s*$", text, re.M)}
+    latency = {
+        m[0]: float(m[1]) * _UNITS[m[2]]
+        for m in re.findall(r"^\s+(\d+%)\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    }
     errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     not_hit = re.search(r"not_hit (\d+)", text)
     return WrkResult(

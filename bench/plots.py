@@ -11,9 +11,17 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
 
-def bars(path: Path, title: str, ylabel: str, groups: Sequence[str],
-         series: Mapping[str, Sequence[float]], *, log: bool = False,
-         target: float | None = None, target_label: str = "target") -> str:
+def bars(
+    path: Path,
+    title: str,
+    ylabel: str,
+    groups: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    *,
+    log: bool = False,
+    target: float | None = None,
+    target_label: str = "target",
+) -> str:
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / max(1, len(series))
     for i, (name, values) in enumerate(series.items()):
@@ -25,9 +33,19 @@ def bars(path: Path, title: str, ylabel: str, groups: Sequence[str],
     return path.name
 
 
-def lines(path: Path, title: str, xlabel: str, ylabel: str, xs: Sequence[float],
-          series: Mapping[str, Sequence[float]], *, logx: bool = False, logy: bool = False,
-          target: float | None = None, target_label: str = "target") -> str:
+def lines(
+    path: Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    xs: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    *,
+    logx: bool = False,
+    logy: bool = False,
+    target: float | None = None,
+    target_label: str = "target",
+) -> str:
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, values in series.items():
         ax.plot(xs, values, marker="o", label=name)
@@ -38,8 +56,17 @@ def lines(path: Path, title: str, xlabel: str, ylabel: str, xs: Sequence[float],
     return path.name
 
 
-def _finish(ax: plt.Axes, fig: plt.Figure, path: Path, title: str, ylabel: str, *, log: bool,
-            target: float | None, target_label: str) -> None:
+def _finish(
+    ax: plt.Axes,
+    fig: plt.Figure,
+    path: Path,
+    title: str,
+    ylabel: str,
+    *,
+    log: bool,
+    target: float | None,
+    target_label: str,
+) -> None:
     if target is not None:
         ax.axhline(target, color="red", linestyle="--", linewidth=1, label=target_label)
     if log:

@@ -54,24 +54,32 @@ def load_results(out: Path) -> list[ScenarioResult]:
     return [ScenarioResult.from_dict(r) for r in json.loads(path.read_text())["results"]]
 
 
-def write_report(out: Path, results: Sequence[ScenarioResult], *, command: str, smoke: bool,
-                 wall_seconds: float) -> Path:
+def write_report(
+    out: Path, results: Sequence[ScenarioResult], *, command: str, smoke: bool, wall_seconds: float
+) -> Path:
     facts = machine_facts()
     results = sorted(results, key=lambda r: r.title)  # titles start with the number
     lines = ["# MuseHub benchmarks", ""]
     if smoke:
-        lines += ["> **Smoke run**: tiny sizes, only shows that every scenario runs. "
-                  "The numbers say nothing about the targets.", ""]
-    lines += [f"Command: `{command}` (wall time {wall_seconds / 60:.1f} min; each section says "
-              "which run measured it). "
-              "Every scenario runs its baseline in the same run, on the same machine, against "
-              "the same `musehub dev` stack (API, worker, PostgreSQL and Temporal as child "
-              "processes on loopback), so the ratios are what to read.", ""]
+        lines += [
+            "> **Smoke run**: tiny sizes, only shows that every scenario runs. "
+            "The numbers say nothing about the targets.",
+            "",
+        ]
+    lines += [
+        f"Command: `{command}` (wall time {wall_seconds / 60:.1f} min; each section says "
+        "which run measured it). "
+        "Every scenario runs its baseline in the same run, on the same machine, against "
+        "the same `musehub dev` stack (API, worker, PostgreSQL and Temporal as child "
+        "processes on loopback), so the ratios are what to read.",
+        "",
+    ]
     lines += _table(Table(["machine", ""], [[k, v] for k, v in facts.items()]))
-    lines += ["## Targets (design.md, \"Numbers to hold\")", ""]
+    lines += ['## Targets (design.md, "Numbers to hold")', ""]
     rows = [[r.title, c.target, c.measured, c.verdict] for r in results for c in r.checks]
-    rows += [[r.title, "(scenario failed)", r.error or "", "NOT MEASURED"]
-             for r in results if r.error]
+    rows += [
+        [r.title, "(scenario failed)", r.error or "", "NOT MEASURED"] for r in results if r.error
+    ]
     lines += _table(Table(["scenario", "target", "measured", "verdict"], rows))
     for result in results:
         lines += _section(result)

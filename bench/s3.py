@@ -60,14 +60,20 @@ def moto_s3() -> Iterator[BenchS3]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "musehub.devstack.moto_s3", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(endpoint, process)
         bucket = f"bench-{uuid.uuid4().hex[:12]}"
-        boto3.client("s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=KEY_ID,
-                     aws_secret_access_key=SECRET).create_bucket(Bucket=bucket)
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id=KEY_ID,
+            aws_secret_access_key=SECRET,
+        ).create_bucket(Bucket=bucket)
         yield BenchS3(endpoint, bucket)
     finally:
         process.terminate()

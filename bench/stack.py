@@ -78,10 +78,24 @@ def start_stack(
     )
     env.update(settings or {})
     state_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "musehub.cli.main", "dev", "--state-dir", str(state_dir),
-               "--port", str(api_port)]
-    process = subprocess.Popen(command, env=env, cwd=state_dir.parent, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, preexec_fn=_default_sigint)
+    command = [
+        sys.executable,
+        "-m",
+        "musehub.cli.main",
+        "dev",
+        "--state-dir",
+        str(state_dir),
+        "--port",
+        str(api_port),
+    ]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=state_dir.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_default_sigint,
+    )
     stack = Stack(state_dir.resolve(), api_port, process, env)
     ready = threading.Event()
     threading.Thread(target=_read_output, args=(stack, log_path, ready), daemon=True).start()
@@ -108,7 +122,7 @@ def _read_output(stack: Stack, log_path: Path, ready: threading.Event) -> None:
             line = raw.decode(errors="replace").rstrip()
             for label in ("API", "Database", "State"):
                 if line.startswith(label + " "):
-                    stack.printed[label] = line[len(label):].strip().split(" (")[0]
+                    stack.printed[label] = line[len(label) :].strip().split(" (")[0]
             if line.startswith("Ready."):
                 ready.set()
 
@@ -117,8 +131,9 @@ def _wait_ready(stack: Stack, ready: threading.Event) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if stack.process.poll() is not None:
-            raise RuntimeError(f"musehub dev exited with {stack.process.returncode}; "
-                               f"see {stack.state_dir}/*.log")
+            raise RuntimeError(
+                f"musehub dev exited with {stack.process.returncode}; see {stack.state_dir}/*.log"
+            )
         if ready.wait(0.5):
             response = httpx.get(f"{stack.base_url}/health", timeout=5.0)
             if response.status_code == 200:

@@ -51,8 +51,9 @@ def long_history(commits: int, *, files: int = 4, blob_size: int = 96, seed: int
     return SynthRepo(repo_id, "code", "main", records, snapshots, heads, blobs)
 
 
-def big_blobs(pack_bytes: int, *, blob_size: int = 1 << 20, commits: int = 8,
-              seed: int = 11) -> SynthRepo:
+def big_blobs(
+    pack_bytes: int, *, blob_size: int = 1 << 20, commits: int = 8, seed: int = 11
+) -> SynthRepo:
     """About `pack_bytes` of ~`blob_size` blobs over a few commits, each adding new files, so
     every blob is in the head's tree and in the clone pack: for memory vs pack size."""
     count = max(commits, pack_bytes // blob_size)
@@ -76,8 +77,9 @@ def big_blobs(pack_bytes: int, *, blob_size: int = 1 << 20, commits: int = 8,
     return SynthRepo(repo_id, "code", "main", records, snapshots, {"main": parent}, blobs)
 
 
-def next_commit(parent: Record, manifest: dict[str, str], n: int, *, blob_size: int,
-                seed: int = 13) -> tuple[Record, Record, dict[str, bytes]]:
+def next_commit(
+    parent: Record, manifest: dict[str, str], n: int, *, blob_size: int, seed: int = 13
+) -> tuple[Record, Record, dict[str, bytes]]:
     """One commit on top of `parent` (same branch) whose tree is `manifest` with one file
     (chosen by `n`) replaced by a fresh blob of `blob_size` bytes: what a one-commit push adds.
     Returns (commit, snapshot, {object_id: bytes})."""
@@ -85,8 +87,9 @@ def next_commit(parent: Record, manifest: dict[str, str], n: int, *, blob_size: 
     path = paths[n % len(paths)] if paths else "src/new.txt"
     header = f"# chains bench {seed}:{n}\n".encode()
     size = max(0, blob_size - len(header))
-    content = header + random.Random(f"chains:{seed}:{n}").randbytes(size // 2 + 1).hex()[
-        :size].encode()
+    content = (
+        header + random.Random(f"chains:{seed}:{n}").randbytes(size // 2 + 1).hex()[:size].encode()
+    )
     oid = object_id(content)
     tree = {**manifest, path: oid}
     sid = snapshot_id(tree)
@@ -94,18 +97,36 @@ def next_commit(parent: Record, manifest: dict[str, str], n: int, *, blob_size: 
     parent_id = str(parent["commit_id"])
     message = f"one more change {n}"
     cid = commit_id([parent_id], sid, message, when)
-    record = _commit(cid, str(parent["repo_id"]), str(parent["branch"]), sid, message, when,
-                     parent_id)
+    record = _commit(
+        cid, str(parent["repo_id"]), str(parent["branch"]), sid, message, when, parent_id
+    )
     return record, {"snapshot_id": sid, "manifest": tree, "created_at": when}, {oid: content}
 
 
-def _commit(cid: str, repo_id: str, branch: str, sid: str, message: str, when: str,
-            parent: str | None) -> Record:
+def _commit(
+    cid: str, repo_id: str, branch: str, sid: str, message: str, when: str, parent: str | None
+) -> Record:
     return {  # the 22 CommitDict keys, in the muse client's order
-        "commit_id": cid, "repo_id": repo_id, "branch": branch, "snapshot_id": sid,
-        "message": message, "committed_at": when, "parent_commit_id": parent,
-        "parent2_commit_id": None, "author": "bench", "metadata": {}, "structured_delta": None,
-        "sem_ver_bump": "none", "breaking_changes": [], "agent_id": "", "model_id": "",
-        "toolchain_id": "", "prompt_hash": "", "signature": "", "signer_key_id": "",
-        "format_version": 5, "reviewed_by": [], "test_runs": 0,
+        "commit_id": cid,
+        "repo_id": repo_id,
+        "branch": branch,
+        "snapshot_id": sid,
+        "message": message,
+        "committed_at": when,
+        "parent_commit_id": parent,
+        "parent2_commit_id": None,
+        "author": "bench",
+        "metadata": {},
+        "structured_delta": None,
+        "sem_ver_bump": "none",
+        "breaking_changes": [],
+        "agent_id": "",
+        "model_id": "",
+        "toolchain_id": "",
+        "prompt_hash": "",
+        "signature": "",
+        "signer_key_id": "",
+        "format_version": 5,
+        "reviewed_by": [],
+        "test_runs": 0,
     }

@@ -30,8 +30,8 @@ import msgpack
 
 from musehub.mpack.encoding import ZstdPackWriter
 from musehub.mpack.writer import MPackWriter, PackDigest
+from musehub.mpack.zstd_module import zstd_module
 from musehub.synth import PRESETS, SynthRepo
-from musehub.zstd_module import zstd_module
 
 MiB = 1 << 20
 CHUNK = MiB

@@ -38,48 +38,87 @@ async def run(bench: Bench) -> ScenarioResult:
         total = sum(build_s)
         delay = None if all_ready is None else all_ready - repo.push_ended
         to_clone = None if clone_ready is None else clone_ready - repo.push_ended
-        rows.append([
-            f"{preset}{' (smoke stand-in)' if bench.smoke else ''}",
-            f"{len(synth.commits):,} / {mb(synth.total_blob_bytes)}",
-            f"{secs(repo.push_seconds)} ({repo.pushes})", str(len(repo.targets)),
-            f"{mb(max(sizes))}", secs(total), secs(build_s[0]),
-            secs(to_clone) if to_clone is not None else "not within 20 min",
-            secs(delay) if delay is not None else "not within 20 min",
-            secs(delay - total) if delay is not None else "-"])
-        checks.append(Check(f"{preset}: every tip cached within build time + 1 s of the last push",
-                            f"{secs(delay)} s vs {secs(total)} s + 1 s" if delay is not None
-                            else "never warm", delay is not None and delay < total + OVERHEAD_S))
+        rows.append(
+            [
+                f"{preset}{' (smoke stand-in)' if bench.smoke else ''}",
+                f"{len(synth.commits):,} / {mb(synth.total_blob_bytes)}",
+                f"{secs(repo.push_seconds)} ({repo.pushes})",
+                str(len(repo.targets)),
+                f"{mb(max(sizes))}",
+                secs(total),
+                secs(build_s[0]),
+                secs(to_clone) if to_clone is not None else "not within 20 min",
+                secs(delay) if delay is not None else "not within 20 min",
+                secs(delay - total) if delay is not None else "-",
+            ]
+        )
+        checks.append(
+            Check(
+                f"{preset}: every tip cached within build time + 1 s of the last push",
+                f"{secs(delay)} s vs {secs(total)} s + 1 s" if delay is not None else "never warm",
+                delay is not None and delay < total + OVERHEAD_S,
+            )
+        )
         names.append(preset)
         delays.append(delay if delay is not None else float("nan"))
         builds.append(total)
     table = Table(
-        ["preset", "commits / blob MB", "push (s) (pushes)", "packs", "largest pack (MB)",
-         "build time, all packs (s)", "build time, clone pack (s)",
-         "push end → clone pack cached (s)", "push end → all packs cached (s)",
-         "delay - build time (s)"], rows,
+        [
+            "preset",
+            "commits / blob MB",
+            "push (s) (pushes)",
+            "packs",
+            "largest pack (MB)",
+            "build time, all packs (s)",
+            "build time, clone pack (s)",
+            "push end → clone pack cached (s)",
+            "push end → all packs cached (s)",
+            "delay - build time (s)",
+        ],
+        rows,
         caption="Build time: the same packs (one per tip, plus the whole head set) built "
-                "back to back in-process with `build_and_upload` once the stack is idle, each "
-                "uploaded again (its stored copy removed first): the work the prebuild cannot "
-                "avoid. Delay: `musehub_fetch_mpack_cache` polled "
-                f"every {POLL_S * 1000:.0f} ms from the moment the last push answered.")
+        "back to back in-process with `build_and_upload` once the stack is idle, each "
+        "uploaded again (its stored copy removed first): the work the prebuild cannot "
+        "avoid. Delay: `musehub_fetch_mpack_cache` polled "
+        f"every {POLL_S * 1000:.0f} ms from the moment the last push answered.",
+    )
     answer_table = Table(
-        ["preset", "requests", "1 client p50 (ms)", "1 client p99 (ms)", "64 conns answers/s",
-         "64 conns p50 (ms)", "64 conns p99 (ms)", "errors / not HIT",
-         "cold miss: clone pack built + uploaded (s)"], answer_rows,
+        [
+            "preset",
+            "requests",
+            "1 client p50 (ms)",
+            "1 client p99 (ms)",
+            "64 conns answers/s",
+            "64 conns p50 (ms)",
+            "64 conns p99 (ms)",
+            "errors / not HIT",
+            "cold miss: clone pack built + uploaded (s)",
+        ],
+        answer_rows,
         caption="The same repos once warm: the clone's `POST /fetch` (URL form, want = every "
-                "head, have = []) from one sequential client (httpx, keep-alive) and from "
-                "`wrk -t2 -c64`; the cold miss is the head set's pack built and uploaded by "
-                "`build_and_upload`, the synchronous miss path, as in the build-time column.")
-    plot = bars(bench.plot_path("push_to_warm.png"), "Push end → prebuilt packs cached",
-                "seconds", names, {"build time (all packs)": builds, "delay to all cached": delays})
+        "head, have = []) from one sequential client (httpx, keep-alive) and from "
+        "`wrk -t2 -c64`; the cold miss is the head set's pack built and uploaded by "
+        "`build_and_upload`, the synchronous miss path, as in the build-time column.",
+    )
+    plot = bars(
+        bench.plot_path("push_to_warm.png"),
+        "Push end → prebuilt packs cached",
+        "seconds",
+        names,
+        {"build time (all packs)": builds, "delay to all cached": delays},
+    )
     return ScenarioResult(
-        "push_to_warm", TITLE,
+        "push_to_warm",
+        TITLE,
         "A fresh repo per preset, pushed the way `musehub synth` does (one push per run of "
         "same-branch commits, oldest first), so the prebuild workflow is signalled after every "
         "push and coalesces them. Target: the last tip's packs are recorded within their build "
         "time plus 1 s. Then the warm answer and the cold miss of the same repos, so issue 4's "
-        "numbers for both presets come from one run.", tables=[table, answer_table],
-        checks=checks, plots=[plot])
+        "numbers for both presets come from one run.",
+        tables=[table, answer_table],
+        checks=checks,
+        plots=[plot],
+    )
 
 
 @dataclass
@@ -89,19 +128,31 @@ class WarmAnswers:
 
     def row(self, preset: str) -> list[str]:
         w = self.wrk
-        return [preset, str(len(self.url.latencies)), ms(self.url.p(50)), ms(self.url.p(99)),
-                f"{w.requests_per_s:,.0f}", f"{w.latency_ms.get('50%', 0):.1f}",
-                f"{w.latency_ms.get('99%', 0):.1f}", f"{w.non_2xx + w.socket_errors} / {w.not_hit}"]
+        return [
+            preset,
+            str(len(self.url.latencies)),
+            ms(self.url.p(50)),
+            ms(self.url.p(99)),
+            f"{w.requests_per_s:,.0f}",
+            f"{w.latency_ms.get('50%', 0):.1f}",
+            f"{w.latency_ms.get('99%', 0):.1f}",
+            f"{w.non_2xx + w.socket_errors} / {w.not_hit}",
+        ]
 
     def checks(self, preset: str) -> list[Check]:
         p99 = self.url.p(99) * 1000
         rate, p99_64 = self.wrk.requests_per_s, self.wrk.latency_ms.get("99%", float("inf"))
         return [
-            Check(f"{preset}: URL form, 1 client p99 < 10 ms", f"{p99:.1f} ms",
-                  p99 < P99_ONE_CLIENT_MS and self.url.all_hits),
-            Check(f"{preset}: ≥ 2,000 answers/s at 64 connections with p99 < 50 ms",
-                  f"{rate:,.0f}/s, p99 {p99_64:.1f} ms",
-                  rate >= MIN_ANSWERS_PER_S and p99_64 < P99_64_MS and self.wrk.not_hit == 0),
+            Check(
+                f"{preset}: URL form, 1 client p99 < 10 ms",
+                f"{p99:.1f} ms",
+                p99 < P99_ONE_CLIENT_MS and self.url.all_hits,
+            ),
+            Check(
+                f"{preset}: ≥ 2,000 answers/s at 64 connections with p99 < 50 ms",
+                f"{rate:,.0f}/s, p99 {p99_64:.1f} ms",
+                rate >= MIN_ANSWERS_PER_S and p99_64 < P99_64_MS and self.wrk.not_hit == 0,
+            ),
         ]
 
 
@@ -143,9 +194,14 @@ async def _build_each(bench: Bench, repo: PushedRepo) -> tuple[list[float], list
                 await hub.storage.delete(entry.mpack_id)
             began = time.perf_counter()
             built = await build_and_upload(
-                session, repo.repo_id, want, [], storage=hub.storage,
+                session,
+                repo.repo_id,
+                want,
+                [],
+                storage=hub.storage,
                 work_dir=hub.settings.work_dir,
-                read_concurrency=hub.settings.storage.read_concurrency)
+                read_concurrency=hub.settings.storage.read_concurrency,
+            )
             digest = built.digest
             times.append(time.perf_counter() - began)
             sizes.append(digest.size)
