@@ -63,7 +63,7 @@ FlightKey = tuple[str, tuple[str, ...], tuple[str, ...]]
 
 @dataclass(frozen=True)
 class _Flight:
-    """A build whose pack answers every fetch of its want set in this process while it runs."""
+    """A build whose pack answers every fetch of its key in this process while it runs."""
 
     task: asyncio.Task[FetchAnswer]
     growing: GrowingPack
@@ -88,8 +88,8 @@ class SyncBuilds:
         # Builds whose answer is streamed while they run: kept here so they are not collected,
         # and run to the end even when their client leaves (the next clone finds the row).
         self.streamed: set[asyncio.Task[FetchAnswer]] = set()
-        # The recorded builds running in this process, by (repo, want set): a fetch of the same
-        # want set streams the same pack instead of waiting for the row in silence.
+        # The builds running in this process, by key: a fetch of the same key streams the same
+        # pack (or gets its URL) instead of starting another build or waiting in silence.
         self._flights: dict[FlightKey, _Flight] = {}
 
     async def answer_while_building(
