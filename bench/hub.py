@@ -226,8 +226,12 @@ class Hub:
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def quiesce(
-        self, *, below_percent: float = 15.0, sample: float = 0.5, timeout: float = 180.0
-    ) -> float:  # noqa: ASYNC109
+        self,
+        *,
+        below_percent: float = 15.0,
+        sample: float = 0.5,
+        timeout: float = 180.0,  # noqa: ASYNC109
+    ) -> float:
         """Wait until the stack's processes (API, worker, PostgreSQL, Temporal) use less than
         `below_percent` of one core for two samples running, so leftover background work (a
         prebuild, a vacuum) does not leak into a measurement. Returns the seconds waited."""

@@ -634,7 +634,8 @@ async def _recent_pushes(bench: Bench, line: Line, out: Report) -> None:
                     ms(max(chain.latencies)),
                 ],
                 [
-                    "`mpack-url` (the rest joined into one pack per request when it is several parts)",
+                    "`mpack-url` (the rest joined into one pack per request when it is several "
+                    "parts)",
                     str(len(one_url.latencies)),
                     one_url.summary(),
                     "1",

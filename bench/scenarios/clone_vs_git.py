@@ -18,7 +18,6 @@ import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 from bench.baselines import GitDaemon, git_mirror
 from bench.context import SMOKE_GABRIEL, Bench
 from bench.hub import PushedRepo
+from bench.installed_client import installed_client
 from bench.plots import bars
 from bench.proxy import running_proxy
 from bench.result import Check, ScenarioResult, Table, mb, ratio, secs
@@ -65,14 +65,13 @@ async def run(bench: Bench) -> ScenarioResult:
         "clone-small", SMOKE_GABRIEL.generate()
     )
     await bench.hub.wait_warm(small, [small.want])
-    reps = bench.pick(1, 3)
+    reps = bench.pick(1, 5)
     folder = bench.work / "clone_vs_git"
-    # An installed client runs compiled modules (pip compiles them); the tree's may not be.
-    await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "compileall", "-q", str(ROOT / "musehub")],
-        check=True,
-    )
+    # The client as a user's install runs it: its own virtualenv, modules compiled, no
+    # editable-install finder (bench/installed_client.py); `-P`: the bench's working folder (the
+    # repository) is not on its path, as it is not on a console script's.
+    python = await asyncio.to_thread(installed_client, bench.work / "client-venv")
+    musehub = [str(python), "-P", "-m", "musehub.cli.main"]
     git_packs = {
         r.slug: await asyncio.to_thread(git_mirror, r.synth, folder / f"{r.slug}.git")
         for r in (repo, small)
@@ -82,16 +81,21 @@ async def run(bench: Bench) -> ScenarioResult:
     with GitDaemon(folder, folder / "git-daemon.log") as daemon:
         for r in (repo, small):
             for link in ("loopback", LINK):
-                results[(r.slug, link, "git")] = _git_runs(daemon, r, link, folder, reps)
-                results[(r.slug, link, "hub")] = _hub_runs(r, link, folder, reps)
-                results[(r.slug, link, "raw")] = _hub_runs(r, link, folder, reps, zstd=False)
-    cold = await _cold_runs(bench, repo, folder, reps)
+                git, hub, raw = Runs(), Runs(), Runs()
+                # Interleaved, so that whatever drifts on the machine meanwhile (the disk after
+                # the deletes of an earlier scenario) falls on every kind alike.
+                for i in range(reps):
+                    _git_run(git, daemon, r, link, folder, i)
+                    _hub_run(hub, musehub, r, link, folder, i)
+                    _hub_run(raw, musehub, r, link, folder, i, zstd=False)
+                results[(r.slug, link, "git")] = git
+                results[(r.slug, link, "hub")] = hub
+                results[(r.slug, link, "raw")] = raw
+    cold = await _cold_runs(bench, musehub, repo, folder, reps)
     began = time.perf_counter()
     result = await clone(repo.url, folder / "in-process", progress=False)
     in_process_s = time.perf_counter() - began
-    help_s = statistics.median(
-        _timed([sys.executable, "-m", "musehub.cli.main", "clone", "--help"]) for _ in range(5)
-    )
+    help_s = statistics.median(_timed([*musehub, "clone", "--help"]) for _ in range(9))
     same = _tree_digest(folder / f"git-{repo.slug}-loopback-0") == _tree_digest(
         folder / f"hub-{repo.slug}-loopback-0"
     )
@@ -112,64 +116,61 @@ async def run(bench: Bench) -> ScenarioResult:
     )
 
 
-def _git_runs(daemon: GitDaemon, repo: PushedRepo, link: str, folder: Path, reps: int) -> Runs:
-    runs = Runs()
-    for i in range(reps):
-        dest = folder / f"git-{repo.slug}-{_tag(link)}-{i}"
-        if link == "loopback":
-            runs.time(["git", "clone", "-q", daemon.url(f"{repo.slug}.git"), str(dest)])
-            continue
-        with running_proxy(
-            "127.0.0.1", daemon.port, mbit=LINK_MBIT, latency_ms=LINK_LATENCY_MS
-        ) as proxy:
-            url = f"git://127.0.0.1:{proxy.port}/{repo.slug}.git"
-            runs.time(["git", "clone", "-q", url, str(dest)])
-            runs.wire_bytes.append(proxy.stats.down)
-    return runs
+def _git_run(
+    runs: Runs, daemon: GitDaemon, repo: PushedRepo, link: str, folder: Path, i: int
+) -> None:
+    dest = folder / f"git-{repo.slug}-{_tag(link)}-{i}"
+    if link == "loopback":
+        runs.time(["git", "clone", "-q", daemon.url(f"{repo.slug}.git"), str(dest)])
+        return
+    with running_proxy(
+        "127.0.0.1", daemon.port, mbit=LINK_MBIT, latency_ms=LINK_LATENCY_MS
+    ) as proxy:
+        url = f"git://127.0.0.1:{proxy.port}/{repo.slug}.git"
+        runs.time(["git", "clone", "-q", url, str(dest)])
+        runs.wire_bytes.append(proxy.stats.down)
 
 
-def _hub_runs(repo: PushedRepo, link: str, folder: Path, reps: int, *, zstd: bool = True) -> Runs:
+def _hub_run(
+    runs: Runs,
+    musehub: list[str],
+    repo: PushedRepo,
+    link: str,
+    folder: Path,
+    i: int,
+    *,
+    zstd: bool = True,
+) -> None:
     """`musehub clone` as users run it (`mpack-zstd`), or with `--no-zstd`: the raw pack."""
-    runs = Runs()
-    for i in range(reps):
-        dest = folder / f"hub{'' if zstd else '-raw'}-{repo.slug}-{_tag(link)}-{i}"
-        command = [sys.executable, "-m", "musehub.cli.main", "clone", "-q", repo.url, str(dest)]
-        command += [] if zstd else ["--no-zstd"]
-        if link == "loopback":
-            runs.time(command)
-            continue
-        api = urlsplit(repo.url)
-        with running_proxy(
-            api.hostname or "127.0.0.1", api.port or 80, mbit=LINK_MBIT, latency_ms=LINK_LATENCY_MS
-        ) as proxy:
-            via = f"http://127.0.0.1:{proxy.port}"
-            env = {
-                **os.environ,
-                "HTTP_PROXY": via,
-                "http_proxy": via,
-                "NO_PROXY": "",
-                "no_proxy": "",
-            }
-            runs.time(command, env)
-            runs.wire_bytes.append(proxy.stats.down)
-    return runs
+    dest = folder / f"hub{'' if zstd else '-raw'}-{repo.slug}-{_tag(link)}-{i}"
+    command = [*musehub, "clone", "-q", repo.url, str(dest)]
+    command += [] if zstd else ["--no-zstd"]
+    if link == "loopback":
+        runs.time(command)
+        return
+    api = urlsplit(repo.url)
+    with running_proxy(
+        api.hostname or "127.0.0.1", api.port or 80, mbit=LINK_MBIT, latency_ms=LINK_LATENCY_MS
+    ) as proxy:
+        via = f"http://127.0.0.1:{proxy.port}"
+        env = {
+            **os.environ,
+            "HTTP_PROXY": via,
+            "http_proxy": via,
+            "NO_PROXY": "",
+            "no_proxy": "",
+        }
+        runs.time(command, env)
+        runs.wire_bytes.append(proxy.stats.down)
 
 
-async def _cold_runs(bench: Bench, repo: PushedRepo, folder: Path, reps: int) -> Runs:
+async def _cold_runs(
+    bench: Bench, musehub: list[str], repo: PushedRepo, folder: Path, reps: int
+) -> Runs:
     runs = Runs()
     for i in range(reps):
         await bench.hub.drop_cache(repo.repo_id)
-        runs.time(
-            [
-                sys.executable,
-                "-m",
-                "musehub.cli.main",
-                "clone",
-                "-q",
-                repo.url,
-                str(folder / f"cold-{i}"),
-            ]
-        )
+        runs.time([*musehub, "clone", "-q", repo.url, str(folder / f"cold-{i}")])
     return runs
 
 
@@ -279,8 +280,9 @@ def _report(
         "with the same files, branches and merges, via `git fast-import`, then packed like a git "
         "host keeps it). Each clone is a fresh process writing a fresh folder and checking out "
         f"the default branch, on loopback and through `bench/proxy.py` ({LINK} one way, "
-        "bandwidth shared by every connection). Warm: the prebuilt pack is cached. The client's "
-        "modules are compiled first, as an installed client's are.",
+        "bandwidth shared by every connection). Warm: the prebuilt pack is cached. The client runs "
+        "as installed (`bench/installed_client.py`: a virtualenv of its own, modules compiled, "
+        "no editable-install finder), and each kind of clone takes its turn in every round.",
         tables=[table],
         checks=checks,
         plots=[plot],
