@@ -4,8 +4,9 @@ Both sides run `musehub.client.clone.clone` in this process, end to end through 
 `GET /refs`, the `POST /fetch` the client sends (`mpack-chain`), the packs downloaded and
 decoded while they arrive, the tree checked out. The chain side takes the hub's answer as it
 is (the base and its top-ups); the baseline's `/fetch` goes to the hub too, but its answer is
-swapped for one part, the head set's history built into one pack (`build_and_upload`), so the
-two differ only by the packs. Runs alternate (chain, base, base, chain, ...) and the medians
+swapped for one part, the head set's history built into one pack (`build_and_upload`) and
+served in zstd like the chain's parts, so the two differ only by the packs. Both use the
+client's own HTTP, as `musehub clone` does. Runs alternate (chain, base, base, chain, ...) and the medians
 are compared; the working trees must be identical.
 
 Used by scenario 7 (`scenarios/chains.py`), and alone for a focused run:
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -24,14 +26,19 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import httpx
 import msgpack
 
 from bench.hub import HEADERS, Hub, PushedRepo
 from musehub.client.clone import CAPABILITIES, clone
+from musehub.client.download import PackPart
+from musehub.client.wire import FetchAnswer, MPackURL, MuseRemote
 from musehub.mpack.encoding import ZSTD
 from musehub.services.encoded_packs import make_copy
 from musehub.services.mpack_build import build_and_upload
@@ -74,41 +81,28 @@ class ChainCloneRun:
         return statistics.median(self.cpu[name])
 
 
-class _AnswerWith(httpx.AsyncBaseTransport):
-    """The network, except that a `/fetch` answer is replaced by `parts` when they are given
-    (after the real request: both sides pay the hub's answer time)."""
+@contextlib.contextmanager
+def _answered_with(parts: list[Part] | None) -> Iterator[None]:
+    """The client's `/fetch` answer replaced by `parts` when they are given (after the real
+    request: both sides pay the hub's answer time). The client keeps its own HTTP (an http://
+    hub: `http11.HTTP11Client`), as `musehub clone` does: a transport given to `clone()` would
+    put both sides on httpx, whose cost per request a 24-part chain would pay 24 times."""
+    if parts is None:
+        yield
+        return
+    real = MuseRemote.fetch
 
-    def __init__(self, parts: list[Part] | None) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
-        self._parts = parts
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.handle_async_request(request)
-        if self._parts is None or not request.url.path.endswith("/fetch"):
-            return response
-        real = msgpack.unpackb(await response.aread(), raw=False)
-        answer = {
-            "mpack_parts": [
-                {
-                    "url": p.url,
-                    "size": p.size,
-                    "sha256": p.sha256,
-                    "encoding": p.encoding,
-                    "decoded_size": p.decoded_size,
-                }
-                for p in self._parts
-            ],
-            "expires_at": real["expires_at"],
-            "branch_heads": real["branch_heads"],
-        }
-        return httpx.Response(
-            200,
-            content=msgpack.packb(answer, use_bin_type=True),
-            headers={"content-type": "application/x-msgpack"},
+    async def fetch(self: MuseRemote, *args: Any, **kwargs: Any) -> FetchAnswer:
+        answer = await real(self, *args, **kwargs)
+        if not isinstance(answer, MPackURL):
+            raise RuntimeError("the hub answered the baseline's fetch inline, not by URL")
+        swapped = tuple(
+            PackPart(p.url, p.size, p.sha256, None, p.encoding, p.decoded_size) for p in parts
         )
+        return MPackURL(swapped, answer.branch_heads)
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    with mock.patch.object(MuseRemote, "fetch", fetch):
+        yield
 
 
 async def measure(hub: Hub, repo: PushedRepo, work: Path, reps: int) -> ChainCloneRun:
@@ -156,7 +150,8 @@ async def measure(hub: Hub, repo: PushedRepo, work: Path, reps: int) -> ChainClo
             for name, parts in order if i % 2 == 0 else order[::-1]:
                 dest = folder / f"{name}-{i}"
                 began, began_cpu = time.perf_counter(), time.process_time()
-                result = await clone(repo.url, dest, progress=False, transport=_AnswerWith(parts))
+                with _answered_with(parts):
+                    result = await clone(repo.url, dest, progress=False)
                 timings[name].append(time.perf_counter() - began)
                 cpu[name].append(time.process_time() - began_cpu)
                 if name == "chain" and result.parts != len(chain):
