@@ -183,7 +183,10 @@ async def test_soak_has_no_5xx_and_loses_nothing(
         for owner, slug, token in [await hub.create_repo() for _ in range(REPOS)]
     ]
     ledger = Ledger()
-    limits = httpx.Limits(max_connections=CLIENTS * 2)
+    # Idle connections dropped before the server's 5 s keep-alive ends them: httpx's own expiry
+    # is 5 s too, and a request sent on a connection the server is closing at that moment gets
+    # no answer (CI saw "Server disconnected without sending a response" on a GET /refs).
+    limits = httpx.Limits(max_connections=CLIENTS * 2, keepalive_expiry=2.0)
     async with (
         running_workers(
             temporal_env.client, settings, storage=hub.storage, database_url=settings.database.url
