@@ -6,8 +6,8 @@ decoded while they arrive, the tree checked out. The chain side takes the hub's 
 is (the base and its top-ups); the baseline's `/fetch` goes to the hub too, but its answer is
 swapped for one part, the head set's history built into one pack (`build_and_upload`) and
 served in zstd like the chain's parts, so the two differ only by the packs. Both use the
-client's own HTTP, as `musehub clone` does. Runs alternate (chain, base, base, chain, ...) and the medians
-are compared; the working trees must be identical.
+client's own HTTP, as `musehub clone` does. Runs alternate (chain, base, base, chain, ...) and
+the medians are compared; the working trees must be identical.
 
 Used by scenario 7 (`scenarios/chains.py`), and alone for a focused run:
 

@@ -154,20 +154,19 @@ class SyncBuilds:
                 # A lost pack's drop holds its object lock: end it before taking the want set's
                 # lock, which builders take first (the other order could deadlock with them).
                 await session.commit()
-                if not await self._lock_patiently(
-                    lambda: mpack_cache.try_lock_want_set(session, repo_id, want)
-                ):
-                    # Another process builds it, for longer than a client should sit in
-                    # silence: stream a build of our own, if a build slot is free.
-                    if growing is not None and await self._build_slots_free(session, repo_id):
-                        return await self._build_alongside(
-                            session, repo_id, want, [], heads, growing
-                        )
-                    await session.rollback()
-                    await mpack_cache.lock_want_set(session, repo_id, want)
-                entry = await self._answers.live_entry(
-                    session, repo_id, want
-                )  # built while we waited?
+                alongside = await self._lock_or_build_alongside(
+                    session,
+                    lambda: mpack_cache.try_lock_want_set(session, repo_id, want),
+                    lambda: mpack_cache.lock_want_set(session, repo_id, want),
+                    repo_id,
+                    want,
+                    [],
+                    heads,
+                    growing,
+                )
+                if alongside is not None:
+                    return alongside
+                entry = await self._answers.live_entry(session, repo_id, want)  # built meanwhile?
             if entry is not None:
                 await session.commit()  # ends the lock's transaction
                 return await self._answers.answer_of(entry, heads, "HIT")
@@ -175,19 +174,39 @@ class SyncBuilds:
             built = await self.build(session, repo_id, want, [], watch=growing)
             await record_built(session, repo_id, want, built, self._settings)
             await session.commit()
-        pack = await self._answers.presigned(
-            built.key, built.digest.size, built.digest.sha256, "MISS"
-        )
-        return FetchAnswer.of_pack(pack, heads)
+        return await self._answer_built(built, heads, "MISS")
 
-    async def _lock_patiently(self, try_lock: Callable[[], Awaitable[bool]]) -> bool:
-        """A build's lock, if it comes within `stream_builds_after_seconds`."""
+    async def _lock_or_build_alongside(
+        self,
+        session: AsyncSession,
+        try_lock: Callable[[], Awaitable[bool]],
+        lock: Callable[[], Awaitable[None]],
+        repo_id: str,
+        want: list[str],
+        have: list[str],
+        heads: dict[str, str],
+        growing: GrowingPack | None,
+    ) -> FetchAnswer | None:
+        """Take a build's lock (None once held). When another process holds it for longer than
+        `stream_builds_after_seconds`, longer than a client should sit in silence, stream a
+        build of our own if a build slot is free (its answer), else wait for the lock."""
         deadline = time.monotonic() + self._settings.api.stream_builds_after_seconds
         while not await try_lock():
             if time.monotonic() >= deadline:
-                return False
+                if growing is not None and await self._build_slots_free(session, repo_id):
+                    return await self._build_alongside(session, repo_id, want, have, heads, growing)
+                await session.rollback()
+                await lock()
+                return None
             await asyncio.sleep(LOCK_POLL_SECONDS)
-        return True
+        return None
+
+    async def _answer_built(
+        self, built: BuiltMPack, heads: dict[str, str], cache: CacheOutcome
+    ) -> FetchAnswer:
+        digest = built.digest
+        pack = await self._answers.presigned(built.key, digest.size, digest.sha256, cache)
+        return FetchAnswer.of_pack(pack, heads)
 
     async def _build_alongside(
         self,
@@ -203,10 +222,7 @@ class SyncBuilds:
         orphan sweep."""
         built = await self.build(session, repo_id, want, have, watch=growing)
         await session.commit()
-        pack = await self._answers.presigned(
-            built.key, built.digest.size, built.digest.sha256, "UNCACHED"
-        )
-        return FetchAnswer.of_pack(pack, heads)
+        return await self._answer_built(built, heads, "UNCACHED")
 
     async def unrecorded(
         self,
@@ -221,10 +237,7 @@ class SyncBuilds:
             await self._take_build_slots(session, repo_id)
             built = await self.build(session, repo_id, want, have, watch=growing)
             await session.commit()
-        pack = await self._answers.presigned(
-            built.key, built.digest.size, built.digest.sha256, "UNCACHED"
-        )
-        return FetchAnswer.of_pack(pack, heads)
+        return await self._answer_built(built, heads, "UNCACHED")
 
     async def shared_pull(
         self,
@@ -239,11 +252,18 @@ class SyncBuilds:
         `pull_packs.pull_key`): one builds under the key's lock and shares its pack; whoever
         waited for the lock finds it (UNCACHED all the same: no cache row names it)."""
         async with self._sessions() as session:
-            if not await self._lock_patiently(lambda: pull_packs.try_lock(session, key)):
-                if growing is not None and await self._build_slots_free(session, repo_id):
-                    return await self._build_alongside(session, repo_id, want, have, heads, growing)
-                await session.rollback()
-                await pull_packs.lock(session, key)
+            alongside = await self._lock_or_build_alongside(
+                session,
+                lambda: pull_packs.try_lock(session, key),
+                lambda: pull_packs.lock(session, key),
+                repo_id,
+                want,
+                have,
+                heads,
+                growing,
+            )
+            if alongside is not None:
+                return alongside
             shared = await pull_packs.recent(session, key, pull_packs.reuse_for(self._settings))
             if shared is not None and await self._storage.size(shared.mpack_id) == shared.size:
                 await session.commit()
@@ -255,10 +275,7 @@ class SyncBuilds:
             built = await self.build(session, repo_id, want, have, watch=growing)
             await pull_packs.record(session, key, repo_id, built)
             await session.commit()
-        pack = await self._answers.presigned(
-            built.key, built.digest.size, built.digest.sha256, "UNCACHED"
-        )
-        return FetchAnswer.of_pack(pack, heads)
+        return await self._answer_built(built, heads, "UNCACHED")
 
     async def _take_build_slots(self, session: AsyncSession, repo_id: str) -> None:
         """A hub-wide and a per-repository build slot until the session's transaction ends;
