@@ -1,7 +1,7 @@
 """Clone from a pack chain vs from one base of the same history, with `musehub clone`'s own code.
 
 Both sides run `musehub.client.clone.clone` in this process, end to end through the wire:
-`GET /refs`, the `POST /fetch` the client sends (`mpack-chain`), the packs downloaded and
+the `POST /fetch` the client sends (`mpack-chain`, `mpack-refs`), the packs downloaded and
 decoded while they arrive, the tree checked out. The chain side takes the hub's answer as it
 is (the base and its top-ups); the baseline's `/fetch` goes to the hub too, but its answer is
 swapped for one part, the head set's history built into one pack (`build_and_upload`) and
@@ -38,7 +38,7 @@ import msgpack
 from bench.hub import HEADERS, Hub, PushedRepo
 from musehub.client.clone import CAPABILITIES, clone
 from musehub.client.download import PackPart
-from musehub.client.wire import FetchAnswer, MPackURL, MuseRemote
+from musehub.client.wire import MPackURL, MuseRemote, RemoteRefs
 from musehub.mpack.encoding import ZSTD
 from musehub.services.encoded_packs import make_copy
 from musehub.services.mpack_build import build_and_upload
@@ -90,18 +90,22 @@ def _answered_with(parts: list[Part] | None) -> Iterator[None]:
     if parts is None:
         yield
         return
-    real = MuseRemote.fetch
+    real = MuseRemote.clone_answer
 
-    async def fetch(self: MuseRemote, *args: Any, **kwargs: Any) -> FetchAnswer:
-        answer = await real(self, *args, **kwargs)
-        if not isinstance(answer, MPackURL):
-            raise RuntimeError("the hub answered the baseline's fetch inline, not by URL")
+    async def clone_answer(
+        self: MuseRemote, *args: Any, **kwargs: Any
+    ) -> tuple[RemoteRefs, MPackURL | None] | None:
+        together = await real(self, *args, **kwargs)
+        answer = together[1] if together is not None else None
+        if together is None or answer is None:
+            raise RuntimeError("the hub did not answer the baseline's clone with URLs and refs")
+        refs = together[0]
         swapped = tuple(
             PackPart(p.url, p.size, p.sha256, None, p.encoding, p.decoded_size) for p in parts
         )
-        return MPackURL(swapped, answer.branch_heads)
+        return refs, MPackURL(swapped, answer.branch_heads)
 
-    with mock.patch.object(MuseRemote, "fetch", fetch):
+    with mock.patch.object(MuseRemote, "clone_answer", clone_answer):
         yield
 
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
@@ -42,6 +43,8 @@ FETCH_BODY_LIMIT = id_list_body_limit(MAX_WANT + MAX_HAVE)
 # Bodies up to this size are read before the repo is checked (a clone's want list is ~66 bytes
 # per branch); larger ones, or ones of unknown size, only after.
 SMALL_BODY_BYTES = 64 * 1024
+# The client's capability for a clone without `GET /refs` first (`_head_set_answer`).
+REFS_CAPABILITY = "mpack-refs"
 FETCH_PATH = "/{owner}/{slug}/fetch"
 _FETCH_PATH_RE = re.compile(r"/([^/]+)/([^/]+)/fetch")
 _MSGPACK_HEADER = (b"content-type", MSGPACK.encode())
@@ -99,6 +102,8 @@ async def _answer(scope: Scope, receive: Receive) -> Callable[[Send], Awaitable[
     limit = min(FETCH_BODY_LIMIT, parts.settings.api.max_body_bytes)
     raw = await read_body(request, limit, declared=declared)
     asked = _parse_repeated(raw) if len(raw) <= REPEATED_BODY_BYTES else parse_fetch_request(raw)
+    if asked.head_set:
+        return await _head_set_answer(parts, scope, receive, asked, user)
     answer = await parts.fetch.answer(
         params["owner"],
         params["slug"],
@@ -108,15 +113,41 @@ async def _answer(scope: Scope, receive: Receive) -> Callable[[Send], Awaitable[
         form=asked.form,
         zstd=asked.zstd,
     )
-    if answer.growing is not None:  # a build still running: streamed inline, whatever the form
+    if answer.growing is not None or asked.form == "inline":
+        # A build still running is streamed inline, whatever the form.
         return lambda send: _inline_form(parts, answer)(scope, receive, send)
+    body = _url_form(answer, asked)
+    return lambda send: _send_msgpack(body, answer.cache, send)
+
+
+async def _head_set_answer(
+    parts: AppParts, scope: Scope, receive: Receive, asked: FetchRequest, user: str | None
+) -> Callable[[Send], Awaitable[None]]:
+    """`mpack-refs` with an empty `want`: the answer for every branch head, with the refs `GET
+    /refs` would give (they name exactly the heads the packs hold). A build still running is
+    streamed inline without them: the client then asks the old way."""
+    params = scope["path_params"]
+    refs, answer = await parts.fetch.answer_head_set(
+        params["owner"], params["slug"], user, form=asked.form, zstd=asked.zstd
+    )
+    fields = {
+        "repo_id": refs.repo_id,
+        "domain": refs.domain,
+        "default_branch": refs.default_branch,
+        "branch_heads": refs.branch_heads,
+    }
+    if answer is None:  # no branches: nothing to clone, and the refs say so
+        return lambda send: _send_msgpack(msgpack.packb(fields), None, send)
+    if answer.growing is not None:
+        return lambda send: _inline_form(parts, answer)(scope, receive, send)
+    body = msgpack.packb(msgpack.unpackb(_url_form(answer, asked)) | fields, use_bin_type=True)
+    return lambda send: _send_msgpack(body, answer.cache, send)
+
+
+def _url_form(answer: FetchAnswer, asked: FetchRequest) -> bytes:
     if asked.form == "chain":
-        body = answer.zstd_chain_form if asked.zstd else answer.chain_form
-        return lambda send: _send_msgpack(body, answer.cache, send)
-    if asked.form == "url":
-        body = answer.zstd_url_form if asked.zstd else answer.url_form
-        return lambda send: _send_msgpack(body, answer.cache, send)
-    return lambda send: _inline_form(parts, answer)(scope, receive, send)
+        return answer.zstd_chain_form if asked.zstd else answer.chain_form
+    return answer.zstd_url_form if asked.zstd else answer.url_form
 
 
 @dataclass(frozen=True)
@@ -127,22 +158,30 @@ class FetchRequest:
     # `mpack-zstd`: URL forms may name zstd copies. Ignored for the inline form, whose bytes
     # are exactly what muse 0.1.5 reads.
     zstd: bool = False
+    # `mpack-refs` and an empty `want`: a clone of every branch head, answered with the refs.
+    head_set: bool = False
 
 
 def parse_fetch_request(raw: bytes) -> FetchRequest:
     body = decode_body(raw)
-    want = id_list(body, "want", max_items=MAX_WANT)
-    have = id_list(body, "have", max_items=MAX_HAVE, required=False)
     capabilities = body.get("capabilities") or []
     if not isinstance(capabilities, list):
         raise BadRequest("'capabilities' must be a list of strings")
+    head_set = REFS_CAPABILITY in capabilities and body.get("want") == []
+    want = [] if head_set else id_list(body, "want", max_items=MAX_WANT)
+    have = id_list(body, "have", max_items=MAX_HAVE, required=False)
     form: AnswerForm = "inline"
     if "mpack-chain" in capabilities:
         form = "chain"
     elif "mpack-url" in capabilities:
         form = "url"
+    if head_set and (have or form == "inline"):
+        raise BadRequest(
+            "an empty 'want' with mpack-refs asks for a clone of every branch head: send "
+            "'have': [] and mpack-url or mpack-chain, or list the commits you want"
+        )
     zstd = "mpack-zstd" in capabilities and form != "inline"
-    return FetchRequest(tuple(sorted(set(want))), tuple(have), form, zstd)
+    return FetchRequest(tuple(sorted(set(want))), tuple(have), form, zstd, head_set)
 
 
 # Every client cloning a repo sends the same small body (its heads), again and again: such
@@ -170,12 +209,10 @@ async def _caller(parts: AppParts, header: str | None) -> str | None:
         return await user_of(header, session)
 
 
-async def _send_msgpack(body: bytes, cache: str, send: Send) -> None:
-    headers = [
-        _MSGPACK_HEADER,
-        (b"content-length", str(len(body)).encode()),
-        (b"x-musehub-cache", cache.encode()),
-    ]
+async def _send_msgpack(body: bytes, cache: str | None, send: Send) -> None:
+    headers = [_MSGPACK_HEADER, (b"content-length", str(len(body)).encode())]
+    if cache is not None:
+        headers.append((b"x-musehub-cache", cache.encode()))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -1,13 +1,15 @@
 """``muse clone``: copy a remote repository into a fresh directory and check out its default branch.
 
-Sequence (docs/wire-protocol.md): ``GET /refs`` → ``POST /fetch`` with ``want`` = every branch head
-(deduped, sorted), ``have = []``, ``capabilities``: ``mpack-chain``, ``mpack-url``, ``mpack-zstd``
-→ the packs (a chain's base and top-ups, or one pack; the zstd copies where the hub has them) are
-decoded *while they download* (``parts.stream_parts`` feeds ``unpack.unpack_streams``, a few parts
+Sequence (docs/wire-protocol.md): ``POST /fetch`` with ``want = []`` (every branch head),
+``have = []``, ``capabilities``: ``mpack-chain``, ``mpack-url``, ``mpack-zstd``, ``mpack-refs``,
+answered with the refs and the packs; a hub without ``mpack-refs`` gets what muse 0.1.5 sends,
+``GET /refs`` → ``POST /fetch`` with ``want`` = every branch head (deduped, sorted). The packs (a
+chain's base and top-ups, or one pack; the zstd copies where the hub has them) are decoded
+*while they download* (``parts.stream_parts`` feeds ``unpack.unpack_streams``, a few parts
 downloading at once, each through ``encoding.decoding`` when compressed and a bounded
 ``pipe.BytePipe``; files are written by a small thread pool and the head's tree is checked out on
 the way) → each part's size and sha256 are checked as its last byte comes in → refs from the
-``/refs`` answer → the staged ``.muse`` is renamed into place. An inline answer (a hub without
+refs answer → the staged ``.muse`` is renamed into place. An inline answer (a hub without
 ``mpack-url``) is spooled to a file first and unpacked the same way.
 
 Until that final rename nothing in ``dest`` looks like a repository, and a failed clone leaves
@@ -22,14 +24,14 @@ import functools
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, TextIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TextIO
 
 from musehub.client.encoding import ZSTD_CAPABILITY
 from musehub.client.errors import CloneError, RemoteError
 from musehub.client.layout import LayoutError, MuseDir, check_branch_name
-from musehub.client.parts import refresh_by_fetch, stream_parts
+from musehub.client.parts import Decode, newest_first, refresh_by_fetch, stream_parts
 from musehub.client.pipe import PipeAborted
 from musehub.client.progress import ByteProgress
 from musehub.client.unpack import PackError, Unpacked, unpack_stream, unpack_streams
@@ -76,14 +78,17 @@ async def clone(
     staging: Path | None = None
     try:
         async with MuseRemote(url, transport=transport) as remote:
-            refs = await _remote_refs(remote, url)
+            refs, answer = await _refs_and_answer(
+                remote, url, capabilities, dest.parent, progress, stderr
+            )
             branch, head = _default_head(refs)
             want = sorted(set(refs.branch_heads.values()))
-            answer = await _fetch(remote, want, capabilities, dest.parent, progress, stderr)
             with _as_clone_error(url, dest, branch):
                 staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.muse-", dir=dest.parent))
                 repo = MuseDir(dest, staging=staging)
-                repo.init(repo_id=refs.repo_id, domain=refs.domain, default_branch=branch)
+                init = functools.partial(
+                    repo.init, repo_id=refs.repo_id, domain=refs.domain, default_branch=branch
+                )
                 if isinstance(answer, MPackURL):
                     unpacked = await download_into(
                         remote,
@@ -95,8 +100,10 @@ async def clone(
                         head=head,
                         progress=progress,
                         stderr=stderr,
+                        init=init,
                     )
                 else:
+                    init()
                     unpacked = await asyncio.to_thread(_unpack_file, answer.path, repo, head)
                 _finish(url, repo, refs, branch)
     except BaseException:
@@ -125,6 +132,31 @@ def default_dest(url: str) -> Path:
     return Path(url.rstrip("/").rsplit("/", 1)[-1] or "muse-repo")
 
 
+async def _refs_and_answer(
+    remote: MuseRemote,
+    url: str,
+    capabilities: tuple[str, ...],
+    spool_dir: Path,
+    progress: bool,
+    stderr: TextIO | None,
+) -> tuple[RemoteRefs, MPackURL | InlinePack]:
+    """The refs and the answer for every branch head: in one round trip from a hub that takes
+    ``mpack-refs``, else ``GET /refs`` then ``POST /fetch`` (what muse 0.1.5 does)."""
+    try:
+        together = await remote.clone_answer(capabilities)
+    except RemoteError as exc:
+        if exc.status == 0:  # no HTTP answer at all
+            raise CloneError(f"{exc}; check the URL and that the hub is up") from exc
+        raise CloneError(f"the hub could not send the history ({exc}); try again later") from exc
+    if together is not None:
+        refs, answer = _checked_refs(together[0], url), together[1]
+        if answer is not None:  # None only without branches, which _checked_refs refuses
+            return refs, answer
+    refs = await _remote_refs(remote, url)
+    want = sorted(set(refs.branch_heads.values()))
+    return refs, await _fetch(remote, want, capabilities, spool_dir, progress, stderr)
+
+
 async def _remote_refs(remote: MuseRemote, url: str) -> RemoteRefs:
     try:
         refs = await remote.refs()
@@ -132,6 +164,10 @@ async def _remote_refs(remote: MuseRemote, url: str) -> RemoteRefs:
         raise CloneError(
             f"cannot read {url}/refs ({exc}); check the URL and that the hub is up"
         ) from exc
+    return _checked_refs(refs, url)
+
+
+def _checked_refs(refs: RemoteRefs, url: str) -> RemoteRefs:
     if not refs.branch_heads:
         raise CloneError(f"{url} has no branches yet: there is nothing to clone, push to it first")
     try:
@@ -185,22 +221,33 @@ async def download_into(
     head: str | None,
     progress: bool,
     stderr: TextIO | None,
+    init: Callable[[], None] | None = None,
 ) -> Unpacked:
     """Download the answer's packs and decode them into ``repo`` in a thread as they arrive
     (checking out ``head`` on the way when given); good only once this returns (each part's
-    size and sha256 are checked before the decoder sees its end). Clone and pull share it."""
+    size and sha256 are checked before the decoder sees its end). Clone and pull share it.
+    ``init`` (a new repository's folders) runs first in the decoder's thread, while the first
+    bytes are on their way."""
     bar = ByteProgress(_download_label(answer), answer.size, stream=stderr) if progress else None
+    decode = functools.partial(unpack_streams, repo=repo, head=head)
     try:
         return await stream_parts(
             remote.http,
-            answer.parts,
-            functools.partial(unpack_streams, repo=repo, head=head),
+            newest_first(answer.parts),
+            decode if init is None else functools.partial(_init_then, init, decode),
             refresh=refresh_by_fetch(remote, want, have, capabilities),
             progress=bar,
         )
     finally:
         if bar:
             bar.finish()
+
+
+def _init_then(
+    init: Callable[[], None], decode: Decode[Unpacked], readers: Iterator[BinaryIO]
+) -> Unpacked:
+    init()
+    return decode(readers)
 
 
 def _download_label(answer: MPackURL) -> str:

@@ -8,8 +8,9 @@ decoder reads the parts one after the other while they arrive:
 - Up to ``PARALLEL_PARTS`` parts download at once. The parts after the one being decoded are
   fetched ahead, into memory, as long as what waits ahead stays under ``AHEAD_BYTES``: a
   chain's top-ups are small and arrive while the base decodes, instead of costing a round trip
-  each after it. A part bigger than that starts when the decoder reaches it, so memory stays
-  bounded whatever the chain's shape.
+  each after it. A part bigger than that starts when the decoder reaches the part before it,
+  through a bounded pipe, so memory stays bounded whatever the chain's shape.
+- ``newest_first`` is the order a clone decodes a chain in: its head is checked out on the way.
 - Each part is ``download.stream_part``: resumed with ``Range`` after a break, its URL
   refreshed when it expired, its size and sha256 checked as the bytes stream. The decoder sees
   a part's end only once they matched, and a bad part stops everything (the caller discards
@@ -83,6 +84,16 @@ def refresh_by_fetch(
     return refresh
 
 
+def newest_first(parts: Sequence[PackPart]) -> tuple[PackPart, ...]:
+    """A chain's parts in the order to decode them: the newest top-up first, then the others in
+    chain order. The newest part holds the newest commits, so usually the head being checked
+    out and its snapshot: known before the base's objects stream by, each file of the tree is
+    written as its object arrives, instead of copied from the object store once every part is
+    in (the gabriel chain's 171 files, 18-31 ms at the end of a clone). Records are checked
+    by their ids and applied as sets, so the order changes nothing else."""
+    return (parts[-1], *parts[:-1]) if len(parts) > 1 else tuple(parts)
+
+
 def _held(part: PackPart) -> int:
     """The bytes a part fetched ahead holds in memory: the pack's, once decoded."""
     return part.decoded_size if part.decoded_size is not None else part.size
@@ -144,10 +155,17 @@ class _PartStreams:
         self._decoder_failed: BaseException | None = None
 
     async def run(self, decode: Decode[T]) -> T:
+        downloads = asyncio.ensure_future(self._download_all())
+        # Two turns of the loop: the downloads start, then send their first requests (a pooled
+        # connection writes at once). Only then does the decoder's thread start: its start-up
+        # (a clone's folders) would hold the GIL while the requests wait to go out.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
         decoder = asyncio.ensure_future(asyncio.to_thread(self._decode, decode))
         try:
-            await self._download_all()
+            await downloads
         except BaseException as exc:
+            downloads.cancel()
             self._abort(exc)
             with contextlib.suppress(BaseException):
                 await decoder  # the thread stops at its next read; wait so it writes no more
@@ -184,8 +202,10 @@ class _PartStreams:
     def _may_start(self, index: int, running: int) -> bool:
         if running >= self._parallel:
             return False
-        if index <= self._reading:
-            return True  # the decoder waits for it
+        if index <= self._reading + 1:
+            # The decoder waits for it, or will next: a big part's pipe is bounded, so starting
+            # it early costs that much memory and saves the round trip its first bytes take.
+            return True
         waiting = sum(_held(p) for p in self._parts[self._reading + 1 : index])
         return waiting + _held(self._parts[index]) <= self._ahead_bytes
 

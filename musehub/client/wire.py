@@ -5,7 +5,8 @@ It behaves like the muse 0.1.5 client where the protocol pins behaviour: msgpack
 msgpack (a non-map reads as ``{}``), redirects refused, 64 MiB answer cap, no token over
 plain http except to loopback. It goes beyond it in two places: ``fetch`` asks for the
 pack by URL (``capabilities: ["mpack-url"]``, and ``"mpack-chain"`` for a base and top-ups)
-and streams an inline answer to a file.
+and streams an inline answer to a file; ``clone_answer`` asks for every branch head with the
+refs in the answer (``"mpack-refs"``), one round trip instead of two.
 
 Pass ``transport=httpx.ASGITransport(app)`` to talk to an in-process app in tests.
 """
@@ -45,6 +46,8 @@ PRESIGNED_PUT_TIMEOUT_S = 300.0
 URLLIB_DEFAULT_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # A URL-form fetch answer is a few hundred bytes; anything bigger is an inline pack.
 URL_ANSWER_MAX_BYTES = 1024 * 1024
+# Lets a clone skip `GET /refs`: `want: []` asks for every branch head (`clone_answer`).
+REFS_CAPABILITY = "mpack-refs"
 ERROR_TEXT_CHARS = 400
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -128,14 +131,35 @@ class MuseRemote:
     # -- endpoints ---------------------------------------------------------------------
 
     async def refs(self) -> RemoteRefs:
-        answer = await self._call("GET", "refs")
-        heads = answer.get("branch_heads") or {}
-        return RemoteRefs(
-            repo_id=str(answer.get("repo_id") or ""),
-            domain=str(answer.get("domain") or "midi"),  # the real client's default
-            default_branch=str(answer.get("default_branch") or "main"),
-            branch_heads={str(b): str(c) for b, c in heads.items()},
-        )
+        return _refs_of(await self._call("GET", "refs"))
+
+    async def clone_answer(
+        self, capabilities: Sequence[str]
+    ) -> tuple[RemoteRefs, MPackURL | None] | None:
+        """A clone in one round trip: ``POST /fetch`` for every branch head (``want: []``,
+        ``mpack-refs``), answered by URL with the refs ``GET /refs`` would give, which name
+        exactly the heads the packs hold. The answer is None for a repo without branches.
+        Returns None when the hub does not answer so: one without the capability refuses the
+        empty ``want`` (4xx), one still building the pack streams it inline (left unread here);
+        the caller then asks the old way, ``refs`` and ``fetch``."""
+        body = {"want": [], "have": [], "capabilities": [*capabilities, REFS_CAPABILITY]}
+        try:
+            async with self._stream("POST", self.url("fetch"), body) as resp:
+                declared = resp.headers.get("content-length")
+                if not (declared and declared.isdigit() and int(declared) <= URL_ANSWER_MAX_BYTES):
+                    return None  # an inline pack: the old way asks for it by URL
+                answer = _decode_map(await _read_capped(resp, URL_ANSWER_MAX_BYTES))
+        except RemoteError as exc:
+            if 400 <= exc.status < 500:
+                return None
+            raise
+        if "repo_id" not in answer:
+            return None  # a hub that ignored the capability
+        refs = _refs_of(answer)
+        if not refs.branch_heads:
+            return refs, None
+        found = _url_answer_of(answer)
+        return None if found is None else (refs, found)
 
     async def filter_objects(self, object_ids: Sequence[str]) -> list[str]:
         answer = await self._call("POST", "filter-objects", {"object_ids": list(object_ids)})
@@ -330,10 +354,26 @@ def _discard(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+def _refs_of(answer: Record) -> RemoteRefs:
+    heads = answer.get("branch_heads") or {}
+    if not isinstance(heads, dict):
+        raise RemoteError(0, "the hub's branch_heads is not a map; report it to its operator")
+    return RemoteRefs(
+        repo_id=str(answer.get("repo_id") or ""),
+        domain=str(answer.get("domain") or "midi"),  # the real client's default
+        default_branch=str(answer.get("default_branch") or "main"),
+        branch_heads={str(b): str(c) for b, c in heads.items()},
+    )
+
+
 def _url_answer(path: Path) -> MPackURL | None:
-    """Read a small fetch answer; ``None`` when it is an inline pack rather than URLs. The
-    chain form wins when the hub sent both (it does when the whole answer is one pack too)."""
-    answer = _decode_map(path.read_bytes())
+    """Read a small fetch answer; ``None`` when it is an inline pack rather than URLs."""
+    return _url_answer_of(_decode_map(path.read_bytes()))
+
+
+def _url_answer_of(answer: Record) -> MPackURL | None:
+    """The packs a fetch answer names; ``None`` when it names none. The chain form wins when
+    the hub sent both (it does when the whole answer is one pack too)."""
     expires_at = _unix_time(answer.get("expires_at"))
     listed = answer.get("mpack_parts")
     if listed:

@@ -74,7 +74,7 @@ async def lookup(session: AsyncSession, repo_id: str, want: Iterable[str]) -> Ca
 # transaction. The row is matched by its want set (stored normalised), as its key is made.
 _CLONE_LOOKUP = text(
     """
-SELECT r.repo_id, r.owner, r.visibility,
+SELECT r.repo_id, r.owner, r.visibility, r.domain, r.default_branch,
        c.cache_id, c.mpack_id, c.size_bytes, c.sha256, c.expires_at, c.last_hit_at,
        coalesce((SELECT json_object_agg(b.name, b.head_commit_id ORDER BY b.name)
                  FROM musehub_branches b WHERE b.repo_id = r.repo_id), '{}') AS heads,
@@ -93,11 +93,14 @@ WHERE r.owner = :owner AND r.slug = :slug
 
 @dataclass(frozen=True)
 class CloneLookup:
-    """What a clone needs to know: who may read the repo, its heads, and its live pack."""
+    """What a clone needs to know: who may read the repo, its refs (what `GET /refs` says), and
+    its live pack."""
 
     repo_id: str
     owner: str
     visibility: str
+    domain: str
+    default_branch: str
     branch_heads: dict[str, str]
     entry: CacheEntry | None  # None: no live pack answers this want set
 
@@ -125,7 +128,15 @@ async def lookup_clone(
             last_hit_at=row.last_hit_at,
             chain=chain_from_json(row.chain),
         )
-    return CloneLookup(row.repo_id, row.owner, row.visibility, dict(row.heads), entry)
+    return CloneLookup(
+        row.repo_id,
+        row.owner,
+        row.visibility,
+        row.domain,
+        row.default_branch,
+        dict(row.heads),
+        entry,
+    )
 
 
 async def lock_want_set(session: AsyncSession, repo_id: str, want: Iterable[str]) -> None:

@@ -35,7 +35,8 @@ class FakeHub:
     repo_id: str = "5d7f0c1e-0000-4000-8000-000000000001"
     domain: str = "code"
     default_branch: str = "main"
-    mpack_url: bool = True  # honour capabilities: ["mpack-url"]
+    mpack_url: bool = True  # honour capabilities: ["mpack-url"] (and mpack-chain, mpack-refs)
+    refs_in_fetch: bool = True  # honour mpack-refs; False: refuse `want: []` as hubs before it
     presign: bool = True
     commits: dict[str, dict[str, Any]] = field(default_factory=dict)
     snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -154,34 +155,57 @@ class FakeHub:
         return _msgpack({"ok": True, "message": "pushed", "branch_heads": dict(self.heads)})
 
     def fetch(self, body: dict[str, Any]) -> httpx.Response:
-        have = self._reachable(body.get("have") or [], set())
-        commit_ids = self._reachable(body["want"], have)
         capabilities = body.get("capabilities") or []
-        if self.chain_parts and "mpack-chain" in capabilities and not have:
-            return self._chain_answer(self._oldest_first(commit_ids))
-        pack = self._pack(sorted(commit_ids))
-        if self.mpack_url and "mpack-url" in capabilities:
-            sha = hashlib.sha256(pack).hexdigest()
-            self.packs[sha] = pack
-            expires = "2099-01-01T00:00:00+00:00"
-            if self.stale_answers:
-                self.stale_answers -= 1
-                expires = "2001-01-01T00:00:00+00:00"
-            return _msgpack(
-                {
-                    "mpack_url": f"http://blobs.test/_pack/{sha}",
-                    "mpack_size": len(pack),
-                    "mpack_sha256": sha,
-                    "expires_at": expires,
-                    "branch_heads": dict(self.heads),
-                }
-            )
+        if body["want"] == []:
+            if not (self.refs_in_fetch and self.mpack_url and "mpack-refs" in capabilities):
+                return httpx.Response(400, text="'want' must not be empty")  # a hub before it
+            refs = self.refs_answer()
+            if not self.heads:
+                return _msgpack(refs)
+            answer = self._url_answer(sorted(set(self.heads.values())), set(), capabilities)
+            return _msgpack(answer | refs)
+        have = self._reachable(body.get("have") or [], set())
+        chain = self.chain_parts and "mpack-chain" in capabilities and not have
+        if chain or (self.mpack_url and "mpack-url" in capabilities):
+            return _msgpack(self._url_answer(body["want"], have, capabilities))
+        pack = self._pack(sorted(self._reachable(body["want"], have)))
         content = b"".join(inline_answer([pack], self.heads))
         return httpx.Response(
             200, content=content, headers={"content-type": "application/x-msgpack"}
         )
 
-    def _chain_answer(self, commit_ids: list[str]) -> httpx.Response:
+    def refs_answer(self) -> dict[str, Any]:
+        return {
+            "repo_id": self.repo_id,
+            "domain": self.domain,
+            "default_branch": self.default_branch,
+            "branch_heads": dict(self.heads),
+        }
+
+    def _url_answer(
+        self, want: list[str], have: set[str], capabilities: list[str]
+    ) -> dict[str, Any]:
+        commit_ids = self._reachable(want, have)
+        if self.chain_parts and "mpack-chain" in capabilities and not have:
+            return self._chain_answer(self._oldest_first(commit_ids))
+        pack = self._pack(sorted(commit_ids))
+        sha = hashlib.sha256(pack).hexdigest()
+        self.packs[sha] = pack
+        return {
+            "mpack_url": f"http://blobs.test/_pack/{sha}",
+            "mpack_size": len(pack),
+            "mpack_sha256": sha,
+            "expires_at": self._expires_at(),
+            "branch_heads": dict(self.heads),
+        }
+
+    def _expires_at(self) -> str:
+        if self.stale_answers:
+            self.stale_answers -= 1
+            return "2001-01-01T00:00:00+00:00"
+        return "2099-01-01T00:00:00+00:00"
+
+    def _chain_answer(self, commit_ids: list[str]) -> dict[str, Any]:
         """The history cut into `chain_parts` packs, oldest first; each holds the snapshots and
         objects its commits name that no earlier part holds (a chain's top-ups)."""
         size = -(-len(commit_ids) // self.chain_parts)
@@ -207,18 +231,12 @@ class FakeHub:
             parts.append(
                 {"url": f"http://blobs.test/_pack/{sha}", "size": len(pack), "sha256": sha}
             )
-        expires = "2099-01-01T00:00:00+00:00"
-        if self.stale_answers:
-            self.stale_answers -= 1
-            expires = "2001-01-01T00:00:00+00:00"
-        return _msgpack(
-            {
-                "mpack_parts": parts,
-                "mpack_size": sum(p["size"] for p in parts),
-                "expires_at": expires,
-                "branch_heads": dict(self.heads),
-            }
-        )
+        return {
+            "mpack_parts": parts,
+            "mpack_size": sum(p["size"] for p in parts),
+            "expires_at": self._expires_at(),
+            "branch_heads": dict(self.heads),
+        }
 
     def _oldest_first(self, commit_ids: set[str]) -> list[str]:
         """Parents before children (a chain's order), ties by id."""

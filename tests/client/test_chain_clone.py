@@ -124,14 +124,80 @@ async def test_parts_are_handed_over_in_order_whatever_finishes_first(tmp_path: 
         got = await stream_parts(http, parts, read_all, ahead_bytes=1_000)
     assert got == bodies
     # Part 1 (10 bytes) was fetched ahead, while part 0 was read; part 2 (2,000 bytes) is more
-    # than may wait ahead, so it started only once the decoder was done with part 1.
+    # than may wait ahead, so it started only once the decoder was done with part 0 (it was next
+    # then), and part 3 (50 bytes, behind part 2's 2,000) only once it was done with part 1.
     assert events.index("get 1") < events.index("read 0")
-    assert events.index("get 2") > events.index("read 1")
+    assert events.index("get 2") > events.index("read 0")
+    assert events.index("get 3") > events.index("read 1")
 
     wrong = [*parts[:3], PackPart(parts[3].url, parts[3].size, "0" * 64)]
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
         with pytest.raises(DownloadError, match="sha256"):
             await stream_parts(http, wrong, read_all)
+
+
+async def test_the_part_after_the_one_decoded_starts_however_big_it_is() -> None:
+    """Its pipe is bounded, so it may start at once: its first bytes do not wait for the
+    decoder to finish the part before it (a round trip on a real link)."""
+    import threading
+
+    import httpx
+
+    from musehub.client.download import PackPart
+
+    bodies = [b"a" * 10, b"b" * 300_000]
+    parts = [
+        PackPart(f"http://blobs.test/{n}", len(b), hashlib.sha256(b).hexdigest())
+        for n, b in enumerate(bodies)
+    ]
+    second_asked = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/1":
+            second_asked.set()
+        return httpx.Response(200, content=bodies[int(request.url.path[1:])])
+
+    def read_all(streams: Any) -> list[bool]:
+        asked_while_in_the_first = []
+        for fp in streams:
+            while fp.read(65536):
+                pass
+            asked_while_in_the_first.append(second_asked.wait(timeout=5))
+        return asked_while_in_the_first
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        asked = await stream_parts(http, parts, read_all, ahead_bytes=1_000)
+    assert asked[0] is True  # requested before the decoder left part 0
+
+
+async def test_a_chain_clone_writes_the_head_tree_as_its_objects_arrive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The base holds the head's files, the newest top-up its commit and snapshot: decoded
+    newest first, the tree is known before the base's objects stream, and no file is copied
+    from the object store at the end."""
+    from musehub.client import unpack
+
+    history = History()
+    files = {f"song/{n}.mid": bytes([n]) * 3000 for n in range(6)}
+    tip = history.commit([], files)
+    for n in range(4):
+        tip = history.commit([tip], {**files, "notes.txt": f"take {n}".encode()})
+    hub = hub_of(history, {"main": tip})
+    hub.chain_parts = 3
+    copied: list[Path] = []
+    real_copy = unpack._copy_work_files
+
+    def copy(src: Path, paths: list[Path]) -> None:
+        copied.extend(paths)
+        real_copy(src, paths)
+
+    monkeypatch.setattr(unpack, "_copy_work_files", copy)
+    result = await clone(BASE, tmp_path / "song", transport=hub.transport(), progress=False)
+    assert result.parts == 3 and result.files == len(files) + 1
+    assert copied == []
+    work = {k: v for k, v in tree(tmp_path / "song").items() if not k.startswith(".muse")}
+    assert work == {**files, "notes.txt": b"take 3"}
 
 
 def _entries(path: Path) -> list[Path]:

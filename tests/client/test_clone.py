@@ -44,12 +44,31 @@ async def test_clone(
     assert (result.commits, result.snapshots, result.objects, result.files) == (5, 5, 7, 5)
     assert result.default_branch == "main" and result.head_commit_id == MAIN
     _assert_cloned(dest, vector)
-    fetch = next(s for s in fake_hub.seen if s.path.endswith("/fetch"))
+    first = fake_hub.seen[0]
     caps = ["mpack-chain", "mpack-url", "mpack-zstd"]
-    assert fetch.body == {"want": sorted({MAIN, CHORUS}), "have": [], "capabilities": caps}
-    assert "authorization" not in fetch.headers
+    assert first.body == {"want": [], "have": [], "capabilities": [*caps, "mpack-refs"]}
+    if url_form:  # the refs came with the pack's URL: no GET /refs
+        assert fake_hub.ops()[:1] == ["POST fetch"] and "GET refs" not in fake_hub.ops()
+    else:  # a hub without URLs refused the empty want: asked as muse 0.1.5 asks
+        assert fake_hub.ops() == ["POST fetch", "GET refs", "POST fetch"]
+        fetch = fake_hub.seen[2]
+        assert fetch.body == {"want": sorted({MAIN, CHORUS}), "have": [], "capabilities": caps}
+    assert all("authorization" not in seen.headers for seen in fake_hub.seen)
     assert _entries(tmp_path) == [dest]  # no spooled pack left behind
     assert ("Downloading pack" in stderr.getvalue()) is url_form
+
+
+async def test_clone_from_a_hub_without_refs_in_fetch(
+    fake_hub: FakeHub, vector: dict[str, Any], tmp_path: Path
+) -> None:
+    """A hub from before `mpack-refs` refuses the empty want (400): the clone asks the old way,
+    `GET /refs` then the heads by URL, and ends the same."""
+    fake_hub.refs_in_fetch = False
+    result = await clone(BASE, tmp_path / "song", transport=fake_hub.transport(), progress=False)
+    assert result.via_url and result.head_commit_id == MAIN
+    _assert_cloned(tmp_path / "song", vector)
+    assert fake_hub.ops()[:3] == ["POST fetch", "GET refs", "POST fetch"]
+    assert fake_hub.seen[2].body["want"] == sorted({MAIN, CHORUS})
 
 
 async def test_clone_into_an_existing_empty_dir(fake_hub: FakeHub, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def test_clone_no_zstd_asks_for_the_raw_pack(fake_hub: FakeHub, tmp_path: Path) 
     code = clone_command(BASE, tmp_path / "song", True, transport=fake_hub.transport(), zstd=False)
     assert code == EXIT_OK
     fetch = next(s for s in fake_hub.seen if s.path.endswith("/fetch"))
-    assert fetch.body["capabilities"] == ["mpack-chain", "mpack-url"]
+    assert fetch.body["capabilities"] == ["mpack-chain", "mpack-url", "mpack-refs"]
 
 
 def test_clone_command_reports_failure(

@@ -97,4 +97,4 @@ def test_a_clone_from_an_http_hub_never_imports_httpx(tmp_path: Path) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
     )
     assert done.stdout.split() == ["1"]
-    assert "cannot read" in done.stderr and "refs" in done.stderr
+    assert "cannot reach" in done.stderr and "check the URL" in done.stderr

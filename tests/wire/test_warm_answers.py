@@ -11,7 +11,7 @@ from musehub.services.fetch import FetchMPack
 from musehub.services.mpack_cache import CloneLookup
 from musehub.services.warm_answers import Lookup, WarmAnswers
 
-FOUND = CloneLookup("repo-1", "ann", "public", {"main": "c1"}, entry=None)
+FOUND = CloneLookup("repo-1", "ann", "public", "code", "main", {"main": "c1"}, entry=None)
 PACK = FetchMPack("mpacks/repo-1/x.mpack", 10, "ab" * 32, "http://hub/x", datetime.now(UTC), "HIT")
 WANT = ["c1"]
 
