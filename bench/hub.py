@@ -13,8 +13,8 @@ import psutil
 from sqlalchemy import text
 
 from bench.stack import Stack
-from musehub.client import MuseRemote
 from musehub.client.push import push_repository
+from musehub.client.wire import MuseRemote
 from musehub.contract import build_targets
 from musehub.db.engine import create_engine, session_factory
 from musehub.services.mpack_cache import cache_id_for

@@ -31,7 +31,7 @@ from bench.installed_client import installed_client
 from bench.plots import bars
 from bench.proxy import running_proxy
 from bench.result import Check, ScenarioResult, Table, mb, ratio, secs
-from musehub.client import clone
+from musehub.client.clone import clone
 
 TITLE = "3. End-to-end clone vs git"
 CLONE_TIMEOUT_S = 600.0

@@ -7,22 +7,8 @@ packs (a chain's base and top-ups, a few at once) and ``download`` each one by U
 ranged), ``pipe`` hands them to ``unpack`` as they arrive, ``unpack`` checks every id and hands
 files to ``writer``'s threads, ``layout`` is the on-disk ``.muse`` and ``worktree`` moves a
 working tree between two commits' trees. The ``musehub clone`` and ``musehub pull`` commands
-that drive it are in ``musehub/cli/``. This package imports
-nothing else of the hub but the mpack reader and ids.
+that drive it are in ``musehub/cli/``; ``early`` sends a clone's first request
+(``clone_request``, built by ``http11_request``) before the rest is loaded, which is why this
+package's ``__init__`` imports nothing. This package imports nothing else of the hub but the
+mpack reader and ids.
 """
-
-from musehub.client.clone import CloneResult, clone
-from musehub.client.errors import CloneError, DownloadError, PushRejected, RemoteError
-from musehub.client.push import push_repository
-from musehub.client.wire import MuseRemote
-
-__all__ = [
-    "CloneError",
-    "CloneResult",
-    "DownloadError",
-    "MuseRemote",
-    "PushRejected",
-    "RemoteError",
-    "clone",
-    "push_repository",
-]

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TextIO
 
-from musehub.client.encoding import ZSTD_CAPABILITY
+from musehub.client.clone_request import CAPABILITIES, clone_capabilities
 from musehub.client.errors import CloneError, RemoteError
 from musehub.client.layout import LayoutError, MuseDir, check_branch_name
 from musehub.client.parts import Decode, newest_first, refresh_by_fetch, stream_parts
@@ -40,10 +40,10 @@ from musehub.client.wire import URL_ANSWER_MAX_BYTES, InlinePack, MPackURL, Muse
 if TYPE_CHECKING:
     import httpx
 
+    from musehub.client.early import EarlyRequest
+
 ORIGIN = "origin"
-# A chain (a base and top-ups) when the hub has one, one pack URL from a hub without chains.
-RAW_CAPABILITIES = ("mpack-chain", "mpack-url")
-CAPABILITIES = (*RAW_CAPABILITIES, ZSTD_CAPABILITY)
+__all__ = ["CAPABILITIES", "CloneResult", "clone", "default_dest", "download_into"]
 
 
 class CloneResult(NamedTuple):  # not a dataclass: see download.PackPart
@@ -69,15 +69,17 @@ async def clone(
     transport: httpx.AsyncBaseTransport | None = None,
     stderr: TextIO | None = None,
     zstd: bool = True,
+    early: EarlyRequest | None = None,
 ) -> CloneResult:
     """Clone ``url`` into ``dest``; raises ``CloneError`` with a message a person can act on.
-    ``zstd=False`` asks for the uncompressed pack."""
-    capabilities = CAPABILITIES if zstd else RAW_CAPABILITIES
+    ``zstd=False`` asks for the uncompressed pack. ``early``: the first request, already sent
+    (``early.send_clone_request`` with the same capabilities)."""
+    capabilities = clone_capabilities(zstd)
     started = time.monotonic()
     dest, created = _claim_destination(dest)
     staging: Path | None = None
     try:
-        async with MuseRemote(url, transport=transport) as remote:
+        async with MuseRemote(url, transport=transport, early=early) as remote:
             refs, answer = await _refs_and_answer(
                 remote, url, capabilities, dest.parent, progress, stderr
             )

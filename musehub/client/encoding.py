@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 Write = Callable[[bytes], Awaitable[None]]
 
 ZSTD = "zstd"
-# The capability a client sends to accept zstd packs.
-ZSTD_CAPABILITY = "mpack-zstd"
 OUTPUT_CHUNK_BYTES = 1 << 20
 # The largest window a frame may ask the decoder to hold (16 MiB): the hub's level 3 uses 2 MiB
 # and level 19 8 MiB; zstd's own default (128 MiB) would let one hostile header take that much.

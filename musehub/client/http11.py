@@ -21,30 +21,29 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
 
+from musehub.client.http11_request import Address, proxy_address, request_bytes, route
 from musehub.client.session import (
     ConnectError,
     ConnectTimeout,
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
-    UnsupportedProtocol,
     WriteTimeout,
 )
 
 if TYPE_CHECKING:
+    import socket
+
     import httpx
+
+    from musehub.client.early import EarlyRequest
 
 READ_BYTES = 256 * 1024
 STREAM_LIMIT = 1024 * 1024  # the longest response head; asyncio buffers up to twice this
 MAX_IDLE_PER_HOST = 8
-USER_AGENT = "musehub-client"
 _NO_BODY_STATUSES = frozenset({204, 304})
-_URL_SAFE = "!$&'()*+,;=:@/?%-._~"
 _DEFAULT: Any = object()  # the client's timeout (``None`` means none at all, as in httpx)
-
-Address = tuple[str, int]
 
 
 class _Connection:
@@ -111,7 +110,8 @@ class HTTP11Client:
     """``headers`` go with every request, ``timeout`` (seconds) bounds each connect, write and
     read unless a request says otherwise. ``proxy``: an ``http://host:port`` proxy for http://
     URLs (requests in absolute form), as ``HTTP_PROXY`` names one; hosts ``NO_PROXY`` names go
-    direct."""
+    direct. ``early``: a request sent before this client existed (``early.py``); when the first
+    request this client sends is those bytes, it reads that request's answer instead."""
 
     def __init__(
         self,
@@ -119,17 +119,14 @@ class HTTP11Client:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         proxy: str | None = None,
+        early: EarlyRequest | None = None,
     ) -> None:
         self._headers = dict(headers or {})
         self._timeout = timeout
         self._idle: dict[Address, list[_Connection]] = {}
         self._tls: httpx.AsyncClient | None = None
-        self._proxy: Address | None = None
-        if proxy is not None:
-            via = urlsplit(proxy)
-            if via.scheme != "http" or not via.hostname:
-                raise ValueError(f"not an http:// proxy: {proxy!r}")
-            self._proxy = (via.hostname, via.port or 80)
+        self._proxy = proxy_address(proxy) if proxy is not None else None
+        self._early = early
 
     async def __aenter__(self) -> HTTP11Client:
         return self
@@ -176,6 +173,8 @@ class HTTP11Client:
         return await self.request("POST", url, **options)
 
     async def aclose(self) -> None:
+        if self._early is not None:
+            self._early.close()
         for conns in self._idle.values():
             for conn in conns:
                 conn.close()
@@ -200,20 +199,12 @@ class HTTP11Client:
         headers: Mapping[str, str],
         seconds: float | None,
     ) -> Response:
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise UnsupportedProtocol(
-                f"the URL scheme {parts.scheme!r} is not supported (http or https)"
-            )
-        key = (parts.hostname, parts.port or 80)
-        host = parts.netloc.rpartition("@")[2]
-        # What httpx sent: the path and query, anything outside URL characters percent-encoded.
-        target = quote(parts.path or "/", safe=_URL_SAFE)
-        if parts.query:
-            target += "?" + quote(parts.query, safe=_URL_SAFE)
-        if self._proxy is not None and not _bypass(parts.hostname):
-            key, target = self._proxy, f"http://{host}{target}"  # absolute form
-        message = self._request_bytes(method, target, host, headers, body)
+        key, target, host = route(url, self._proxy)
+        message = request_bytes(method, target, host, [self._headers, headers], body)
+        if self._early is not None:
+            answered = await self._early_answer(method, key, message, seconds)
+            if answered is not None:
+                return answered
         conn = self._take(key)
         if conn is not None:
             try:
@@ -227,19 +218,25 @@ class HTTP11Client:
             conn.close()
             raise RemoteProtocolError("the server closed the connection without answering") from exc
 
-    def _request_bytes(
-        self, method: str, target: str, host: str, headers: Mapping[str, str], body: bytes
-    ) -> bytes:
-        fields = {"host": ("Host", host), "user-agent": ("User-Agent", USER_AGENT)}
-        fields["accept-encoding"] = ("Accept-Encoding", "identity")  # bodies are read as sent
-        for name, value in [*self._headers.items(), *headers.items()]:
-            fields[name.lower()] = (name, value)
-        for framing in ("content-length", "transfer-encoding", "connection"):
-            fields.pop(framing, None)
-        if body or method not in ("GET", "HEAD"):
-            fields["content-length"] = ("Content-Length", str(len(body)))  # whole in memory
-        lines = [f"{method} {target} HTTP/1.1", *(f"{n}: {v}" for n, v in fields.values())]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    async def _early_answer(
+        self, method: str, key: Address, message: bytes, seconds: float | None
+    ) -> Response | None:
+        """The answer to the request sent early, when ``message`` is it; None otherwise (the
+        early one is dropped, whatever this request is: it is only ever the first)."""
+        assert self._early is not None
+        early, self._early = self._early, None
+        if early.done():
+            sock = early.claim(key, message)
+        else:  # still connecting: wait in a thread, not on the event loop
+            sock = await asyncio.to_thread(early.claim, key, message)
+        if sock is None:
+            return None
+        conn = await _adopt(sock)
+        try:
+            return await self._answer(method, key, conn, seconds)
+        except _Stale:
+            conn.close()  # closed without an answer: the caller sends it again, as usual
+            return None
 
     def _take(self, key: Address) -> _Connection | None:
         conns = self._idle.get(key)
@@ -274,6 +271,12 @@ class HTTP11Client:
             raise WriteTimeout("timed out sending the request") from exc
         except OSError as exc:
             raise _Stale() from exc
+        return await self._answer(method, key, conn, seconds)
+
+    async def _answer(
+        self, method: str, key: Address, conn: _Connection, seconds: float | None
+    ) -> Response:
+        """The answer to the request just sent on ``conn``, its body still to be read."""
         try:
             status, raw_headers, reason = await _read_head(conn.reader, seconds)
         except _Stale:
@@ -307,10 +310,10 @@ async def _connect(key: Address, seconds: float | None) -> _Connection:
     return _Connection(reader, writer)
 
 
-def _bypass(host: str) -> bool:
-    import urllib.request  # only with a proxy set
-
-    return bool(urllib.request.proxy_bypass(host))
+async def _adopt(sock: socket.socket) -> _Connection:
+    """A connection on a socket connected elsewhere (``early.py``)."""
+    reader, writer = await asyncio.open_connection(sock=sock, limit=STREAM_LIMIT)
+    return _Connection(reader, writer)
 
 
 async def _read_head(

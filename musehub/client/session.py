@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import httpx
 
+    from musehub.client.early import EarlyRequest
+
 
 class HTTPError(Exception):
     """A request failed before an answer could be read (``httpx.HTTPError``'s counterpart)."""
@@ -119,22 +121,37 @@ class Session(Protocol):
 
 
 def open_session(
-    transport: httpx.AsyncBaseTransport | None, *, timeout: float, headers: Mapping[str, str]
+    transport: httpx.AsyncBaseTransport | None,
+    *,
+    timeout: float,
+    headers: Mapping[str, str],
+    early: EarlyRequest | None = None,
 ) -> Session:
     """``HTTP11Client`` unless a transport is given or the environment names a proxy it does
     not speak (anything but one ``http://`` proxy for http:// URLs): then ``httpx``, which reads
-    those settings itself when built without a transport."""
-    proxies = {} if transport is not None else environment_proxies()
-    plain_proxy = proxies.get("http", "")
-    if transport is None and set(proxies) <= {"http"} and plain_proxy[:7] in ("", "http://"):
+    those settings itself when built without a transport. ``early``: a request already sent
+    (``early.py``), for ``HTTP11Client`` to take the answer of."""
+    served, proxy = http11_proxy() if transport is None else (False, None)
+    if served:
         from musehub.client.http11 import HTTP11Client
 
-        return HTTP11Client(headers=headers, timeout=timeout, proxy=plain_proxy or None)
+        return HTTP11Client(headers=headers, timeout=timeout, proxy=proxy, early=early)
+    if early is not None:
+        early.close()
     import httpx
 
     return httpx.AsyncClient(
         transport=transport, follow_redirects=False, timeout=httpx.Timeout(timeout), headers=headers
     )
+
+
+def http11_proxy() -> tuple[bool, str | None]:
+    """Whether ``HTTP11Client`` serves the client here (the environment names no proxy but one
+    ``http://`` proxy for http:// URLs), and that proxy."""
+    proxies = environment_proxies()
+    plain_proxy = proxies.get("http", "")
+    served = set(proxies) <= {"http"} and plain_proxy[:7] in ("", "http://")
+    return served, plain_proxy or None
 
 
 def environment_proxies() -> dict[str, str]:

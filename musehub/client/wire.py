@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import msgpack
 
+from musehub.client.clone_request import ACCEPT, MSGPACK, REQUEST_TIMEOUT_S, clone_body
 from musehub.client.download import PackPart
 from musehub.client.errors import RemoteError
 from musehub.client.session import Response, http_errors, open_session
@@ -34,20 +35,17 @@ from musehub.client.session import Response, http_errors, open_session
 if TYPE_CHECKING:
     import httpx
 
-ACCEPT = "application/x-msgpack, application/json"
-MSGPACK = "application/x-msgpack"
+    from musehub.client.early import EarlyRequest
+
 MAX_BODY_BYTES = 64 * 1024 * 1024
 OBJECTS_PER_REQUEST = 400
 PARALLEL_REQUESTS = 4
 MAX_OBJECTS_BODY_BYTES = 32 * 1024 * 1024
-REQUEST_TIMEOUT_S = 60.0
 PRESIGNED_PUT_TIMEOUT_S = 300.0
 # urllib sets this on a PUT with a body; presigned URLs must accept what the real client sends.
 URLLIB_DEFAULT_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # A URL-form fetch answer is a few hundred bytes; anything bigger is an inline pack.
 URL_ANSWER_MAX_BYTES = 1024 * 1024
-# Lets a clone skip `GET /refs`: `want: []` asks for every branch head (`clone_answer`).
-REFS_CAPABILITY = "mpack-refs"
 ERROR_TEXT_CHARS = 400
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -109,12 +107,16 @@ class MuseRemote:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = REQUEST_TIMEOUT_S,
+        early: EarlyRequest | None = None,
     ) -> None:
+        """``early``: the clone's first request, already sent (``early.py``)."""
         self.base_url = base_url.rstrip("/")
         if token and transport is None:
             _refuse_token_over_plain_http(self.base_url)
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = open_session(transport, timeout=timeout, headers={"Accept": ACCEPT})
+        self.http = open_session(
+            transport, timeout=timeout, headers={"Accept": ACCEPT}, early=early
+        )
 
     async def __aenter__(self) -> MuseRemote:
         return self
@@ -142,7 +144,7 @@ class MuseRemote:
         Returns None when the hub does not answer so: one without the capability refuses the
         empty ``want`` (4xx), one still building the pack streams it inline (left unread here);
         the caller then asks the old way, ``refs`` and ``fetch``."""
-        body = {"want": [], "have": [], "capabilities": [*capabilities, REFS_CAPABILITY]}
+        body = clone_body(capabilities)
         try:
             async with self._stream("POST", self.url("fetch"), body) as resp:
                 declared = resp.headers.get("content-length")
