@@ -39,6 +39,7 @@ def say(message: str) -> None:
 class DevStack:
     settings: Settings
     children: list[SupervisedChild] = field(default_factory=list)
+    temporal: TemporalDevServer | None = None  # the embedded one, when it runs
 
     def run(self) -> int:
         state_dir = self.settings.state_dir.resolve()
@@ -84,6 +85,7 @@ class DevStack:
             ui_port=self.settings.dev.temporal_ui_port,
         )
         stack.enter_context(server)
+        self.temporal = server
         return server.address, server.ui_url
 
     def _child_env(
@@ -141,7 +143,11 @@ class DevStack:
             time.sleep(POLL_SECONDS)
 
     def _check_children(self) -> None:
-        """Before the stack is ready a death is a startup failure: stop with its log's name."""
+        """Before the stack is ready a death is a startup failure: stop with its log's name.
+        The Temporal dev server first: a worker that cannot reach it exits too, and says less."""
+        failure = self.temporal.failure() if self.temporal is not None else None
+        if failure is not None:
+            raise RuntimeError(failure)
         for child in self.children:
             code = child.exit_code()
             if code is not None:

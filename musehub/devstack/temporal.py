@@ -62,17 +62,36 @@ class TemporalDevServer:
         args += ["--ui-port", str(self.ui_port)] if self.ui_port else ["--headless"]
         for name, kind in SEARCH_ATTRIBUTES.items():
             args += ["--search-attribute", f"{name}={kind}"]
-        log = open(self.state_file.parent / "temporal.log", "ab")
+        log = open(self.log_path, "ab")
         self._process = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        if not wait_for_port("127.0.0.1", self.port, timeout=timeout):
-            self.stop()
-            raise RuntimeError(
-                f"the Temporal dev server did not listen on {self.address} within {timeout:.0f} s; "
-                f"see {self.state_file.parent / 'temporal.log'}"
-            )
+        # The UI's port too: the server listens on its own port first and exits if the UI's
+        # then cannot bind (taken since `ensure_port_free`), after the frontend looked ready.
+        for port in (self.port, self.ui_port):
+            if port and not wait_for_port("127.0.0.1", port, timeout=timeout):
+                failure = self.failure()
+                self.stop()
+                raise RuntimeError(
+                    failure
+                    or f"the Temporal dev server did not listen on 127.0.0.1:{port} within "
+                    f"{timeout:.0f} s; see {self.log_path}"
+                )
         return self.address
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_file.parent / "temporal.log"
+
+    def failure(self) -> str | None:
+        """What to tell a person once the server has exited: its code and its log's last line
+        (a port it could not bind, a state file it could not open); None while it runs."""
+        code = self._process.poll() if self._process is not None else None
+        if code is None:
+            return None
+        lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        last = lines[-1][:300] if lines else "no output"
+        return f"the Temporal dev server exited with code {code} ({last}); see {self.log_path}"
 
     def stop(self, *, timeout: float = 20.0) -> None:
         if self._process is None or self._process.poll() is not None:
