@@ -8,6 +8,8 @@ from typing import Any, NamedTuple
 import httpx
 import msgpack
 
+from musehub.services.mpack_build import build_and_upload
+from musehub.storage import LatencyInjectingStorage
 from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
 
@@ -124,3 +126,24 @@ async def push_vector(
         )
     repo_id = decode(await call(hub.client, owner, slug, "refs", token=token))["repo_id"]
     return PushedRepo(owner, slug, token, repo_id)
+
+
+def build_reading_slowly(hub: Hub, seconds_per_read: float) -> Any:
+    """The hub's build with every storage read slowed and one read at a time: a build that runs
+    past `stream_builds_after_seconds`, so its answer is streamed while it is written. For
+    `fetcher.builds.build`."""
+    slow = LatencyInjectingStorage(hub.storage, seconds_per_read)
+
+    async def build(session, repo_id, want, have, *, watch=None):  # type: ignore[no-untyped-def]
+        return await build_and_upload(
+            session,
+            repo_id,
+            want,
+            have,
+            storage=slow,
+            work_dir=hub.settings.work_dir,
+            read_concurrency=1,
+            watch=watch,
+        )
+
+    return build

@@ -13,11 +13,9 @@ import pytest
 
 from musehub.client.clone import clone
 from musehub.services.fetch import FetchMPacks
-from musehub.services.mpack_build import build_and_upload
-from musehub.storage import LatencyInjectingStorage
 from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
-from tests.wire.helpers import call, decode, push_records, push_vector
+from tests.wire.helpers import build_reading_slowly, call, decode, push_records, push_vector
 
 MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
 CLONE_CAPS = ["mpack-chain", "mpack-url", "mpack-zstd"]
@@ -142,21 +140,8 @@ async def test_a_clone_while_the_pack_is_built_falls_back_and_gets_every_file(
     leaves that answer unread and asks the old way (`GET /refs`, then the heads)."""
     repo = await push_vector(hub, branches=("main", "chorus"))
     fetcher: FetchMPacks = hub.app.state.parts.fetch
-    real_build, slow = fetcher.builds.build, LatencyInjectingStorage(hub.storage, 0.4)
-
-    async def slow_build(session, repo_id, want, have, *, watch=None):  # type: ignore[no-untyped-def]
-        return await build_and_upload(
-            session,
-            repo_id,
-            want,
-            have,
-            storage=slow,
-            work_dir=hub.settings.work_dir,
-            read_concurrency=1,
-            watch=watch,
-        )
-
-    fetcher.builds.build = slow_build
+    real_build = fetcher.builds.build
+    fetcher.builds.build = build_reading_slowly(hub, 0.4)
     transport = Recording(hub.transport)
     url = f"http://hub.test/{repo.owner}/{repo.slug}"
     try:

@@ -19,12 +19,11 @@ from musehub.mpack.inline import INLINE_HEADER, branch_heads_trailer
 from musehub.services.blob_reads import BlobMissing
 from musehub.services.fetch import FetchAnswer, FetchMPacks
 from musehub.services.growing_pack import GrowingPack
-from musehub.services.mpack_build import build_and_upload
 from musehub.settings import Settings
 from musehub.storage import LatencyInjectingStorage
 from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
-from tests.wire.helpers import HEADERS, PushedRepo, decode, push_vector
+from tests.wire.helpers import HEADERS, PushedRepo, build_reading_slowly, decode, push_vector
 
 MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
 OBJECTS = len(load_vector()["objects"])
@@ -169,21 +168,7 @@ async def test_the_route_streams_a_slow_build_chunked_and_it_decodes_as_the_stor
     repo = await push_vector(hub, branches=("main", "chorus"))
     fetcher: FetchMPacks = hub.app.state.parts.fetch
     real_build = fetcher.builds.build
-    slow = LatencyInjectingStorage(hub.storage, 0.4)
-
-    async def slow_build(session, repo_id, want, have, *, watch=None):  # type: ignore[no-untyped-def]
-        return await build_and_upload(
-            session,
-            repo_id,
-            want,
-            have,
-            storage=slow,
-            work_dir=hub.settings.work_dir,
-            read_concurrency=1,
-            watch=watch,
-        )
-
-    fetcher.builds.build = slow_build
+    fetcher.builds.build = build_reading_slowly(hub, 0.4)
     asked = {"want": [MAIN, CHORUS], "have": [], "capabilities": capabilities}
     body = msgpack.packb({"want": [MAIN, CHORUS], "have": []})
     try:
