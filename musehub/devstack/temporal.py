@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from musehub.devstack.orphans import ends_with_parent
 from musehub.devstack.ports import ensure_port_free, wait_for_port
 
 # Custom search attributes the dev server registers at start (a cluster registers them once
@@ -64,7 +65,11 @@ class TemporalDevServer:
             args += ["--search-attribute", f"{name}={kind}"]
         log = open(self.log_path, "ab")
         self._process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=ends_with_parent(),
         )
         # The UI's port too: the server listens on its own port first and exits if the UI's
         # then cannot bind (taken since `ensure_port_free`), after the frontend looked ready.
