@@ -1,5 +1,6 @@
 """`musehub dev` end to end: every part starts, answers, survives a restart with its state, and
-stops cleanly on Ctrl-C; a busy port and a bad setting are one clear line each."""
+stops cleanly on Ctrl-C, and killed outright takes its parts with it; a busy port and a bad
+setting are one clear line each."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from pathlib import Path
 
 import httpx
 import msgpack
+import psutil
 import pytest
 
 from musehub.devstack.ports import free_port
 from tests.devstack.test_supervision import assert_groups_gone, kill_children_and_see_them_back
 
 MUSEHUB = [sys.executable, "-m", "musehub.cli.main"]
+PARTS_GONE_WITHIN_S = 30.0
 
 
 @pytest.fixture
@@ -117,13 +120,35 @@ def test_dev_starts_everything_heals_restarts_with_its_state_and_stops_cleanly(
     assert all(port_is_free(p) for p in ports), "a part kept running after Ctrl-C"
 
     again = start(dev_env, tmp_path / "dev2.log")
+    parts: list[psutil.Process] = []
     try:
         wait_for(tmp_path / "dev2.log", "Ready.", again)
         refs = httpx.get(f"{api}/alice/song/refs")
         assert refs.status_code == 200
         assert msgpack.unpackb(refs.content)["default_branch"] == "main"  # the repo survived
+        # Killed outright this time (SIGKILL: no handler runs): its parts end with it
+        # (devstack/orphans.py) instead of running on and holding their ports.
+        parts = psutil.Process(again.pid).children()
+        assert len(parts) == 4, [p.cmdline()[:4] for p in parts]  # PG, Temporal, worker, API
+        again.send_signal(signal.SIGKILL)
+        again.wait(10)
+        deadline = time.monotonic() + PARTS_GONE_WITHIN_S
+        while (left := [p for p in parts if _running(p)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert left == [], [p.cmdline()[:4] for p in left]
     finally:
-        stop(again, tmp_path / "dev2.log")
+        if again.poll() is None:
+            stop(again, tmp_path / "dev2.log")
+        for part in parts:  # whatever a failure above left running
+            if _running(part):
+                part.kill()
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_busy_api_port_is_one_clear_line(dev_env: dict[str, str]) -> None:
