@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from musehub.devstack.orphans import ends_with_parent
@@ -74,7 +75,7 @@ class TemporalDevServer:
         # The UI's port too: the server listens on its own port first and exits if the UI's
         # then cannot bind (taken since `ensure_port_free`), after the frontend looked ready.
         for port in (self.port, self.ui_port):
-            if port and not wait_for_port("127.0.0.1", port, timeout=timeout):
+            if port and not self._listening(port, timeout):
                 failure = self.failure()
                 self.stop()
                 raise RuntimeError(
@@ -83,6 +84,16 @@ class TemporalDevServer:
                     f"{timeout:.0f} s; see {self.log_path}"
                 )
         return self.address
+
+    def _listening(self, port: int, timeout: float) -> bool:
+        """Whether the server listens on `port` within `timeout`; False at once if it exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.failure() is not None:
+                return False
+            if wait_for_port("127.0.0.1", port, timeout=0.5):
+                return True
+        return False
 
     @property
     def log_path(self) -> Path:
