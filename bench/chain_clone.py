@@ -41,7 +41,6 @@ from musehub.client.download import PackPart
 from musehub.client.wire import MPackURL, MuseRemote, RemoteRefs
 from musehub.mpack.encoding import ZSTD
 from musehub.services.encoded_packs import make_copy
-from musehub.services.mpack_build import build_and_upload
 
 PRESIGN_TTL_S = 900
 TIMEOUT_S = 600.0
@@ -117,16 +116,7 @@ async def measure(hub: Hub, repo: PushedRepo, work: Path, reps: int) -> ChainClo
     response.raise_for_status()
     answer = msgpack.unpackb(response.content, raw=False)
     chain = [Part(p["url"], p["size"], p["sha256"]) for p in answer["mpack_parts"]]
-    async with hub.sessions() as session:
-        built = await build_and_upload(
-            session,
-            repo.repo_id,
-            repo.want,
-            [],
-            storage=hub.storage,
-            work_dir=hub.settings.work_dir,
-            read_concurrency=hub.settings.storage.read_concurrency,
-        )
+    built = await hub.build_head_set(repo)
     # The base in zstd too, as the hub serves the chain's parts to this client: the two sides
     # differ by the chain only, not by the encoding.
     copy = await make_copy(

@@ -17,6 +17,7 @@ from musehub.client.push import push_repository
 from musehub.client.wire import MuseRemote
 from musehub.contract import build_targets
 from musehub.db.engine import create_engine, session_factory
+from musehub.services.mpack_build import BuiltMPack, build_and_upload
 from musehub.services.mpack_cache import cache_id_for
 from musehub.services.repos import create_repo
 from musehub.services.tokens import create_token
@@ -141,6 +142,20 @@ class Hub:
             token = await create_token(session, OWNER)
             await session.commit()
         return token
+
+    async def build_head_set(self, repo: PushedRepo) -> BuiltMPack:
+        """The head set's whole pack built and uploaded by the hub's one build, outside any
+        cache row (its object is left for the orphan sweep): a baseline to compare with."""
+        async with self.sessions() as session:
+            return await build_and_upload(
+                session,
+                repo.repo_id,
+                repo.want,
+                [],
+                storage=self.storage,
+                work_dir=self.settings.work_dir,
+                read_concurrency=self.settings.storage.read_concurrency,
+            )
 
     async def pack_objects(self, repo_id: str) -> dict[str, int]:
         """Every pack object of the repo in storage (`mpacks/<repo>/`): key -> bytes."""

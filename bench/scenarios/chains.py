@@ -32,7 +32,6 @@ from bench.hub import HEADERS, Hub, PushedRepo, fetch_body
 from bench.plots import lines
 from bench.result import Check, ScenarioResult, Table, mb, ms, percentile, ratio, secs
 from bench.synthetic import long_history, next_commit
-from musehub.services.mpack_build import build_and_upload
 from musehub.services.mpack_cache import cache_id_for
 from musehub.synth.repo import Record
 
@@ -130,7 +129,28 @@ class Answers:
         return percentile(self.latencies, pct)
 
     def summary(self) -> str:
-        return ", ".join(f"{n} x {k}" for k, n in sorted(self.statuses.items()))
+        return _statuses(self.statuses)
+
+    def row(self, label: str) -> list[str]:
+        return pulls_row(label, self.latencies, self.statuses, str(self.builds_logged))
+
+
+def pulls_row(
+    label: str, latencies: list[float], statuses: dict[str, int], builds: str
+) -> list[str]:
+    """A row of the pulls table: answers, builds logged, p50, p90, slowest."""
+    return [
+        label,
+        _statuses(statuses) or "not measured",
+        builds,
+        ms(percentile(latencies, 50)),
+        ms(percentile(latencies, 90)),
+        ms(max(latencies)) if latencies else "-",
+    ]
+
+
+def _statuses(statuses: dict[str, int]) -> str:
+    return ", ".join(f"{n} x {k}" for k, n in sorted(statuses.items()))
 
 
 @dataclass
@@ -315,18 +335,9 @@ async def _full_rebuild(hub: Hub, repo: PushedRepo) -> tuple[float, int]:
     """The baseline: the head set's whole pack built and uploaded, as every push did before
     chains (its object is left for the orphan sweep, like an uncached build's)."""
     await hub.quiesce()
-    async with hub.sessions() as session:
-        began = time.perf_counter()
-        built = await build_and_upload(
-            session,
-            repo.repo_id,
-            repo.want,
-            [],
-            storage=hub.storage,
-            work_dir=hub.settings.work_dir,
-            read_concurrency=hub.settings.storage.read_concurrency,
-        )
-        return time.perf_counter() - began, built.digest.size
+    began = time.perf_counter()
+    built = await hub.build_head_set(repo)
+    return time.perf_counter() - began, built.digest.size
 
 
 def _push_row(
@@ -411,30 +422,16 @@ async def _herd(bench: Bench, line: Line, previous: str, out: Report) -> None:
             "found: the uncached baseline was not measured."
         )
     rows = [
-        [
-            f"{HERD} at once, have = the previous tip (the answer not kept: a lookup)",
-            herd.summary(),
-            str(herd.builds_logged),
-            ms(herd.p(50)),
-            ms(herd.p(90)),
-            ms(max(herd.latencies)),
-        ],
-        [
-            f"the same {HERD} at once before it: the API processes' first fetches of the run",
-            first.summary(),
-            str(first.builds_logged),
-            ms(first.p(50)),
-            ms(first.p(90)),
-            ms(max(first.latencies)),
-        ],
-        [
+        herd.row(f"{HERD} at once, have = the previous tip (the answer not kept: a lookup)"),
+        first.row(
+            f"the same {HERD} at once before it: the API processes' first fetches of the run"
+        ),
+        pulls_row(
             f"1 client, {HERD} one after another on one connection, the same pull",
-            ", ".join(f"{n} x {k}" for k, n in sorted(alone.statuses.items())),
+            alone.latencies,
+            alone.statuses,
             "-",
-            ms(alone.p(50)),
-            ms(alone.p(90)),
-            ms(max(alone.latencies)),
-        ],
+        ),
         [
             f"`wrk -t2 -c{HERD}` for {bench.pick(1, 5)} s, the same pull "
             f"({steady.requests_per_s:,.0f} answers/s)",
@@ -445,15 +442,10 @@ async def _herd(bench: Bench, line: Line, previous: str, out: Report) -> None:
             f"{steady.latency_ms.get('90%', 0):.1f}",
             f"{steady.latency_ms.get('99%', 0):.1f} (p99)",
         ],
-        [
+        uncached.row(
             f"baseline: {len(strangers)} one by one, have = an older commit each (no chain "
-            "position)",
-            uncached.summary() or "not measured",
-            str(uncached.builds_logged),
-            ms(uncached.p(50)),
-            ms(uncached.p(90)),
-            ms(max(uncached.latencies)) if uncached.latencies else "-",
-        ],
+            "position)"
+        ),
     ]
     out.tables.append(
         Table(
