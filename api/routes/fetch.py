@@ -140,7 +140,7 @@ async def _head_set_answer(
         return lambda send: _send_msgpack(msgpack.packb(fields), None, send)
     if answer.growing is not None:
         return lambda send: _inline_form(parts, answer)(scope, receive, send)
-    body = msgpack.packb(msgpack.unpackb(_url_form(answer, asked)) | fields, use_bin_type=True)
+    body = answer.form_with(asked.form, fields, zstd=asked.zstd)
     return lambda send: _send_msgpack(body, answer.cache, send)
 
 

@@ -126,7 +126,18 @@ class FetchAnswer:
         made (the one-pack fields stay those of the raw pack)."""
         return self._chain_answer(zstd=True)
 
+    def form_with(self, form: AnswerForm, fields: dict[str, Any], *, zstd: bool) -> bytes:
+        """The URL or chain form with `fields` added (a head-set clone's refs), encoded once."""
+        answer = self._chain_fields(zstd=zstd) if form == "chain" else self._url_fields(zstd=zstd)
+        return msgpack.packb(answer | fields, use_bin_type=True)
+
     def _url_answer(self, *, zstd: bool) -> bytes:
+        return msgpack.packb(self._url_fields(zstd=zstd), use_bin_type=True)
+
+    def _chain_answer(self, *, zstd: bool) -> bytes:
+        return msgpack.packb(self._chain_fields(zstd=zstd), use_bin_type=True)
+
+    def _url_fields(self, *, zstd: bool) -> dict[str, Any]:
         if self.pack is None:
             raise ValueError("a URL-form answer needs the whole answer as one pack")
         answer: dict[str, Any] = {
@@ -145,9 +156,9 @@ class FetchAnswer:
                 "mpack_encoding": copy.encoding,
                 "mpack_decoded_size": copy.decoded_size,
             }
-        return msgpack.packb(answer, use_bin_type=True)
+        return answer
 
-    def _chain_answer(self, *, zstd: bool) -> bytes:
+    def _chain_fields(self, *, zstd: bool) -> dict[str, Any]:
         parts = self.zstd_parts if zstd and self.zstd_parts else self.parts
         answer: dict[str, Any] = {
             "mpack_parts": [p.wire() for p in parts],
@@ -158,4 +169,4 @@ class FetchAnswer:
         if self.pack is not None:
             answer["mpack_url"] = self.pack.url
             answer["mpack_sha256"] = self.pack.sha256
-        return msgpack.packb(answer, use_bin_type=True)
+        return answer
