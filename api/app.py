@@ -3,6 +3,7 @@ lifespan and closed there; tests can hand in their own."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from musehub.db.engine import create_engine, session_factory
 from musehub.logs import configure_logging
 from musehub.metrics import process_started, process_stopped
 from musehub.services.fetch import FetchMPacks
+from musehub.services.refs_changes import RefsChanges
 from musehub.settings import Settings, get_settings
 from musehub.storage import ObjectStorage, build_storage
 from musehub.temporal import LazyTemporalClient
@@ -75,11 +77,18 @@ def create_app(
             temporal=temporal or LazyTemporalClient(settings),
             fetch=FetchMPacks(app_engine, app_storage, settings),
         )
+        fetch = app.state.parts.fetch
+        # Forgets a repo's kept refs the moment they change, whichever process changed them.
+        listening = asyncio.create_task(
+            RefsChanges(app_engine, fetch.forget_repo, fetch.refs_listening).run()
+        )
         _exempt_startup_objects_from_gc()
         process_started("api")
         try:
             yield
         finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
             process_stopped("api")
             if object_storage is None:
                 await parts_of(app).storage.aclose()

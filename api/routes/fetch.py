@@ -43,7 +43,7 @@ FETCH_BODY_LIMIT = id_list_body_limit(MAX_WANT + MAX_HAVE)
 # Bodies up to this size are read before the repo is checked (a clone's want list is ~66 bytes
 # per branch); larger ones, or ones of unknown size, only after.
 SMALL_BODY_BYTES = 64 * 1024
-# The client's capability for a clone without `GET /refs` first (`_head_set_answer`).
+# The client's capability for a clone or pull without `GET /refs` first (`_head_set_answer`).
 REFS_CAPABILITY = "mpack-refs"
 FETCH_PATH = "/{owner}/{slug}/fetch"
 _FETCH_PATH_RE = re.compile(r"/([^/]+)/([^/]+)/fetch")
@@ -123,12 +123,13 @@ async def _answer(scope: Scope, receive: Receive) -> Callable[[Send], Awaitable[
 async def _head_set_answer(
     parts: AppParts, scope: Scope, receive: Receive, asked: FetchRequest, user: str | None
 ) -> Callable[[Send], Awaitable[None]]:
-    """`mpack-refs` with an empty `want`: the answer for every branch head, with the refs `GET
-    /refs` would give (they name exactly the heads the packs hold). A build still running is
-    streamed inline without them: the client then asks the old way."""
+    """`mpack-refs` with an empty `want`: the answer for every branch head (less what `have`
+    holds, for a pull), with the refs `GET /refs` would give (they name exactly the heads the
+    packs hold). A build still running is streamed inline without them: the client then asks
+    the old way."""
     params = scope["path_params"]
     refs, answer = await parts.fetch.answer_head_set(
-        params["owner"], params["slug"], user, form=asked.form, zstd=asked.zstd
+        params["owner"], params["slug"], user, have=asked.have, form=asked.form, zstd=asked.zstd
     )
     fields = {
         "repo_id": refs.repo_id,
@@ -136,7 +137,7 @@ async def _head_set_answer(
         "default_branch": refs.default_branch,
         "branch_heads": refs.branch_heads,
     }
-    if answer is None:  # no branches: nothing to clone, and the refs say so
+    if answer is None:  # no branches, or `have` holds every head: the refs say so
         return lambda send: _send_msgpack(msgpack.packb(fields), None, send)
     if answer.growing is not None:
         return lambda send: _inline_form(parts, answer)(scope, receive, send)
@@ -158,7 +159,7 @@ class FetchRequest:
     # `mpack-zstd`: URL forms may name zstd copies. Ignored for the inline form, whose bytes
     # are exactly what muse 0.1.5 reads.
     zstd: bool = False
-    # `mpack-refs` and an empty `want`: a clone of every branch head, answered with the refs.
+    # `mpack-refs` and an empty `want`: every branch head (less `have`), with the refs.
     head_set: bool = False
 
 
@@ -175,10 +176,10 @@ def parse_fetch_request(raw: bytes) -> FetchRequest:
         form = "chain"
     elif "mpack-url" in capabilities:
         form = "url"
-    if head_set and (have or form == "inline"):
+    if head_set and form == "inline":
         raise BadRequest(
-            "an empty 'want' with mpack-refs asks for a clone of every branch head: send "
-            "'have': [] and mpack-url or mpack-chain, or list the commits you want"
+            "an empty 'want' with mpack-refs asks for every branch head with the refs beside "
+            "the packs: send mpack-url or mpack-chain too, or list the commits you want"
         )
     zstd = "mpack-zstd" in capabilities and form != "inline"
     return FetchRequest(tuple(sorted(set(want))), tuple(have), form, zstd, head_set)

@@ -14,7 +14,7 @@ REQUEST_TIMEOUT_S = 60.0
 RAW_CAPABILITIES = ("mpack-chain", "mpack-url")
 ZSTD_CAPABILITY = "mpack-zstd"
 CAPABILITIES = (*RAW_CAPABILITIES, ZSTD_CAPABILITY)
-# Lets a clone skip `GET /refs`: `want: []` asks for every branch head (`clone_answer`).
+# Lets a clone or pull skip `GET /refs`: `want: []` asks for every branch head (`clone_answer`).
 REFS_CAPABILITY = "mpack-refs"
 
 
@@ -23,5 +23,6 @@ def clone_capabilities(zstd: bool) -> tuple[str, ...]:
     return CAPABILITIES if zstd else RAW_CAPABILITIES
 
 
-def clone_body(capabilities: Sequence[str]) -> dict[str, Any]:
-    return {"want": [], "have": [], "capabilities": [*capabilities, REFS_CAPABILITY]}
+def clone_body(capabilities: Sequence[str], have: Sequence[str] = ()) -> dict[str, Any]:
+    """Every branch head with the refs; a pull names what it has (``have``), a clone nothing."""
+    return {"want": [], "have": list(have), "capabilities": [*capabilities, REFS_CAPABILITY]}

@@ -1,11 +1,14 @@
 """``musehub pull``: bring a clone up to date with its remote and fast-forward its branch.
 
-Sequence: ``GET /refs`` → when a remote head is not here yet, ``POST /fetch`` with ``want`` =
-every remote head (deduped, sorted: the want set a clone asks for, so the hub's chain for it
-answers) and ``have`` = the local tips (local branches and the remote's tracking pointers that
-are here), ``capabilities: ["mpack-chain", "mpack-url"]``. A hub that has the pack chain for
-``want`` and finds a position of it in ``have`` answers with the parts after it (a cache
-``HIT``); otherwise with one pack built for this request, or inline.
+Sequence: ``POST /fetch`` with ``want: []`` (every remote head: the want set a clone asks for,
+so the hub's chain for it answers), ``have`` = the local tips (local branches and the remote's
+tracking pointers that are here), ``capabilities: ["mpack-chain", "mpack-url", "mpack-zstd",
+"mpack-refs"]``, answered with the refs and the packs of what ``have`` lacks (nothing when it
+holds every head): one round trip. A hub without ``mpack-refs`` gets what muse does, ``GET
+/refs`` → when a remote head is not here yet, ``POST /fetch`` with ``want`` = every remote head
+(deduped, sorted) and the same ``have``. A hub that has the pack chain for the heads and finds a
+position of it in ``have`` answers with the parts after it (a cache ``HIT``); otherwise with one
+pack built for this request, or inline.
 
 The packs are decoded while they download (``parts.stream_parts``, as a clone does) into a
 staging folder inside ``.muse``; only once every part checked out are the records moved into
@@ -38,7 +41,13 @@ from musehub.client.layout import MUSE_DIR, LayoutError, MuseDir, check_branch_n
 from musehub.client.pipe import PipeAborted
 from musehub.client.progress import ByteProgress
 from musehub.client.unpack import PackError, UnpackCounts, unpack_stream
-from musehub.client.wire import URL_ANSWER_MAX_BYTES, MPackURL, MuseRemote, RemoteRefs
+from musehub.client.wire import (
+    URL_ANSWER_MAX_BYTES,
+    InlinePack,
+    MPackURL,
+    MuseRemote,
+    RemoteRefs,
+)
 from musehub.client.worktree import LocalChanges, apply_update, plan_update
 
 if TYPE_CHECKING:
@@ -82,13 +91,13 @@ async def pull(
         raise PullError(f"{repo.muse / 'config.toml'} names no remote {ORIGIN!r} to pull from")
     with _as_pull_error(repo):
         branch = repo.current_branch()
+    have = _local_tips(repo)
     async with MuseRemote(url, transport=transport) as remote:
-        refs = await _remote_refs(remote, url)
+        refs, answer = await _refs_and_answer(remote, url, have)
         want = sorted(set(refs.branch_heads.values()))
         fetched = _Fetched(UnpackCounts(), 0, 0)
         if not all(repo.has_commit(c) for c in want):
-            have = _local_tips(repo)
-            fetched = await _fetch_into(remote, repo, want, have, progress, stderr)
+            fetched = await _fetch_into(remote, repo, want, have, answer, progress, stderr)
     with _as_pull_error(repo):
         for commit_id in want:
             if not repo.has_commit(commit_id):
@@ -124,13 +133,23 @@ def _open_repo(root: Path) -> MuseDir:
     raise PullError(f"{here} is not in a muse repository (no {MUSE_DIR} here or above)")
 
 
-async def _remote_refs(remote: MuseRemote, url: str) -> RemoteRefs:
+async def _refs_and_answer(
+    remote: MuseRemote, url: str, have: list[str]
+) -> tuple[RemoteRefs, MPackURL | None]:
+    """The refs, and the packs of what they name beyond ``have``, in one round trip from a hub
+    that takes ``mpack-refs`` (None: nothing new, or ask ``/fetch`` below); else ``GET /refs``
+    alone, as muse does."""
     try:
-        refs = await remote.refs()
+        together = await remote.clone_answer(CAPABILITIES, have)
+        refs, answer = together if together is not None else (await remote.refs(), None)
     except RemoteError as exc:
         raise PullError(
-            f"cannot read {url}/refs ({exc}); check the URL and that the hub is up"
+            f"cannot read the branches of {url} ({exc}); check the URL and that the hub is up"
         ) from exc
+    return _checked_refs(refs, url), answer
+
+
+def _checked_refs(refs: RemoteRefs, url: str) -> RemoteRefs:
     try:
         for branch in refs.branch_heads:
             check_branch_name(branch)
@@ -160,30 +179,19 @@ async def _fetch_into(
     repo: MuseDir,
     want: list[str],
     have: list[str],
+    named: MPackURL | None,
     progress: bool,
     stderr: TextIO | None,
 ) -> _Fetched:
-    """Fetch and decode into a staging folder in ``.muse``, then move the records into place."""
+    """Fetch (unless the packs were ``named`` already) and decode into a staging folder in
+    ``.muse``, then move the records into place."""
     _sweep_stale_staging(repo)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=repo.muse))
     try:
         stage = MuseDir(repo.root, staging=staging)
         for kind in ("objects", "commits", "snapshots"):
             (staging / kind).mkdir()
-        bar = (
-            ByteProgress("Receiving", stream=stderr, min_bytes=URL_ANSWER_MAX_BYTES)
-            if progress
-            else None
-        )
-        try:
-            answer = await remote.fetch(
-                want, have, CAPABILITIES, spool_dir=staging, on_bytes=bar.advance if bar else None
-            )
-        except RemoteError as exc:
-            raise PullError(f"the hub could not send the new history ({exc}); try again") from exc
-        finally:
-            if bar:
-                bar.finish()
+        answer = named or await _fetch(remote, want, have, staging, progress, stderr)
         with _as_pull_error(repo):
             if isinstance(answer, MPackURL):
                 unpacked = await download_into(
@@ -207,6 +215,32 @@ async def _fetch_into(
         return fetched
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+async def _fetch(
+    remote: MuseRemote,
+    want: list[str],
+    have: list[str],
+    staging: Path,
+    progress: bool,
+    stderr: TextIO | None,
+) -> MPackURL | InlinePack:
+    """``POST /fetch`` for ``want`` beyond ``have``: pack URLs, or an inline pack spooled into
+    ``staging``."""
+    bar = (
+        ByteProgress("Receiving", stream=stderr, min_bytes=URL_ANSWER_MAX_BYTES)
+        if progress
+        else None
+    )
+    try:
+        return await remote.fetch(
+            want, have, CAPABILITIES, spool_dir=staging, on_bytes=bar.advance if bar else None
+        )
+    except RemoteError as exc:
+        raise PullError(f"the hub could not send the new history ({exc}); try again") from exc
+    finally:
+        if bar:
+            bar.finish()
 
 
 def _sweep_stale_staging(repo: MuseDir) -> None:

@@ -6,7 +6,7 @@ msgpack (a non-map reads as ``{}``), redirects refused, 64 MiB answer cap, no to
 plain http except to loopback. It goes beyond it in two places: ``fetch`` asks for the
 pack by URL (``capabilities: ["mpack-url"]``, and ``"mpack-chain"`` for a base and top-ups)
 and streams an inline answer to a file; ``clone_answer`` asks for every branch head with the
-refs in the answer (``"mpack-refs"``), one round trip instead of two.
+refs in the answer (``"mpack-refs"``), one round trip instead of two, for a clone and a pull.
 
 Pass ``transport=httpx.ASGITransport(app)`` to talk to an in-process app in tests.
 """
@@ -136,15 +136,16 @@ class MuseRemote:
         return _refs_of(await self._call("GET", "refs"))
 
     async def clone_answer(
-        self, capabilities: Sequence[str]
+        self, capabilities: Sequence[str], have: Sequence[str] = ()
     ) -> tuple[RemoteRefs, MPackURL | None] | None:
-        """A clone in one round trip: ``POST /fetch`` for every branch head (``want: []``,
-        ``mpack-refs``), answered by URL with the refs ``GET /refs`` would give, which name
-        exactly the heads the packs hold. The answer is None for a repo without branches.
-        Returns None when the hub does not answer so: one without the capability refuses the
-        empty ``want`` (4xx), one still building the pack streams it inline (left unread here);
-        the caller then asks the old way, ``refs`` and ``fetch``."""
-        body = clone_body(capabilities)
+        """A clone (or, with ``have``, a pull) in one round trip: ``POST /fetch`` for every
+        branch head (``want: []``, ``mpack-refs``), answered by URL with the refs ``GET /refs``
+        would give, which name exactly the heads the packs hold. The answer is None when there
+        is nothing to fetch: no branches, or ``have`` holds every head. Returns None when the
+        hub does not answer so: one without the capability refuses the empty ``want`` (4xx),
+        one still building the pack streams it inline (left unread here); the caller then asks
+        the old way, ``refs`` and ``fetch``."""
+        body = clone_body(capabilities, have)
         try:
             async with self._stream("POST", self.url("fetch"), body) as resp:
                 declared = resp.headers.get("content-length")
@@ -158,10 +159,7 @@ class MuseRemote:
         if "repo_id" not in answer:
             return None  # a hub that ignored the capability
         refs = _refs_of(answer)
-        if not refs.branch_heads:
-            return refs, None
-        found = _url_answer_of(answer)
-        return None if found is None else (refs, found)
+        return refs, _url_answer_of(answer) if refs.branch_heads else None
 
     async def filter_objects(self, object_ids: Sequence[str]) -> list[str]:
         answer = await self._call("POST", "filter-objects", {"object_ids": list(object_ids)})

@@ -30,9 +30,12 @@ and answers made of stored packs, checked and presigned (`stored_answers.py`: 6.
    the prebuild and GC share: `lost_packs.still_stored`).
 7. A client that takes one URL of a chain of several parts gets them joined into one pack, by
    byte ranges, on first demand; a clone's joined pack is recorded on its row.
-8. A clone that sent `mpack-refs` with an empty `want` (`answer_head_set`) asks for the head
-   set without a `GET /refs` first: the refs are looked up like 1. (per repo) and the answer
-   is 1.-3. for those heads. One round trip fewer for every such clone.
+8. A clone or pull that sent `mpack-refs` with an empty `want` (`answer_head_set`) asks for
+   the head set without a `GET /refs` first: the refs are looked up like 1. (per repo) and the
+   answer is 1.-4. for those heads (with the pull's `have`). One round trip fewer for every
+   clone and every pull that brings something. Every change to a repo's refs, in any process,
+   is announced by the database (`refs_changes.py`) and forgets its refs at once; while that
+   announcement cannot be heard, refs are looked up on every request instead.
 
 Every answer is counted (`musehub_fetch_total`, `musehub_fetch_seconds`) and logged as
 `[wire_fetch_mpack] cache=HIT|MISS|UNCACHED repo=… tip=… t=…ms` in one place, `_observe`."""
@@ -98,6 +101,7 @@ class FetchMPacks:
         self._warm: WarmAnswers[FetchAnswer] = WarmAnswers(settings.api.warm_answer_ttl_seconds)
         self._chains: WarmAnswers[Chain] = WarmAnswers(settings.api.warm_answer_ttl_seconds)
         self._refs: WarmAnswers[CloneLookup] = WarmAnswers(settings.api.warm_answer_ttl_seconds)
+        self._refs_kept = False  # only while every change reaches forget_repo (refs_listening)
         self._rests = RecentRests(settings.api.warm_answer_ttl_seconds)
         self._answers = StoredAnswers(self._sessions, storage, settings)
         self.builds = SyncBuilds(self._sessions, storage, settings, self._answers, build=build)
@@ -129,22 +133,35 @@ class FetchMPacks:
         return answer
 
     async def answer_head_set(
-        self, owner: str, slug: str, user: str | None, *, form: AnswerForm, zstd: bool = False
+        self,
+        owner: str,
+        slug: str,
+        user: str | None,
+        *,
+        have: Sequence[str] = (),
+        form: AnswerForm,
+        zstd: bool = False,
     ) -> tuple[CloneLookup, FetchAnswer | None]:
-        """A clone that asked for the head set (`mpack-refs`, an empty `want`): the repo's refs,
-        what `GET /refs` says, and the answer for every branch head; None for a repo without
-        branches. The refs are looked up once a second per repo, as warm answers are (and
-        forgotten at once after a push through this process), and the answer is the one
-        `answer` gives for those heads, so the pack always matches the refs it comes with."""
-        found, _ = await self._refs.get_or_lookup(
-            owner, slug, [], lambda: self._refs_lookup(owner, slug)
-        )
+        """A clone or pull that asked for the head set (`mpack-refs`, an empty `want`): the
+        repo's refs, what `GET /refs` says, and the answer for every branch head that `have`
+        does not already name; None when there is nothing to send (no branches, or `have`
+        holds every head: a pull that is up to date). The refs are looked up once a second per
+        repo, as warm answers are, while every change to them reaches `forget_repo` (a push
+        through this process; any other, by `refs_listening`), and on every request otherwise.
+        The answer is the one `answer` gives for those heads and `have`, so the packs always
+        match the refs they come with."""
+        if self._refs_kept:
+            found, _ = await self._refs.get_or_lookup(
+                owner, slug, [], lambda: self._refs_lookup(owner, slug)
+            )
+        else:
+            found, _ = await self._refs_lookup(owner, slug)
         if found is None or not is_readable(found.owner, found.visibility, user):
             raise not_found(owner, slug)
         want = mpack_cache.normalise_want(found.branch_heads.values())
-        if not want:
+        if not want or set(want) <= set(have):
             return found, None
-        return found, await self.answer(owner, slug, want, [], user, form=form, zstd=zstd)
+        return found, await self.answer(owner, slug, want, have, user, form=form, zstd=zstd)
 
     async def check_readable(self, owner: str, slug: str, user: str | None) -> None:
         """Raises NotFound unless `user` may read the repo: for callers that must refuse a
@@ -152,8 +169,21 @@ class FetchMPacks:
         async with self._sessions() as session:
             await repo_for_read(session, owner, slug, user)
 
+    @property
+    def keeps_refs(self) -> bool:
+        """Whether refs are kept between requests now (see `refs_listening`)."""
+        return self._refs_kept
+
+    def refs_listening(self, listening: bool) -> None:
+        """Whether every change to a repo's refs now reaches `forget_repo`, from whatever process
+        or hand made it (`refs_changes.RefsChanges`): only then are refs kept between
+        requests. Either way what was kept goes: it may have missed a change."""
+        self._refs_kept = listening
+        self._refs.forget_all()
+
     def forget_repo(self, owner: str, slug: str) -> None:
-        """After a push: this process's recent answers for the repo are stale."""
+        """After a push, or a change to the repo's refs anywhere: this process's recent
+        answers for the repo are stale."""
         self._warm.forget_repo(owner, slug)
         self._refs.forget_repo(owner, slug)
         self._chains.forget_repo(owner, slug)

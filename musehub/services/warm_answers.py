@@ -84,6 +84,11 @@ class WarmAnswers(Generic[Pack]):
         for key in [k for k in self._lookups if k[0] == owner and k[1] == slug]:
             del self._lookups[key]
 
+    def forget_all(self) -> None:
+        """Drop every answer, and let the lookups already running finish unkept."""
+        self._answers.clear()
+        self._lookups.clear()
+
     def _lookup(self, key: Key, lookup: LookupFn[Pack]) -> asyncio.Task[Lookup[Pack]]:
         """The lookup running for this key, or a new one."""
         task = self._lookups.get(key)

@@ -160,10 +160,11 @@ class FakeHub:
             if not (self.refs_in_fetch and self.mpack_url and "mpack-refs" in capabilities):
                 return httpx.Response(400, text="'want' must not be empty")  # a hub before it
             refs = self.refs_answer()
-            if not self.heads:
+            heads = sorted(set(self.heads.values()))
+            if set(heads) <= set(body.get("have") or []):  # no branches, or nothing new
                 return _msgpack(refs)
-            answer = self._url_answer(sorted(set(self.heads.values())), set(), capabilities)
-            return _msgpack(answer | refs)
+            have = self._reachable(body.get("have") or [], set())
+            return _msgpack(self._url_answer(heads, have, capabilities) | refs)
         have = self._reachable(body.get("have") or [], set())
         chain = self.chain_parts and "mpack-chain" in capabilities and not have
         if chain or (self.mpack_url and "mpack-url" in capabilities):

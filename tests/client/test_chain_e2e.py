@@ -21,7 +21,8 @@ from tests.chains.test_chain_e2e import chain_of
 from tests.client.test_chain_clone import tree
 from tests.client.test_pull import files_of, work_tree
 from tests.prebuild.conftest import PrebuildHub, prebuild_hub
-from tests.wire.helpers import call, decode
+from tests.wire.helpers import PushedRepo, call, decode
+from tests.wire.test_refs_changes import AT_ONCE_S, heads, within
 
 __all__ = ["prebuild_hub"]  # the fixture, re-exported so pytest finds it here
 
@@ -125,6 +126,11 @@ async def test_clone_from_a_chain_then_pull_from_it(
             {"r": line.repo_id},
         )
         await session.commit()
+    # Heard by the hub within milliseconds (its kept refs are forgotten): then pulled.
+    pushed = PushedRepo(owner, slug, token, line.repo_id)
+    assert await within(AT_ONCE_S, lambda: heads(hub, pushed), {"main": line.tip}) == {
+        "main": line.tip
+    }
     pulled = await pull(root, transport=Recording(hub), progress=False)
     assert pulled.pruned == ("dev",) and pulled.outcome == "up to date"
     assert not (root / ".muse" / "remotes" / "origin" / "dev").exists()

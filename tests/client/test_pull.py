@@ -52,6 +52,16 @@ class Remote:
         return self.root.joinpath(".muse", *path).read_text()
 
 
+# What the fixture's clone asked the hub's API: the refs and the packs in one request.
+CLONE_REQUESTS = 1
+
+
+def hub_requests(remote: Remote, since: int = CLONE_REQUESTS) -> list[tuple[str, str, object]]:
+    """The requests to the hub's API (pack downloads left out) after the first ``since``."""
+    api = [s for s in remote.hub.seen if not s.path.startswith("/_pack/")]
+    return [(s.method, s.path.rsplit("/", 1)[-1], s.body) for s in api[since:]]
+
+
 @pytest.fixture
 async def remote(tmp_path: Path) -> Remote:
     remote = Remote(tmp_path)
@@ -75,13 +85,32 @@ async def test_pull_after_pushes_fast_forwards_the_tree(remote: Remote) -> None:
     assert work_tree(remote.root) == files_of(h, c3)
     assert not (remote.root / "song" / "old.mid").exists()
     assert remote.ref("refs", "heads", "main") == c3 == remote.ref("remotes", "origin", "main")
-    fetch = [s for s in remote.hub.seen if s.path.endswith("/fetch")][-1]
-    caps = ["mpack-chain", "mpack-url", "mpack-zstd"]
-    assert fetch.body == {"want": [c3], "have": [c1], "capabilities": caps}
+    # One request for the refs and the packs (`mpack-refs`), then the pack itself.
+    asked = hub_requests(remote)
+    caps = ["mpack-chain", "mpack-url", "mpack-zstd", "mpack-refs"]
+    assert asked == [("POST", "fetch", {"want": [], "have": [c1], "capabilities": caps})]
 
+    seen = len(remote.hub.seen)
     again = await pull(remote.root, transport=remote.hub.transport(), progress=False)
     assert again.outcome == "up to date" and again.counts.commits == 0
-    assert sum(s.path.endswith("/fetch") for s in remote.hub.seen) == 2  # no second fetch
+    # The answer holds the refs alone: nothing to download.
+    assert [(s.method, s.path) for s in remote.hub.seen[seen:]] == [("POST", "/alice/song/fetch")]
+
+
+async def test_pull_from_a_hub_without_refs_in_fetch_asks_as_muse_does(remote: Remote) -> None:
+    h = remote.history
+    c1 = remote.hub.heads["main"]
+    c2 = h.commit([c1], {**FIRST, "b.txt": b"b"})
+    remote.publish("main", c2)
+    remote.hub.refs_in_fetch = False  # a hub from before `mpack-refs`: 400 to an empty want
+    result = await remote.pull()
+    assert result.outcome == "fast-forward" and result.counts.commits == 1
+    assert work_tree(remote.root) == files_of(h, c2)
+    caps = ["mpack-chain", "mpack-url", "mpack-zstd"]
+    assert hub_requests(remote)[1:] == [  # the first: the empty want, refused
+        ("GET", "refs", b""),
+        ("POST", "fetch", {"want": [c2], "have": [c1], "capabilities": caps}),
+    ]
 
 
 async def test_pull_after_a_force_push_resets_a_branch_with_nothing_of_its_own(

@@ -1,6 +1,7 @@
-"""`mpack-refs`: a clone asks for every branch head with an empty `want` and gets the refs in the
-answer, one round trip instead of `GET /refs` then `POST /fetch`. The refs are those of the packs
-in the same answer; everything else about the answer is what the heads' own `want` gets."""
+"""`mpack-refs`: a clone (or a pull, with its `have`) asks for every branch head with an empty
+`want` and gets the refs in the answer, one round trip instead of `GET /refs` then `POST /fetch`.
+The refs are those of the packs in the same answer; everything else about the answer is what the
+heads' own `want` (and `have`) gets."""
 
 from __future__ import annotations
 
@@ -71,20 +72,35 @@ async def test_a_private_repo_is_not_found_for_a_stranger_and_answered_for_its_o
     assert owner["repo_id"] == repo.repo_id and owner["branch_heads"] == {"main": MAIN}
 
 
-@pytest.mark.parametrize(
-    ("caps", "body", "says"),
-    [
-        (CLONE_CAPS, {"have": [MAIN]}, "'have': []"),  # a pull cannot ask for "every head"
-        ([], {}, "mpack-url or mpack-chain"),  # the inline form has no room for the refs
-    ],
-    ids=["with-have", "inline"],
-)
-async def test_an_empty_want_is_refused_where_it_cannot_mean_a_clone(
-    hub: Hub, caps: list[str], body: dict[str, Any], says: str
-) -> None:
+async def test_a_pull_gets_what_its_have_lacks_of_the_heads_with_the_refs(hub: Hub) -> None:
+    """A pull sends its tips as `have`: the answer is the one the heads' own want with that
+    `have` gets, plus the refs."""
+    repo = await push_vector(hub, branches=("main", "chorus"))
+    together = await head_set(hub, repo.owner, repo.slug, CLONE_CAPS, have=[CHORUS])
+    answer = decode(together)
+    assert answer["branch_heads"] == {"main": MAIN, "chorus": CHORUS}
+    asked = {"want": [CHORUS, MAIN], "have": [CHORUS], "capabilities": CLONE_CAPS}
+    alone = decode(await call(hub.client, repo.owner, repo.slug, "fetch", asked))
+    # Built for each request (no chain position in `have`): each presigned anew.
+    signed = ("expires_at",)
+    assert without_urls(answer, (*REFS_FIELDS, *signed)) == without_urls(
+        alone, ("branch_heads", *signed)
+    )
+    everything = decode(await head_set(hub, repo.owner, repo.slug, CLONE_CAPS))
+    assert answer["mpack_size"] < everything["mpack_size"]  # not the whole history again
+
+
+async def test_a_pull_that_has_every_head_gets_the_refs_alone(hub: Hub) -> None:
+    repo = await push_vector(hub, branches=("main", "chorus"))
+    answer = decode(await head_set(hub, repo.owner, repo.slug, CLONE_CAPS, have=[MAIN, CHORUS]))
+    assert set(answer) == set(REFS_FIELDS) and answer["branch_heads"]["main"] == MAIN
+
+
+async def test_an_empty_want_in_the_inline_form_is_refused(hub: Hub) -> None:
+    """The inline form has no room for the refs."""
     repo = await push_vector(hub)
-    refused = await head_set(hub, repo.owner, repo.slug, caps, **body)
-    assert refused.status_code == 400 and says in refused.text
+    refused = await head_set(hub, repo.owner, repo.slug, [])
+    assert refused.status_code == 400 and "mpack-url or mpack-chain" in refused.text
 
 
 async def test_an_empty_want_without_the_capability_is_refused_as_before(hub: Hub) -> None:
