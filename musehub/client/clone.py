@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, TextIO
 
-from musehub.client.clone_request import CAPABILITIES, clone_capabilities
+from musehub.client.clone_request import CAPABILITIES, ORIGIN, clone_capabilities
 from musehub.client.errors import CloneError, RemoteError
 from musehub.client.layout import LayoutError, MuseDir, check_branch_name
 from musehub.client.parts import Decode, newest_first, refresh_by_fetch, stream_parts
@@ -42,8 +42,7 @@ if TYPE_CHECKING:
 
     from musehub.client.early import EarlyRequest
 
-ORIGIN = "origin"
-__all__ = ["CAPABILITIES", "CloneResult", "clone", "default_dest", "download_into"]
+__all__ = ["CAPABILITIES", "ORIGIN", "CloneResult", "clone", "default_dest", "download_into"]
 
 
 class CloneResult(NamedTuple):  # not a dataclass: see download.PackPart

@@ -10,6 +10,7 @@ from typing import Any
 ACCEPT = "application/x-msgpack, application/json"
 MSGPACK = "application/x-msgpack"
 REQUEST_TIMEOUT_S = 60.0
+ORIGIN = "origin"  # the remote a clone records, and a pull fetches from
 # A chain (a base and top-ups) when the hub has one, one pack URL from a hub without chains.
 RAW_CAPABILITIES = ("mpack-chain", "mpack-url")
 ZSTD_CAPABILITY = "mpack-zstd"

@@ -1,4 +1,4 @@
-"""A clone's first request, sent while the client is still loading.
+"""A clone's (or a pull's) first request, sent while the client is still loading.
 
 ``musehub clone`` spends its first ~100 ms importing (asyncio alone is most of it on a 2-core
 machine) before it could send anything, and through a real link the answer then takes a round
@@ -80,15 +80,17 @@ class EarlyRequest:
             self.close()
 
 
-def send_clone_request(base_url: str, capabilities: Sequence[str]) -> EarlyRequest | None:
-    """The clone's ``POST /fetch`` to ``base_url``, sent now; None when the client will not
-    send it through ``HTTP11Client`` (an https:// hub, a proxy it does not speak, a bad URL:
-    the client says what is wrong)."""
+def send_clone_request(
+    base_url: str, capabilities: Sequence[str], have: Sequence[str] = ()
+) -> EarlyRequest | None:
+    """The clone's ``POST /fetch`` to ``base_url`` (a pull's, with its tips as ``have``), sent
+    now; None when the client will not send it through ``HTTP11Client`` (an https:// hub, a
+    proxy it does not speak, a bad URL: the client says what is wrong)."""
     served, proxy = http11_proxy()
     if not served or not base_url.startswith("http://"):
         return None
     headers: list[Mapping[str, str]] = [{"Accept": ACCEPT}, {"Content-Type": MSGPACK}]
-    body = msgpack.packb(clone_body(capabilities), use_bin_type=True)
+    body = msgpack.packb(clone_body(capabilities, have), use_bin_type=True)
     try:
         address, target, host = route(
             base_url.rstrip("/") + "/fetch", proxy_address(proxy) if proxy else None

@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING, Literal, TextIO
 
 from musehub.client.clone import CAPABILITIES, ORIGIN, download_into
 from musehub.client.errors import DownloadError, PullError, RemoteError
-from musehub.client.layout import MUSE_DIR, LayoutError, MuseDir, check_branch_name
+from musehub.client.layout import LayoutError, MuseDir, check_branch_name
 from musehub.client.pipe import PipeAborted
 from musehub.client.progress import ByteProgress
+from musehub.client.pull_request import local_tips, open_repo
 from musehub.client.unpack import PackError, UnpackCounts, unpack_stream
 from musehub.client.wire import (
     URL_ANSWER_MAX_BYTES,
@@ -52,6 +53,8 @@ from musehub.client.worktree import LocalChanges, apply_update, plan_update
 
 if TYPE_CHECKING:
     import httpx
+
+    from musehub.client.early import EarlyRequest
 
 STAGING_PREFIX = "pull-"
 STALE_STAGING_S = 3600.0
@@ -82,17 +85,20 @@ async def pull(
     progress: bool = True,
     transport: httpx.AsyncBaseTransport | None = None,
     stderr: TextIO | None = None,
+    early: EarlyRequest | None = None,
 ) -> PullResult:
-    """Pull ``root``'s remote into it; raises ``PullError`` with a message a person can act on."""
+    """Pull ``root``'s remote into it; raises ``PullError`` with a message a person can act on.
+    ``early``: its first request, already sent (``early.send_clone_request`` with the tips that
+    ``pull_request.local_tips`` reads)."""
     started = time.monotonic()
-    repo = _open_repo(root)
+    repo = open_repo(root)
     url = repo.remote_url(ORIGIN)
     if url is None:
         raise PullError(f"{repo.muse / 'config.toml'} names no remote {ORIGIN!r} to pull from")
     with _as_pull_error(repo):
         branch = repo.current_branch()
-    have = _local_tips(repo)
-    async with MuseRemote(url, transport=transport) as remote:
+    have = local_tips(repo)
+    async with MuseRemote(url, transport=transport, early=early) as remote:
         refs, answer = await _refs_and_answer(remote, url, have)
         want = sorted(set(refs.branch_heads.values()))
         fetched = _Fetched(UnpackCounts(), 0, 0)
@@ -124,15 +130,6 @@ async def pull(
     )
 
 
-def _open_repo(root: Path) -> MuseDir:
-    """The repository at ``root`` or the nearest folder above it that holds a ``.muse``."""
-    here = root.absolute()
-    for folder in (here, *here.parents):
-        if (folder / MUSE_DIR / "HEAD").is_file():
-            return MuseDir(folder)
-    raise PullError(f"{here} is not in a muse repository (no {MUSE_DIR} here or above)")
-
-
 async def _refs_and_answer(
     remote: MuseRemote, url: str, have: list[str]
 ) -> tuple[RemoteRefs, MPackURL | None]:
@@ -158,13 +155,6 @@ def _checked_refs(refs: RemoteRefs, url: str) -> RemoteRefs:
     if not refs.branch_heads:
         raise PullError(f"{url} has no branches: there is nothing to pull")
     return refs
-
-
-def _local_tips(repo: MuseDir) -> list[str]:
-    """What this clone holds, as the tips it reached: its branches and the remote's heads as
-    last seen (the hub finds its chain positions among them)."""
-    tips = {*repo.branches().values(), *repo.remote_heads(ORIGIN).values()}
-    return sorted(c for c in tips if repo.has_commit(c))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
-"""The clone's first request sent early (``musehub/client/early.py``): against a bare server on
-loopback that records every connection and the bytes of every request, it is the very request
-the client would have sent, answered once, on one connection; any other request, or nothing
-listening, and the client goes on as it would have without it."""
+"""The clone's (and the pull's) first request sent early (``musehub/client/early.py``): against a
+bare server on loopback that records every connection and the bytes of every request, it is the
+very request the client would have sent, answered once, on one connection; any other request,
+or nothing listening, and the client goes on as it would have without it."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgpack
 import pytest
 
 from bench.proxy import running_proxy
-from musehub.client.clone_request import CAPABILITIES
+from musehub.cli.pull import send_early
+from musehub.client.clone_request import CAPABILITIES, ORIGIN
 from musehub.client.early import send_clone_request
 from musehub.client.errors import RemoteError
+from musehub.client.layout import MuseDir
+from musehub.client.pull import pull
 from musehub.client.wire import MuseRemote
 
 HEADS = {"main": "a" * 64}
@@ -142,3 +146,24 @@ def test_not_sent_where_the_client_would_not_send_it(monkeypatch: pytest.MonkeyP
     assert send_clone_request("https://hub.example/alice/song", CAPABILITIES) is None
     monkeypatch.setenv("HTTP_PROXY", "socks5://127.0.0.1:1080")  # httpx's to speak
     assert send_clone_request("http://127.0.0.1:9/alice/song", CAPABILITIES) is None
+
+
+async def test_a_pull_sends_its_first_request_early_with_its_tips(
+    recorder: Recorder, tmp_path: Path
+) -> None:
+    """`musehub pull` reads its tips before loading the client and sends the request they make:
+    the pull claims it (one request, one connection), so the bytes were the same."""
+    url = f"http://127.0.0.1:{recorder.port}/alice/song"
+    repo = MuseDir(tmp_path)
+    repo.init(repo_id="r1", domain="code", default_branch="main")
+    (head,) = HEADS.values()
+    repo.write_commit({"commit_id": head})
+    repo.set_branch("main", head)
+    repo.set_remote_head(ORIGIN, "main", head)
+    repo.write_remote_config(ORIGIN, url, "main")
+    early = send_early(tmp_path)
+    assert early is not None
+    result = await pull(tmp_path, progress=False, early=early)
+    assert result.outcome == "up to date"
+    assert len(recorder.requests) == 1 and recorder.connections == 1
+    assert msgpack.unpackb(recorder.requests[0].split(b"\r\n\r\n", 1)[1])["have"] == [head]
