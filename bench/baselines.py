@@ -10,6 +10,7 @@ one pack with bitmaps); `GitDaemon` serves it on loopback."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Sequence
@@ -71,6 +72,40 @@ def git_mirror(repo: SynthRepo, bare: Path) -> int:
     _git("-C", str(bare), "symbolic-ref", "HEAD", f"refs/heads/{repo.default_branch}")
     _git("-C", str(bare), "repack", "-a", "-d", "-b", "-q")
     return sum(p.stat().st_size for p in (bare / "objects" / "pack").glob("*.pack"))
+
+
+def git_commit_files(bare: Path, branch: str, files: dict[str, bytes], message: str) -> str:
+    """One commit on `branch` of the bare repository `bare` that writes `files` (path -> bytes)
+    over its tree, by plumbing (no working tree): what a one-commit `git push` leaves there.
+    Returns the commit's id."""
+    env = {
+        **os.environ,
+        "GIT_INDEX_FILE": str(bare / "bench-index"),
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@bench",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@bench",
+    }
+
+    def git(*args: str, data: bytes | None = None) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(bare), *args],
+            input=data,
+            capture_output=True,
+            check=True,
+            env=env,
+            timeout=GIT_TIMEOUT_S,
+        )
+        return done.stdout.decode().strip()
+
+    ref = f"refs/heads/{branch}"
+    git("read-tree", ref)
+    for path, content in files.items():
+        blob = git("hash-object", "-w", "--stdin", data=content)
+        git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+    commit = git("commit-tree", git("write-tree"), "-p", ref, "-m", message)
+    git("update-ref", ref, commit)
+    return commit
 
 
 def _fast_import_stream(repo: SynthRepo, out: IO[bytes]) -> None:

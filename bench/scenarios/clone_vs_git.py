@@ -13,14 +13,10 @@ the server to the client (headers included)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,13 +29,15 @@ from bench.hub import PushedRepo
 from bench.installed_client import installed_client
 from bench.plots import bars
 from bench.proxy import running_proxy
+from bench.pull_rounds import BLOB_SIZE, PullRuns, pull_rounds
 from bench.result import Check, ScenarioResult, Table, mb, ratio, secs
+from bench.timing import timed, timed_cpu, tree_digest
 from musehub.client.clone import clone
 
 TITLE = "3. End-to-end clone vs git"
-CLONE_TIMEOUT_S = 600.0
 LINK_MBIT, LINK_LATENCY_MS = 100.0, 20.0
 LINK = f"{LINK_MBIT:.0f} Mbit/s, {LINK_LATENCY_MS:.0f} ms"
+PULL_SLUG = "gabriel-pulls"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -58,7 +56,7 @@ class Runs:
         return statistics.median(self.cpu)
 
     def time(self, command: list[str], env: dict[str, str] | None = None) -> None:
-        seconds, cpu = _timed_cpu(command, env)
+        seconds, cpu = timed_cpu(command, env)
         self.seconds.append(seconds)
         self.cpu.append(cpu)
 
@@ -101,12 +99,30 @@ async def run(bench: Bench) -> ScenarioResult:
                     results[(r.slug, link, "git")] = git
                     results[(r.slug, link, "hub")] = hub
                     results[(r.slug, link, "raw")] = raw
+            # The pulls push to their repo: a copy of gabriel's history of their own, so the
+            # repo later scenarios use keeps the history they expect.
+            pull_repo = await bench.hub.push(PULL_SLUG, repo.synth)
+            await bench.hub.wait_warm(pull_repo, [pull_repo.want])
+            await bench.hub.quiesce()
+            pull_bare = folder / f"{PULL_SLUG}.git"
+            shutil.copytree(folder / f"{repo.slug}.git", pull_bare)
+            pulls = await pull_rounds(
+                bench.hub,
+                pull_repo,
+                pull_bare,
+                daemon,
+                musehub,
+                clones,
+                reps,
+                mbit=LINK_MBIT,
+                latency_ms=LINK_LATENCY_MS,
+            )
         cold = await _cold_runs(bench, musehub, repo, clones, reps)
         began = time.perf_counter()
         result = await clone(repo.url, clones / "in-process", progress=False)
         in_process_s = time.perf_counter() - began
-        help_s = statistics.median(_timed([*musehub, "clone", "--help"]) for _ in range(9))
-        same = _tree_digest(clones / f"git-{repo.slug}-loopback-0") == _tree_digest(
+        help_s = statistics.median(timed([*musehub, "clone", "--help"]) for _ in range(9))
+        same = tree_digest(clones / f"git-{repo.slug}-loopback-0") == tree_digest(
             clones / f"hub-{repo.slug}-loopback-0"
         )
     finally:
@@ -117,6 +133,7 @@ async def run(bench: Bench) -> ScenarioResult:
         repo,
         small,
         results,
+        pulls,
         cold,
         in_process_s,
         help_s,
@@ -191,6 +208,7 @@ def _report(
     repo: PushedRepo,
     small: PushedRepo,
     results: dict[tuple[str, str, str], Runs],
+    pulls: PullRuns,
     cold: Runs,
     in_process_s: float,
     help_s: float,
@@ -250,6 +268,37 @@ def _report(
         f"{secs(cold.median)} s; `clone()` in-process, warm: {secs(in_process_s)} s; "
         f"`musehub clone --help`: {help_s * 1000:.0f} ms.",
     )
+    hub_pull, git_pull = statistics.median(pulls.hub_s), statistics.median(pulls.git_s)
+    pull_table = Table(
+        [
+            "link",
+            "`git pull` (s)",
+            "`musehub pull` (s)",
+            "hub vs git",
+            "bytes on the wire, hub / git (KB)",
+            "hub runs (s)",
+            "git runs (s)",
+        ],
+        [
+            [
+                LINK,
+                secs(git_pull),
+                secs(hub_pull),
+                ratio(hub_pull, git_pull),
+                f"{statistics.median(pulls.hub_wire) / 1000:.1f} / "
+                f"{statistics.median(pulls.git_wire) / 1000:.1f}",
+                _runs(pulls.hub_s),
+                _runs(pulls.git_s),
+            ]
+        ],
+        caption=f"A pull of one new commit ({len(pulls.hub_s)} rounds: one file of "
+        f"{len(repo.synth.commits)}-commit history replaced by a fresh "
+        f"{BLOB_SIZE // 1024} KiB blob, pushed to the hub and the same change committed to the "
+        "git mirror, the hub's prebuild waited for), medians. Each tool pulls into its own clone "
+        "through a proxy of its own; `git pull --ff-only` fetches and updates the tree as "
+        "`musehub pull` does. Working trees identical after the last round: "
+        f"{'yes' if pulls.same_trees else 'NO'}.",
+    )
     plot = bars(
         bench.plot_path("clone_vs_git.png"),
         f"Whole clone of {repo.slug}, end to end",
@@ -296,7 +345,7 @@ def _report(
         "bandwidth shared by every connection). Warm: the prebuilt pack is cached. The client runs "
         "as installed (`bench/installed_client.py`: a virtualenv of its own, modules compiled, "
         "no editable-install finder), and each kind of clone takes its turn in every round.",
-        tables=[table],
+        tables=[table, pull_table],
         checks=checks,
         plots=[plot],
         notes=[
@@ -309,6 +358,13 @@ def _report(
                 "/".join(k): {"seconds": v.seconds, "cpu": v.cpu, "wire_bytes": v.wire_bytes}
                 for k, v in results.items()
             },
+            "pulls": {
+                "hub_s": pulls.hub_s,
+                "git_s": pulls.git_s,
+                "hub_wire": pulls.hub_wire,
+                "git_wire": pulls.git_wire,
+                "trees_identical": pulls.same_trees,
+            },
             "cold_s": cold.seconds,
             "in_process_s": in_process_s,
             "help_s": help_s,
@@ -319,46 +375,8 @@ def _report(
     )
 
 
-def _timed(command: list[str], env: dict[str, str] | None = None) -> float:
-    return _timed_cpu(command, env)[0]
-
-
-def _timed_cpu(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Wall seconds, and the CPU seconds (user + system) the command and its children used:
-    what a loaded machine changes least, so the number to compare across runs."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # only children waited for count
-    began = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
-    # Not `subprocess.run(timeout=...)`: with a timeout, `wait` polls with sleeps growing to
-    # 50 ms, so every time read rounds up to the next step of that ladder (a 70 ms process reads
-    # 115 ms). A blocking wait returns at the exit; a timer enforces the timeout instead.
-    killer = threading.Timer(CLONE_TIMEOUT_S, process.kill)
-    killer.start()
-    try:
-        returncode = process.wait()
-    finally:
-        killer.cancel()
-    seconds = time.perf_counter() - began
-    if returncode != 0:
-        raise subprocess.CalledProcessError(returncode, command)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return seconds, cpu
-
-
 def _tag(link: str) -> str:
     return "loopback" if link == "loopback" else "link"
-
-
-def _tree_digest(root: Path) -> str:
-    """sha256 over every checked-out file's path and bytes, VCS folders left out."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = path.relative_to(root)
-        if relative.parts[0] in (".git", ".muse"):
-            continue
-        digest.update(str(relative).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
 
 
 def _runs(values: list[float]) -> str:
