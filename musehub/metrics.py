@@ -71,6 +71,13 @@ PUSHES = Counter("musehub_push_total", "accepted pushes", ["prebuild_enqueued"])
 PROCESSES = Gauge(
     "musehub_processes", "processes running, by role", ["role"], multiprocess_mode="livesum"
 )
+# API processes that hear every change to a repo's refs (`services/refs_changes.py`), so keep
+# refs between requests; fewer than `musehub_processes{role="api"}`: some look refs up per clone.
+REFS_LISTENING = Gauge(
+    "musehub_refs_listening",
+    "API processes that hear every change to repos' refs from the database",
+    multiprocess_mode="livesum",
+)
 
 # The files of a live gauge end in the pid of the process that wrote them.
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")

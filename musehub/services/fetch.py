@@ -53,7 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from musehub.db.engine import session_factory
 from musehub.logs import info_line
 from musehub.metric_batches import BatchedCounter, BatchedHistogram
-from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, FETCH_SECONDS, FETCHES
+from musehub.metrics import BUILD_BYTES, BUILD_SECONDS, FETCH_SECONDS, FETCHES, REFS_LISTENING
 from musehub.services import history, mpack_cache, pull_packs
 from musehub.services.chains import Chain
 from musehub.services.fetch_answer import (
@@ -178,6 +178,8 @@ class FetchMPacks:
         """Whether every change to a repo's refs now reaches `forget_repo`, from whatever process
         or hand made it (`refs_changes.RefsChanges`): only then are refs kept between
         requests. Either way what was kept goes: it may have missed a change."""
+        if listening != self._refs_kept:
+            REFS_LISTENING.inc() if listening else REFS_LISTENING.dec()
         self._refs_kept = listening
         self._refs.forget_all()
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from musehub.metrics import REFS_LISTENING
 from musehub.services.fetch import FetchMPacks
 from musehub.services.refs_changes import RefsChanges
 from tests.conftest import Hub, serving_hub
@@ -79,13 +80,16 @@ async def delete_branch(hub: Hub, repo: PushedRepo, branch: str) -> None:
 @pytest.mark.local_storage_only
 async def test_a_push_through_another_process_is_seen_at_once(hub: Hub) -> None:
     repo = await push_vector(hub, branches=("main",))
+    listening = REFS_LISTENING._value.get()
     async for other in serving_hub(hub.engine, hub.settings):  # a second API process
         await until_listening(other.app.state.parts.fetch)
+        assert REFS_LISTENING._value.get() == listening + 1  # this process's apps, counted
         assert await heads(other, repo) == {"main": MAIN}  # kept there now
         await push_chorus(hub, repo)
         expected = {"main": MAIN, "chorus": CHORUS}
         probe = functools.partial(heads, other, repo)
         assert await within(AT_ONCE_S, probe, expected) == expected
+    assert REFS_LISTENING._value.get() == listening  # stopped: it no longer counts
 
 
 async def test_a_branch_deleted_by_hand_is_seen_at_once(hub: Hub) -> None:
