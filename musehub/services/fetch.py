@@ -178,8 +178,10 @@ class FetchMPacks:
         """Whether every change to a repo's refs now reaches `forget_repo`, from whatever process
         or hand made it (`refs_changes.RefsChanges`): only then are refs kept between
         requests. Either way what was kept goes: it may have missed a change."""
-        if listening != self._refs_kept:
-            REFS_LISTENING.inc() if listening else REFS_LISTENING.dec()
+        if listening and not self._refs_kept:
+            REFS_LISTENING.inc()
+        elif self._refs_kept and not listening:
+            REFS_LISTENING.dec()
         self._refs_kept = listening
         self._refs.forget_all()
 

@@ -38,6 +38,7 @@ _SQLALCHEMY_ONLY = (
     "async_creator_fn",
 )
 PROBE_PREFIX = "#probe-"  # no owner name starts with "#" (tokens.USER_NAME_PATTERN)
+AFTER_LOSS_S = 0.1  # a connection that listened, then was lost: a failover, likely over
 MAX_RETRY_S = 8.0
 
 log = logging.getLogger("musehub.refs")
@@ -71,9 +72,7 @@ class RefsChanges:
         while True:
             try:
                 await self._listen()
-                failures = 0  # it listened, then lost the connection: try again at once
-            except asyncio.CancelledError:
-                raise
+                failures = 0  # it listened, then lost the connection: try again soon
             except Exception as exc:  # the database down, a refused connection, a lost one
                 failures += 1
                 if failures == 1:
@@ -82,8 +81,8 @@ class RefsChanges:
                         "request until it listens again",
                         exc,
                     )
-            delay = min(MAX_RETRY_S, 0.25 * 2**failures) * random.uniform(0.5, 1.0)
-            await asyncio.sleep(delay if failures else 0)
+            delay = min(MAX_RETRY_S, 0.25 * 2**failures) if failures else AFTER_LOSS_S
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     async def _listen(self) -> None:
         """One connection's life: returns or raises once it is lost."""
