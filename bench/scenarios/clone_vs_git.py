@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench.baselines import GitDaemon, git_mirror
-from bench.chain_clone import clone_folder
+from bench.chain_clone import clone_folder, gc_as_the_command_has_it
 from bench.context import SMOKE_GABRIEL, Bench
 from bench.hub import PushedRepo
 from bench.installed_client import installed_client
@@ -119,7 +119,8 @@ async def run(bench: Bench) -> ScenarioResult:
             )
         cold = await _cold_runs(bench, musehub, repo, clones, reps)
         began = time.perf_counter()
-        result = await clone(repo.url, clones / "in-process", progress=False)
+        with gc_as_the_command_has_it():
+            result = await clone(repo.url, clones / "in-process", progress=False)
         in_process_s = time.perf_counter() - began
         help_s = statistics.median(timed([*musehub, "clone", "--help"]) for _ in range(9))
         same = tree_digest(clones / f"git-{repo.slug}-loopback-0") == tree_digest(

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 # Commands that only talk to a hub over HTTP: they run without httpx's own command line, which
 # its package imports when it can (click and pygments, a fifth of what `import httpx` costs).
 _CLIENT_COMMANDS = frozenset({"clone", "pull"})
+# The cycle collector's thresholds for those commands (`_calm_gc`).
+CLIENT_GC_THRESHOLDS = (100_000, 50, 100)
 
 
 def load_handler(name: str) -> Handler:
@@ -52,7 +54,7 @@ def _calm_gc() -> None:
     import gc
 
     gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(*CLIENT_GC_THRESHOLDS)
 
 
 if __name__ == "__main__":
