@@ -108,24 +108,29 @@ async def push_vector(
     hub: Hub, *, branches: Sequence[str] = ("main",), private: bool = False
 ) -> PushedRepo:
     """A new repo holding the real client's vector, its `branches` pushed the way muse does."""
-    vector = load_vector()
     owner, slug, token = await hub.create_repo(private=private)
     for branch in branches:
-        decode(
-            await push_records(
-                hub.client,
-                owner,
-                slug,
-                token,
-                branch=branch,
-                tip=VECTOR_HEADS[branch],
-                commits=vector["commits"],
-                snapshots=vector["snapshots"],
-                objects=vector["objects"],
-            )
-        )
+        await push_vector_branch(hub, owner, slug, token, branch)
     repo_id = decode(await call(hub.client, owner, slug, "refs", token=token))["repo_id"]
     return PushedRepo(owner, slug, token, repo_id)
+
+
+async def push_vector_branch(hub: Hub, owner: str, slug: str, token: str, branch: str) -> None:
+    """Push the vector's `branch` (`main` or `chorus`) to the repo, the way muse does."""
+    vector = load_vector()
+    decode(
+        await push_records(
+            hub.client,
+            owner,
+            slug,
+            token,
+            branch=branch,
+            tip=VECTOR_HEADS[branch],
+            commits=vector["commits"],
+            snapshots=vector["snapshots"],
+            objects=vector["objects"],
+        )
+    )
 
 
 def build_reading_slowly(hub: Hub, seconds_per_read: float) -> Any:

@@ -16,7 +16,7 @@ from musehub.client.clone import clone
 from musehub.services.fetch import FetchMPacks
 from tests.conftest import Hub
 from tests.mpack.helpers import VECTOR_HEADS, load_vector
-from tests.wire.helpers import build_reading_slowly, call, decode, push_records, push_vector
+from tests.wire.helpers import build_reading_slowly, call, decode, push_vector, push_vector_branch
 
 MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
 CLONE_CAPS = ["mpack-chain", "mpack-url", "mpack-zstd"]
@@ -115,20 +115,7 @@ async def test_a_push_through_this_process_is_seen_by_the_next_head_set_answer(h
     repo = await push_vector(hub, branches=("main",))
     before = decode(await head_set(hub, repo.owner, repo.slug, CLONE_CAPS))
     assert before["branch_heads"] == {"main": MAIN}
-    vector = load_vector()
-    decode(
-        await push_records(
-            hub.client,
-            repo.owner,
-            repo.slug,
-            repo.token,
-            branch="chorus",
-            tip=CHORUS,
-            commits=vector["commits"],
-            snapshots=vector["snapshots"],
-            objects=vector["objects"],
-        )
-    )
+    await push_vector_branch(hub, repo.owner, repo.slug, repo.token, "chorus")
     after = decode(await head_set(hub, repo.owner, repo.slug, CLONE_CAPS))
     assert after["branch_heads"] == {"main": MAIN, "chorus": CHORUS}
     # Main's head merges chorus, so the packs may be the very same ones: they must be what the

@@ -17,8 +17,8 @@ from musehub.metrics import REFS_LISTENING
 from musehub.services.fetch import FetchMPacks
 from musehub.services.refs_changes import RefsChanges
 from tests.conftest import Hub, serving_hub
-from tests.mpack.helpers import VECTOR_HEADS, load_vector
-from tests.wire.helpers import PushedRepo, decode, push_records, push_vector
+from tests.mpack.helpers import VECTOR_HEADS
+from tests.wire.helpers import PushedRepo, decode, push_vector, push_vector_branch
 from tests.wire.test_fetch_head_set import CLONE_CAPS, head_set
 
 MAIN, CHORUS = VECTOR_HEADS["main"], VECTOR_HEADS["chorus"]
@@ -51,23 +51,6 @@ async def until_listening(fetch: FetchMPacks) -> None:
     await wait_until(lambda: fetch.keeps_refs)
 
 
-async def push_chorus(hub: Hub, repo: PushedRepo) -> None:
-    vector = load_vector()
-    decode(
-        await push_records(
-            hub.client,
-            repo.owner,
-            repo.slug,
-            repo.token,
-            branch="chorus",
-            tip=CHORUS,
-            commits=vector["commits"],
-            snapshots=vector["snapshots"],
-            objects=vector["objects"],
-        )
-    )
-
-
 async def delete_branch(hub: Hub, repo: PushedRepo, branch: str) -> None:
     """By hand: the wire protocol has no branch delete."""
     async with hub.engine.begin() as connection:
@@ -85,7 +68,7 @@ async def test_a_push_through_another_process_is_seen_at_once(hub: Hub) -> None:
         await until_listening(other.app.state.parts.fetch)
         assert REFS_LISTENING._value.get() == listening + 1  # this process's apps, counted
         assert await heads(other, repo) == {"main": MAIN}  # kept there now
-        await push_chorus(hub, repo)
+        await push_vector_branch(hub, repo.owner, repo.slug, repo.token, "chorus")
         expected = {"main": MAIN, "chorus": CHORUS}
         probe = functools.partial(heads, other, repo)
         assert await within(AT_ONCE_S, probe, expected) == expected
