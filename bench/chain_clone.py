@@ -91,9 +91,9 @@ def _answered_with(parts: list[Part] | None) -> Iterator[None]:
     if parts is None:
         yield
         return
-    real = MuseRemote.clone_answer
+    real = MuseRemote.head_set_answer
 
-    async def clone_answer(
+    async def head_set_answer(
         self: MuseRemote, *args: Any, **kwargs: Any
     ) -> tuple[RemoteRefs, MPackURL | None] | None:
         together = await real(self, *args, **kwargs)
@@ -106,7 +106,7 @@ def _answered_with(parts: list[Part] | None) -> Iterator[None]:
         )
         return refs, MPackURL(swapped, answer.branch_heads)
 
-    with mock.patch.object(MuseRemote, "clone_answer", clone_answer):
+    with mock.patch.object(MuseRemote, "head_set_answer", head_set_answer):
         yield
 
 

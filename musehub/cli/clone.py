@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from musehub.client.clone_request import clone_capabilities
-from musehub.client.early import send_clone_request
+from musehub.client.early import send_head_set_request
 
 if TYPE_CHECKING:
     import argparse
@@ -39,7 +39,7 @@ def clone_command(
     zstd: bool = True,
 ) -> int:
     """Clone `url` into `dest` (default: the URL's last segment); check out the default branch."""
-    early = send_clone_request(url, clone_capabilities(zstd)) if transport is None else None
+    early = send_head_set_request(url, clone_capabilities(zstd)) if transport is None else None
     import asyncio
     import gc
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from musehub.client.clone_request import CAPABILITIES, ORIGIN
-from musehub.client.early import EarlyRequest, send_clone_request
+from musehub.client.early import EarlyRequest, send_head_set_request
 from musehub.client.errors import PullError
 from musehub.client.layout import LayoutError
 from musehub.client.progress import format_bytes
@@ -75,7 +75,7 @@ def send_early(root: Path) -> EarlyRequest | None:
     try:
         repo = open_repo(root)
         url = repo.remote_url(ORIGIN)
-        return None if url is None else send_clone_request(url, CAPABILITIES, local_tips(repo))
+        return None if url is None else send_head_set_request(url, CAPABILITIES, local_tips(repo))
     except (PullError, LayoutError, OSError):
         return None
 

@@ -72,7 +72,7 @@ async def clone(
 ) -> CloneResult:
     """Clone ``url`` into ``dest``; raises ``CloneError`` with a message a person can act on.
     ``zstd=False`` asks for the uncompressed pack. ``early``: the first request, already sent
-    (``early.send_clone_request`` with the same capabilities)."""
+    (``early.send_head_set_request`` with the same capabilities)."""
     capabilities = clone_capabilities(zstd)
     started = time.monotonic()
     dest, created = _claim_destination(dest)
@@ -144,7 +144,7 @@ async def _refs_and_answer(
     """The refs and the answer for every branch head: in one round trip from a hub that takes
     ``mpack-refs``, else ``GET /refs`` then ``POST /fetch`` (what muse 0.1.5 does)."""
     try:
-        together = await remote.clone_answer(capabilities)
+        together = await remote.head_set_answer(capabilities)
     except RemoteError as exc:
         if exc.status == 0:  # no HTTP answer at all
             raise CloneError(f"{exc}; check the URL and that the hub is up") from exc

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import msgpack
 
-from musehub.client.clone_request import ACCEPT, MSGPACK, REQUEST_TIMEOUT_S, clone_body
+from musehub.client.clone_request import ACCEPT, MSGPACK, REQUEST_TIMEOUT_S, head_set_body
 from musehub.client.http11_request import Address, proxy_address, request_bytes, route
 from musehub.client.session import UnsupportedProtocol, http11_proxy
 
@@ -80,7 +80,7 @@ class EarlyRequest:
             self.close()
 
 
-def send_clone_request(
+def send_head_set_request(
     base_url: str, capabilities: Sequence[str], have: Sequence[str] = ()
 ) -> EarlyRequest | None:
     """The clone's ``POST /fetch`` to ``base_url`` (a pull's, with its tips as ``have``), sent
@@ -90,7 +90,7 @@ def send_clone_request(
     if not served or not base_url.startswith("http://"):
         return None
     headers: list[Mapping[str, str]] = [{"Accept": ACCEPT}, {"Content-Type": MSGPACK}]
-    body = msgpack.packb(clone_body(capabilities, have), use_bin_type=True)
+    body = msgpack.packb(head_set_body(capabilities, have), use_bin_type=True)
     try:
         address, target, host = route(
             base_url.rstrip("/") + "/fetch", proxy_address(proxy) if proxy else None

@@ -88,7 +88,7 @@ async def pull(
     early: EarlyRequest | None = None,
 ) -> PullResult:
     """Pull ``root``'s remote into it; raises ``PullError`` with a message a person can act on.
-    ``early``: its first request, already sent (``early.send_clone_request`` with the tips that
+    ``early``: its first request, already sent (``early.send_head_set_request`` with the tips that
     ``pull_request.local_tips`` reads)."""
     started = time.monotonic()
     repo = open_repo(root)
@@ -137,7 +137,7 @@ async def _refs_and_answer(
     that takes ``mpack-refs`` (None: nothing new, or ask ``/fetch`` below); else ``GET /refs``
     alone, as muse does."""
     try:
-        together = await remote.clone_answer(CAPABILITIES, have)
+        together = await remote.head_set_answer(CAPABILITIES, have)
         refs, answer = together if together is not None else (await remote.refs(), None)
     except RemoteError as exc:
         raise PullError(

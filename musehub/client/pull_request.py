@@ -1,6 +1,6 @@
 """What a pull's first request needs, read without loading the client: the repository (the
 nearest ``.muse`` at or above a folder), its remote's URL and its tips (the ``have``). Imports
-nothing heavy, so ``musehub pull`` sends that request (``early.send_clone_request`` with the
+nothing heavy, so ``musehub pull`` sends that request (``early.send_head_set_request`` with the
 tips) before asyncio and the client load, as ``musehub clone`` does; ``pull.pull`` reads the
 same here, so the two requests are the same bytes."""
 

@@ -5,7 +5,7 @@ It behaves like the muse 0.1.5 client where the protocol pins behaviour: msgpack
 msgpack (a non-map reads as ``{}``), redirects refused, 64 MiB answer cap, no token over
 plain http except to loopback. It goes beyond it in two places: ``fetch`` asks for the
 pack by URL (``capabilities: ["mpack-url"]``, and ``"mpack-chain"`` for a base and top-ups)
-and streams an inline answer to a file; ``clone_answer`` asks for every branch head with the
+and streams an inline answer to a file; ``head_set_answer`` asks for every branch head with the
 refs in the answer (``"mpack-refs"``), one round trip instead of two, for a clone and a pull.
 
 Pass ``transport=httpx.ASGITransport(app)`` to talk to an in-process app in tests.
@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import msgpack
 
-from musehub.client.clone_request import ACCEPT, MSGPACK, REQUEST_TIMEOUT_S, clone_body
+from musehub.client.clone_request import ACCEPT, MSGPACK, REQUEST_TIMEOUT_S, head_set_body
 from musehub.client.download import PackPart
 from musehub.client.errors import RemoteError
 from musehub.client.session import Response, http_errors, open_session
@@ -135,7 +135,7 @@ class MuseRemote:
     async def refs(self) -> RemoteRefs:
         return _refs_of(await self._call("GET", "refs"))
 
-    async def clone_answer(
+    async def head_set_answer(
         self, capabilities: Sequence[str], have: Sequence[str] = ()
     ) -> tuple[RemoteRefs, MPackURL | None] | None:
         """A clone (or, with ``have``, a pull) in one round trip: ``POST /fetch`` for every
@@ -145,7 +145,7 @@ class MuseRemote:
         hub does not answer so: one without the capability refuses the empty ``want`` (4xx),
         one still building the pack streams it inline (left unread here); the caller then asks
         the old way, ``refs`` and ``fetch``."""
-        body = clone_body(capabilities, have)
+        body = head_set_body(capabilities, have)
         try:
             async with self._stream("POST", self.url("fetch"), body) as resp:
                 declared = resp.headers.get("content-length")

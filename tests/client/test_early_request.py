@@ -18,7 +18,7 @@ import pytest
 from bench.proxy import running_proxy
 from musehub.cli.pull import send_early
 from musehub.client.clone_request import CAPABILITIES, ORIGIN
-from musehub.client.early import send_clone_request
+from musehub.client.early import send_head_set_request
 from musehub.client.errors import RemoteError
 from musehub.client.layout import MuseDir
 from musehub.client.pull import pull
@@ -84,19 +84,19 @@ def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-async def _clone_answer(url: str, early: object = None) -> object:
+async def _head_set_answer(url: str, early: object = None) -> object:
     async with MuseRemote(url, early=early) as remote:  # type: ignore[arg-type]
-        return await remote.clone_answer(CAPABILITIES)
+        return await remote.head_set_answer(CAPABILITIES)
 
 
 async def test_the_early_request_is_the_one_the_client_sends_and_is_answered_once(
     recorder: Recorder,
 ) -> None:
     url = f"http://127.0.0.1:{recorder.port}/alice/song"
-    alone = await _clone_answer(url)
-    early = send_clone_request(url, CAPABILITIES)
+    alone = await _head_set_answer(url)
+    early = send_head_set_request(url, CAPABILITIES)
     assert early is not None
-    together = await _clone_answer(url, early)
+    together = await _head_set_answer(url, early)
     assert together == alone and together is not None
     # The same bytes, each on a connection of its own: the early one was not sent twice.
     assert recorder.requests[0] == recorder.requests[1] and len(recorder.requests) == 2
@@ -109,9 +109,9 @@ async def test_through_an_http_proxy_it_goes_to_the_proxy_in_absolute_form(
     with running_proxy("127.0.0.1", recorder.port) as proxy:
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
         url = "http://hub.invalid:9/alice/song"
-        early = send_clone_request(url, CAPABILITIES)
+        early = send_head_set_request(url, CAPABILITIES)
         assert early is not None and early.address == ("127.0.0.1", proxy.port)
-        assert await _clone_answer(url, early) is not None
+        assert await _head_set_answer(url, early) is not None
     assert recorder.requests[0].startswith(b"POST http://hub.invalid:9/alice/song/fetch HTTP/1.1")
     assert len(recorder.requests) == 1 and proxy.stats.connections == 1
 
@@ -120,7 +120,7 @@ async def test_another_first_request_closes_the_early_one_and_goes_itself(
     recorder: Recorder,
 ) -> None:
     url = f"http://127.0.0.1:{recorder.port}/alice/song"
-    early = send_clone_request(url, CAPABILITIES)
+    early = send_head_set_request(url, CAPABILITIES)
     async with MuseRemote(url, early=early) as remote:
         refs = await remote.refs()  # not the request sent early
     assert refs.branch_heads == HEADS
@@ -137,15 +137,15 @@ async def test_nothing_listening_is_reported_by_the_client_as_without_it() -> No
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/alice/song"
-    early = send_clone_request(url, CAPABILITIES)
+    early = send_head_set_request(url, CAPABILITIES)
     with pytest.raises(RemoteError, match="cannot reach"):
-        await _clone_answer(url, early)
+        await _head_set_answer(url, early)
 
 
 def test_not_sent_where_the_client_would_not_send_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert send_clone_request("https://hub.example/alice/song", CAPABILITIES) is None
+    assert send_head_set_request("https://hub.example/alice/song", CAPABILITIES) is None
     monkeypatch.setenv("HTTP_PROXY", "socks5://127.0.0.1:1080")  # httpx's to speak
-    assert send_clone_request("http://127.0.0.1:9/alice/song", CAPABILITIES) is None
+    assert send_head_set_request("http://127.0.0.1:9/alice/song", CAPABILITIES) is None
 
 
 async def test_a_pull_sends_its_first_request_early_with_its_tips(
