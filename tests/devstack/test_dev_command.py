@@ -84,11 +84,13 @@ def test_dev_starts_everything_heals_restarts_with_its_state_and_stops_cleanly(
         assert f"127.0.0.1:{dev_env['MUSEHUB_DEV_POSTGRES_PORT']}/musehub" in output
         assert httpx.get(f"{api}/health").json() == {"status": "ok", "database": "ok"}
         assert httpx.get(f"{api}/health/live").json() == {"status": "ok"}
-        # Its two API processes add up their metrics: every scrape counts both.
+        # Its two API processes add up their metrics: every scrape counts both. Both hear every
+        # change to a repo's refs from the database (the migrated triggers, their own LISTEN).
         deadline = time.monotonic() + 60
-        while 'musehub_processes{role="api"} 2.0' not in httpx.get(f"{api}/metrics").text:
-            assert time.monotonic() < deadline, "the two API processes' metrics do not add up"
-            time.sleep(0.2)
+        for line in ('musehub_processes{role="api"} 2.0', "musehub_refs_listening 2.0"):
+            while line not in httpx.get(f"{api}/metrics").text:
+                assert time.monotonic() < deadline, f"no {line!r} in the summed metrics"
+                time.sleep(0.2)
         ready = httpx.get(f"{api}/health/ready", timeout=10)
         assert (ready.status_code, ready.json()["status"]) == (200, "ok"), ready.text
         ui = httpx.get(f"http://127.0.0.1:{dev_env['MUSEHUB_DEV_TEMPORAL_UI_PORT']}/")
