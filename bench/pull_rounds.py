@@ -9,7 +9,9 @@ process of its own, through a proxy of its own, so the bytes each sent are count
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from bench.baselines import GitDaemon, git_commit_files
 from bench.hub import Hub, PushedRepo
 from bench.proxy import running_proxy
 from bench.synthetic import next_commit
-from bench.timing import timed, tree_digest
+from bench.timing import COMMAND_TIMEOUT_S, timed, tree_digest
 
 BLOB_SIZE = 16 * 1024
 
@@ -50,8 +52,8 @@ async def pull_rounds(
     `latency_ms`."""
     runs = PullRuns()
     hub_clone, git_clone = folder / f"pull-hub-{repo.slug}", folder / f"pull-git-{repo.slug}"
-    timed([*musehub, "clone", "-q", repo.url, str(hub_clone)])
-    timed(["git", "clone", "-q", daemon.url(bare.name), str(git_clone)])
+    await _run([*musehub, "clone", "-q", repo.url, str(hub_clone)])
+    await _run(["git", "clone", "-q", daemon.url(bare.name), str(git_clone)])
     branch = repo.synth.default_branch
     records = {str(c["commit_id"]): c for c in repo.synth.commits}
     tip: dict[str, Any] = records[repo.heads[branch]]
@@ -66,7 +68,7 @@ async def pull_rounds(
         via = f"http://127.0.0.1:{hub_proxy.port}"
         env = {**os.environ, "HTTP_PROXY": via, "http_proxy": via, "NO_PROXY": "", "no_proxy": ""}
         git_url = f"git://127.0.0.1:{git_proxy.port}/{bare.name}"
-        timed(["git", "-C", str(git_clone), "remote", "set-url", "origin", git_url])
+        await _run(["git", "-C", str(git_clone), "remote", "set-url", "origin", git_url])
         for n in range(rounds):
             commit, snapshot, blobs = next_commit(tip, manifest, n, blob_size=BLOB_SIZE)
             changed = {
@@ -94,3 +96,10 @@ async def pull_rounds(
                 wire.append(proxy.stats.down - before)
     runs.same_trees = tree_digest(hub_clone) == tree_digest(git_clone)
     return runs
+
+
+async def _run(command: list[str]) -> None:
+    """A setup step (the clones, the git remote): run to its end, not timed."""
+    await asyncio.to_thread(
+        subprocess.run, command, check=True, stdout=subprocess.DEVNULL, timeout=COMMAND_TIMEOUT_S
+    )
